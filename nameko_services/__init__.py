@@ -1,0 +1,1 @@
+"""Attune platform services and the shared domain package."""

@@ -1,0 +1,382 @@
+"""The schema as SQLAlchemy Core tables; alembic/versions holds the migrations that create it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id() -> Column:
+    return Column("id", BigInteger, primary_key=True, autoincrement=True)
+
+
+def _created() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _updated() -> Column:
+    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _tenant(nullable: bool = False) -> Column:
+    return Column(
+        "tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=nullable
+    )
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    _created(),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("username", String(200), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(20), nullable=False),
+    _created(),
+    CheckConstraint("role in ('admin','editor','executor','viewer')", name="role"),
+)
+
+# System packs have tenant_id NULL; refs are unique per tenant (and once among system packs).
+packs = Table(
+    "packs",
+    metadata,
+    _id(),
+    _tenant(nullable=True),
+    Column("ref", String(200), nullable=False),
+    Column("version", String(50), nullable=False, server_default="0.1.0"),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("system", Boolean, nullable=False, server_default=text("false")),
+    Column("source_path", Text),
+    Column("meta", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("env_status", String(20), nullable=False, server_default="ready"),
+    Column("env_error", Text),
+    _created(),
+    _updated(),
+    Index("uq_packs_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    _id(),
+    _tenant(nullable=True),
+    Column("pack_id", BigInteger, ForeignKey("packs.id", ondelete="CASCADE"), nullable=False),
+    Column("ref", String(400), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("runner_type", String(40), nullable=False),
+    Column("entry_point", Text),
+    Column("code", Text),
+    Column("parameters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("timeout", Float),
+    Column("retry", JSONB),
+    Column("with_items", Text),
+    Column("concurrency", Integer),
+    Column("secrets", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("http_config", JSONB),
+    Column("container_config", JSONB),
+    Column("workflow", JSONB),
+    _created(),
+    _updated(),
+    Index("uq_actions_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),
+    Index("ix_actions_pack_id", "pack_id"),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    _id(),
+    _tenant(nullable=True),
+    Column("pack_id", BigInteger, ForeignKey("packs.id", ondelete="CASCADE")),
+    Column("ref", String(400), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("parameters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("webhook_token", String(100)),
+    # Durable timer state: the last scheduled fire time handed out, so restarts never fire twice.
+    Column("last_fired_at", DateTime(timezone=True)),
+    Column("fire_count", BigInteger, nullable=False, server_default="0"),
+    _created(),
+    _updated(),
+    CheckConstraint("type in ('interval','date','cron','webhook','custom')", name="type"),
+    Index("uq_triggers_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),
+)
+
+sensors = Table(
+    "sensors",
+    metadata,
+    _id(),
+    _tenant(nullable=True),
+    Column("pack_id", BigInteger, ForeignKey("packs.id", ondelete="CASCADE"), nullable=False),
+    Column("ref", String(400), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("entry_point", Text, nullable=False),
+    Column("poll_interval", Float),
+    Column("trigger_types", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("config", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("status", String(20), nullable=False, server_default="stopped"),
+    Column("last_error", Text),
+    Column("restarts", Integer, nullable=False, server_default="0"),
+    _created(),
+    _updated(),
+    Index("uq_sensors_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),
+)
+
+rules = Table(
+    "rules",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("pack_id", BigInteger, ForeignKey("packs.id", ondelete="CASCADE")),
+    Column("ref", String(400), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("trigger_id", BigInteger, ForeignKey("triggers.id", ondelete="CASCADE"), nullable=False),
+    Column("action_id", BigInteger, ForeignKey("actions.id", ondelete="CASCADE"), nullable=False),
+    Column("criteria", Text),
+    Column("parameters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("notify_on_trigger", Boolean, nullable=False, server_default=text("false")),
+    _created(),
+    _updated(),
+    Index("uq_rules_tenant_ref", "tenant_id", "ref", unique=True),
+    Index("ix_rules_trigger_id_enabled", "trigger_id", "enabled"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("trigger_id", BigInteger, ForeignKey("triggers.id", ondelete="SET NULL")),
+    Column("trigger_ref", String(400), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("payload", JSONB),
+    Column("idempotency_key", String(200)),
+    Column("caused_by_execution_id", BigInteger),
+    Column("chain_depth", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    # Set once the executor has evaluated the rules; NULL rows are resumed after a crash.
+    Column("processed_at", DateTime(timezone=True)),
+    _created(),
+    CheckConstraint("source in ('timer','webhook','sensor','api')", name="source"),
+    Index("ix_events_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+    Index("ix_events_trigger_id", "trigger_id"),
+    Index(
+        "uq_events_trigger_idempotency",
+        "trigger_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("ix_events_unprocessed", "id", postgresql_where=text("processed_at IS NULL")),
+)
+
+rule_evaluations = Table(
+    "rule_evaluations",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("event_id", BigInteger, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("rule_id", BigInteger, ForeignKey("rules.id", ondelete="CASCADE"), nullable=False),
+    Column("matched", Boolean, nullable=False),
+    Column("error", Text),
+    _created(),
+    Index("uq_rule_evaluations_event_rule", "event_id", "rule_id", unique=True),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("action_id", BigInteger, ForeignKey("actions.id", ondelete="SET NULL")),
+    Column("action_ref", String(400), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("parameters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("result", JSONB),
+    Column("parent_execution_id", BigInteger, ForeignKey("executions.id", ondelete="CASCADE")),
+    Column("task_name", String(200)),
+    Column("item_index", Integer),
+    Column("item", JSONB),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("max_attempts", Integer, nullable=False, server_default="1"),
+    Column("rule_id", BigInteger, ForeignKey("rules.id", ondelete="SET NULL")),
+    Column("event_id", BigInteger, ForeignKey("events.id", ondelete="SET NULL")),
+    Column("enforcement_id", BigInteger),
+    Column("rerun_of", BigInteger),
+    Column("worker", String(200)),
+    Column("trigger_data", JSONB),
+    # Engine state for workflows and with-items parents (pending tasks, rendered items, ...).
+    Column("state", JSONB),
+    _created(),
+    _updated(),
+    Column("requested_at", DateTime(timezone=True)),
+    Column("scheduled_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("paused_at", DateTime(timezone=True)),
+    Column("canceling_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Index("ix_executions_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+    Index("ix_executions_tenant_status", "tenant_id", "status"),
+    Index("ix_executions_parent", "parent_execution_id"),
+    Index("ix_executions_rule", "rule_id"),
+    Index("ix_executions_enforcement", "enforcement_id"),
+    Index("ix_executions_action_ref", "tenant_id", "action_ref"),
+)
+
+enforcements = Table(
+    "enforcements",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("rule_id", BigInteger, ForeignKey("rules.id", ondelete="SET NULL")),
+    Column("event_id", BigInteger, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("execution_id", BigInteger, ForeignKey("executions.id", ondelete="SET NULL")),
+    Column("status", String(20), nullable=False, server_default="created"),
+    Column("error", Text),
+    _created(),
+    _updated(),
+    Index("uq_enforcements_rule_event", "rule_id", "event_id", unique=True),
+    Index("ix_enforcements_tenant_created", "tenant_id", text("created_at DESC")),
+    Index("ix_enforcements_event", "event_id"),
+)
+
+inquiries = Table(
+    "inquiries",
+    metadata,
+    _id(),
+    _tenant(),
+    Column(
+        "execution_id", BigInteger, ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("prompt", Text, nullable=False, server_default=""),
+    Column("schema", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", String(20), nullable=False, server_default="pending"),
+    Column("ttl_seconds", Integer),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("default_response", JSONB),
+    Column("response", JSONB),
+    Column("roles", JSONB),
+    Column("responded_by", String(200)),
+    Column("responded_at", DateTime(timezone=True)),
+    _created(),
+    Index("ix_inquiries_tenant_status", "tenant_id", "status"),
+    Index("ix_inquiries_expiry", "expires_at", postgresql_where=text("status = 'pending'")),
+)
+
+datastore_items = Table(
+    "datastore_items",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("key", String(400), nullable=False),
+    Column("value", JSONB),
+    Column("ciphertext", LargeBinary),
+    Column("key_id", String(50)),
+    Column("encrypted", Boolean, nullable=False, server_default=text("false")),
+    Column("expires_at", DateTime(timezone=True)),
+    _created(),
+    _updated(),
+    Index("uq_datastore_items_tenant_key", "tenant_id", "key", unique=True),
+    CheckConstraint(
+        "(encrypted AND ciphertext IS NOT NULL AND key_id IS NOT NULL AND value IS NULL)"
+        " OR (NOT encrypted AND ciphertext IS NULL)",
+        name="encrypted_shape",
+    ),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("key", String(400), nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("key_id", String(50), nullable=False),
+    _created(),
+    _updated(),
+    Index("uq_secrets_tenant_key", "tenant_id", "key", unique=True),
+)
+
+# Append-only: a trigger created by the migration refuses UPDATE and DELETE.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger),
+    Column("timestamp", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor_type", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("entity_type", String(50), nullable=False),
+    Column("entity_id", String(100), nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    CheckConstraint("actor_type in ('user','service','worker')", name="actor_type"),
+    Index("ix_audit_log_entity", "tenant_id", "entity_type", "entity_id", "id"),
+)
+
+# Durable timers of the executor: retry backoff, execution/workflow timeouts, inquiry TTLs.
+timers = Table(
+    "timers",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger),
+    Column("kind", String(40), nullable=False),
+    Column("entity_id", BigInteger, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created(),
+    Index("ix_timers_due_at", "due_at"),
+    Index("uq_timers_kind_entity", "kind", "entity_id", unique=True),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("hostname", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("status", String(20), nullable=False, server_default="online"),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,0 +1,91 @@
+"""Typed, validated view of the ATTUNE section of nameko.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 8
+    max_output_size_bytes: int = 1024 * 1024
+    default_timeout_seconds: float = 600.0
+    cancel_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a process needs to know, read once at start-up; a bad key fails loudly."""
+
+    amqp_uri: str
+    database_url: str
+    jwt_secret: str
+    encryption_keys: dict[str, bytes]
+    active_key_id: str
+    environment: str = "dev"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    access_token_ttl_seconds: int = 3600
+    refresh_token_ttl_seconds: int = 7 * 24 * 3600
+    execution_token_ttl_seconds: int = 3600
+    run_dir: Path = Path(".attune/dev")
+    log_level: str = "INFO"
+    rpc_timeout_seconds: float = 5.0
+    webhook_max_body_bytes: int = 1024 * 1024
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host  # noqa: S104
+        return f"http://{host}:{self.api_port}"
+
+    @classmethod
+    def from_mapping(cls, config: dict[str, Any]) -> Settings:
+        """Build from a loaded nameko config dict; raises ConfigurationError naming the bad key."""
+        section = dict(config.get("ATTUNE") or {})
+        worker = dict(section.pop("worker", None) or {})
+
+        def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
+            value = where.get(key)
+            if value in (None, ""):
+                raise ConfigurationError(f"configuration key {prefix}{key} is missing or empty")
+            return value
+
+        amqp_uri = need("AMQP_URI", config, "")
+        from .crypto import parse_keyring
+
+        keyring, active = parse_keyring(str(need("encryption_keys")))
+        jwt_secret = str(need("jwt_secret"))
+        if len(jwt_secret) < 32:
+            raise ConfigurationError("configuration key ATTUNE.jwt_secret must be >= 32 characters")
+        known = {f.name for f in WorkerSettings.__dataclass_fields__.values()}
+        unknown = set(worker) - known
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.worker: {sorted(unknown)}")
+        try:
+            return cls(
+                amqp_uri=str(amqp_uri),
+                database_url=str(need("database_url")),
+                jwt_secret=jwt_secret,
+                encryption_keys=keyring,
+                active_key_id=active,
+                environment=str(section.get("environment", "dev")),
+                api_host=str(section.get("api_host", "127.0.0.1")),
+                api_port=int(section.get("api_port", 8080)),
+                access_token_ttl_seconds=int(section.get("access_token_ttl_seconds", 3600)),
+                refresh_token_ttl_seconds=int(section.get("refresh_token_ttl_seconds", 604800)),
+                execution_token_ttl_seconds=int(section.get("execution_token_ttl_seconds", 3600)),
+                run_dir=Path(str(section.get("run_dir", ".attune/dev"))),
+                log_level=str(section.get("log_level", "INFO")),
+                rpc_timeout_seconds=float(section.get("rpc_timeout_seconds", 5)),
+                webhook_max_body_bytes=int(section.get("webhook_max_body_bytes", 1048576)),
+                worker=WorkerSettings(**worker),
+                raw=config,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"bad value in ATTUNE configuration: {exc}") from exc

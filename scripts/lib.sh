@@ -1,0 +1,121 @@
+# Shared setup steps for scripts/up.sh and scripts/test.sh. Every step is idempotent.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need_root_or_sudo() {
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    die "$1 needs root (or sudo) and neither is available"; fi
+}
+
+apt_install() {
+  need_root_or_sudo "installing $*"
+  command -v apt-get >/dev/null || die "apt-get not found: install $* by hand"
+  say "installing $* with apt"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# A Python 3.11 interpreter by absolute path (never a pyenv shim: it costs 150 ms per spawn).
+find_python() {
+  for candidate in "${ATTUNE_PYTHON:-}" /root/.pyenv/versions/3.11*/bin/python3.11 \
+                   /usr/local/bin/python3.11 /usr/bin/python3.11; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
+  done
+  apt_install python3.11 python3.11-venv python3.11-dev
+  echo /usr/bin/python3.11
+}
+
+ensure_venv() {
+  local stamp="$VENV/.installed"
+  if [ ! -x "$PY" ]; then
+    say "creating virtualenv $VENV"
+    "$(find_python)" -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    say "installing Attune and its pinned dependencies"
+    "$PY" -m pip install -q --disable-pip-version-check "setuptools<81" 2>&1 | grep -v 'is ignored' || true
+    "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" 2>&1 | grep -v 'is ignored' || true
+    "$PY" -c "import nameko, flask, sqlalchemy" || die "the Python install failed"
+    touch "$stamp"
+  fi
+}
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null && ! command -v psql >/dev/null; then
+    apt_install postgresql postgresql-client
+  fi
+  if ! pg_up; then
+    say "starting PostgreSQL"
+    local version
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    [ -n "$version" ] || die "PostgreSQL is installed but has no cluster in /etc/postgresql"
+    need_root_or_sudo "starting PostgreSQL"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
+    pg_up || die "PostgreSQL did not come up on 127.0.0.1:5432"
+  fi
+}
+
+psql_super() { need_root_or_sudo "creating the database"; $SUDO -u postgres psql -qtAX "$@" 2>/dev/null \
+  || $SUDO runuser -u postgres -- psql -qtAX "$@"; }
+
+# The attune role (password attune, CREATEDB so the e2e harness can recreate its own database).
+ensure_database() {
+  local db="$1"
+  if [ "$(psql_super -c "select 1 from pg_roles where rolname='attune'")" != "1" ]; then
+    say "creating PostgreSQL role attune"
+    psql_super -c "create role attune login createdb password 'attune'"
+  fi
+  if [ "$(psql_super -c "select 1 from pg_database where datname='$db'")" != "1" ]; then
+    say "creating database $db"
+    psql_super -c "create database $db owner attune"
+  fi
+}
+
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+
+ensure_rabbitmq() {
+  command -v rabbitmq-server >/dev/null || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
+  if ! rabbit_up; then
+    say "starting RabbitMQ"
+    need_root_or_sudo "starting RabbitMQ"
+    $SUDO rabbitmq-server -detached || true
+    for _ in $(seq 1 120); do rabbit_up && break; sleep 0.5; done
+    rabbit_up || die "RabbitMQ did not come up on 127.0.0.1:5672"
+  fi
+  need_root_or_sudo "configuring RabbitMQ"
+  $SUDO rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+}
+
+ensure_vhost() {
+  local vhost="$1"
+  if ! $SUDO rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$vhost"; then
+    say "creating RabbitMQ vhost $vhost"
+    $SUDO rabbitmqctl -q add_vhost "$vhost" >/dev/null
+  fi
+  $SUDO rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+}
+
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+}
+
+# Everything both commands need: interpreter, venv, PostgreSQL, RabbitMQ, databases and vhosts.
+ensure_infrastructure() {
+  ensure_venv
+  ensure_postgres
+  ensure_rabbitmq
+  ensure_node
+  ensure_database attune
+  ensure_database attune_e2e
+  ensure_vhost attune
+  ensure_vhost attune_e2e
+}
