@@ -116,6 +116,8 @@ ensure_infrastructure() {
   ensure_node
   ensure_database attune
   ensure_database attune_e2e
+  ensure_database attune_test
   ensure_vhost attune
   ensure_vhost attune_e2e
+  ensure_vhost attune_test
 }

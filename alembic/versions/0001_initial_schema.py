@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 18:06:37.041758
+Create Date: 2026-11-25 18:08:16.294049
 """
 
 from collections.abc import Sequence
@@ -249,6 +249,7 @@ def upgrade() -> None:
     sa.Column('action_ref', sa.String(length=400), nullable=False),
     sa.Column('status', sa.String(length=30), nullable=False),
     sa.Column('parameters', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('secret_parameters', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'::jsonb"), nullable=False),
     sa.Column('result', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('parent_execution_id', sa.BigInteger(), nullable=True),
     sa.Column('task_name', sa.String(length=200), nullable=True),

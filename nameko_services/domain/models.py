@@ -232,6 +232,8 @@ executions = Table(
     Column("action_ref", String(400), nullable=False),
     Column("status", String(30), nullable=False),
     Column("parameters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Names of parameters declared `secret: true`: masked as "***" in every API response.
+    Column("secret_parameters", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("result", JSONB),
     Column("parent_execution_id", BigInteger, ForeignKey("executions.id", ondelete="CASCADE")),
     Column("task_name", String(200)),

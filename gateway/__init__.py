@@ -1,0 +1,1 @@
+"""Attune HTTP gateway: REST API, webhooks and WebSocket notifications (Flask on eventlet.wsgi)."""

@@ -1,0 +1,1 @@
+"""One blueprint per resource; every module exposing `bp` is registered by create_app."""

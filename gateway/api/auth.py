@@ -1,0 +1,86 @@
+"""/auth/register|login|refresh, /api/v1/me and /api/v1/users."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from nameko_services.domain import users
+from nameko_services.domain.auth import issue_token, verify_token
+from nameko_services.domain.db import transaction
+
+from ..app import ctx
+from ..auth import PUBLIC, permission, principal
+from ..http import json_body, one, page, page_args
+
+bp = Blueprint("auth", __name__)
+
+
+def _token_pair(user: dict) -> dict:
+    settings = ctx().settings
+    common = {"user_id": user["id"], "tenant_id": user["tenant_id"], "role": user["role"]}
+    return {
+        "user": users.to_api(user),
+        "access_token": issue_token(settings.jwt_secret, token_type="access",
+                                    ttl_seconds=settings.access_token_ttl_seconds, **common),
+        "refresh_token": issue_token(settings.jwt_secret, token_type="refresh",
+                                     ttl_seconds=settings.refresh_token_ttl_seconds, **common),
+        "token_type": "Bearer",
+        "expires_in": settings.access_token_ttl_seconds,
+    }
+
+
+@bp.post("/auth/register")
+@permission(PUBLIC)
+def register():
+    body = json_body({"username", "password", "tenant"}, {"username", "password"})
+    with transaction(ctx().engine) as conn:
+        user = users.register(conn, username=body["username"], password=body["password"],
+                              tenant=body.get("tenant"))
+    return one(_token_pair(user), 201)
+
+
+@bp.post("/auth/login")
+@permission(PUBLIC)
+def login():
+    body = json_body({"username", "password"}, {"username", "password"})
+    with transaction(ctx().engine) as conn:
+        user = users.login(conn, str(body["username"]), str(body["password"]))
+    return one(_token_pair(user))
+
+
+@bp.post("/auth/refresh")
+@permission(PUBLIC)
+def refresh():
+    body = json_body({"refresh_token"}, {"refresh_token"})
+    claims = verify_token(ctx().settings.jwt_secret, str(body["refresh_token"]), ("refresh",))
+    with transaction(ctx().engine) as conn:  # the user may have been removed or changed role
+        user = users.get(conn, claims.tenant_id, claims.user_id)
+    return one(_token_pair(user))
+
+
+@bp.get("/api/v1/me")
+@permission("read")
+def me():
+    who = principal()
+    with transaction(ctx().engine) as conn:
+        return one(users.to_api(users.get(conn, who.tenant_id, who.user_id)))
+
+
+@bp.post("/api/v1/users")
+@permission("admin")
+def create_user():
+    body = json_body({"username", "password", "role"}, {"username", "password", "role"})
+    who = principal()
+    with transaction(ctx().engine) as conn:
+        user = users.create_user(conn, tenant_id=who.tenant_id, username=body["username"],
+                                 password=body["password"], role=body["role"], actor=who.actor)
+    return one(users.to_api(user), 201)
+
+
+@bp.get("/api/v1/users")
+@permission("read")
+def list_users():
+    limit, offset = page_args()
+    with transaction(ctx().engine) as conn:
+        items, total = users.list_users(conn, principal().tenant_id, limit, offset)
+    return page(items, total, limit, offset)

@@ -1,0 +1,59 @@
+"""create_app(config): the Flask application with every blueprint of gateway/api/."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import Engine
+
+from nameko_services.domain.crypto import Cipher
+from nameko_services.domain.db import make_engine
+from nameko_services.domain.settings import Settings
+
+from . import api
+from .auth import check_route_access
+from .errors import register_error_handlers
+
+
+@dataclass
+class Gateway:
+    """Process-wide resources of the gateway, reachable from views via `ctx()`."""
+
+    settings: Settings
+    engine: Engine
+    cipher: Cipher
+    publish: Any  # callable(source_service, event_type, payload); set by serve.py or tests
+    rpc: Any = None  # RpcPool, set by serve.py
+    notifications: Any = None  # NotificationHub, set by serve.py
+
+
+def ctx() -> Gateway:
+    return current_app.extensions["attune"]
+
+
+def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) -> Flask:
+    """Build the app from a loaded nameko.yaml mapping; `publish`/`rpc` are injected by serve.py."""
+    settings = Settings.from_mapping(config)
+    app = Flask(__name__)
+    app.config["ATTUNE_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.webhook_max_body_bytes, 64 * 1024 * 1024)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["attune"] = Gateway(
+        settings=settings,
+        engine=make_engine(settings.database_url, pool_size=20),
+        cipher=Cipher(settings.encryption_keys, settings.active_key_id),
+        publish=publish or (lambda *_args: None),
+        rpc=rpc,
+    )
+    register_error_handlers(app)
+    app.before_request(check_route_access)
+    for module_info in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{api.__name__}.{module_info.name}")
+        blueprint = getattr(module, "bp", None)
+        if blueprint is not None:
+            app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,82 @@
+"""Request parsing and response shapes shared by every resource blueprint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import jsonify, request
+
+from nameko_services.domain.errors import BadRequestError, ValidationError
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+
+def json_body(
+    allowed: Iterable[str], required: Iterable[str] = (), *, body: Any = None
+) -> dict[str, Any]:
+    """The JSON object of the request; unknown fields and missing required ones are 422."""
+    if body is None:
+        if not request.data:
+            body = {}
+        else:
+            body = request.get_json(silent=True, force=True)
+            if body is None and request.data.strip() not in (b"null",):
+                raise BadRequestError("Request body is not valid JSON")
+    if not isinstance(body, dict):
+        raise ValidationError("Request body must be a JSON object", {"body": "must be an object"})
+    allowed = set(allowed)
+    fields = {name: "unknown field" for name in body if name not in allowed}
+    fields.update({name: "required" for name in required if body.get(name) in (None, "")})
+    if fields:
+        raise ValidationError("Invalid request body", fields)
+    return body
+
+
+def int_arg(name: str, default: int | None = None, *, minimum: int | None = None,
+            maximum: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequestError(f"Query parameter '{name}' must be an integer",
+                              {"fields": {name: "must be an integer"}}) from exc
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise BadRequestError(
+            f"Query parameter '{name}' must be between {minimum} and {maximum}",
+            {"fields": {name: f"out of range [{minimum}, {maximum}]"}},
+        )
+    return value
+
+
+def page_args() -> tuple[int, int]:
+    limit = int_arg("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    offset = int_arg("offset", 0, minimum=0)
+    return limit or DEFAULT_LIMIT, offset or 0
+
+
+def one(data: Any, status: int = 200):
+    response = jsonify({"data": data})
+    response.status_code = status
+    return response
+
+
+def page(items: list[Any], total: int, limit: int, offset: int):
+    next_offset = offset + limit if offset + limit < total else None
+    return jsonify({
+        "data": items,
+        "pagination": {"total": total, "limit": limit, "offset": offset,
+                       "next_offset": next_offset},
+    })
+
+
+def path_id(value: str, what: str) -> int:
+    """Ids in paths are integers; anything else (an injection attempt, say) is a plain 404."""
+    from nameko_services.domain.errors import NotFoundError
+
+    if not value.isdigit() or len(value) > 18:
+        raise NotFoundError(f"{what} {value} not found")
+    return int(value)

@@ -1,0 +1,98 @@
+"""Events: what a trigger produced (timer, webhook, sensor, api), stored before anyone reacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from .db import isoformat
+from .errors import NotFoundError
+from .models import events
+
+
+def create(
+    conn: Connection,
+    *,
+    trigger: dict[str, Any],
+    source: str,
+    payload: Any,
+    idempotency_key: str | None = None,
+    caused_by_execution_id: int | None = None,
+    chain_depth: int = 0,
+    tenant_id: int | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Store an event of `trigger`; returns (row, created).
+
+    With an idempotency key, a repeat returns the first event and created=False.
+    `tenant_id` defaults to the trigger's (system triggers need the caller's tenant).
+    """
+    values = {
+        "tenant_id": tenant_id if tenant_id is not None else trigger["tenant_id"],
+        "trigger_id": trigger["id"],
+        "trigger_ref": trigger["ref"],
+        "source": source,
+        "payload": payload,
+        "idempotency_key": idempotency_key,
+        "caused_by_execution_id": caused_by_execution_id,
+        "chain_depth": chain_depth,
+    }
+    if idempotency_key is None:
+        row = conn.execute(insert(events).values(**values).returning(events)).mappings().one()
+        return dict(row), True
+    stmt = (
+        pg_insert(events)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=["trigger_id", "idempotency_key"],
+            index_where=events.c.idempotency_key.isnot(None),
+        )
+        .returning(events)
+    )
+    row = conn.execute(stmt).mappings().one_or_none()
+    if row is not None:
+        return dict(row), True
+    existing = conn.execute(
+        select(events).where(
+            events.c.trigger_id == trigger["id"], events.c.idempotency_key == idempotency_key
+        )
+    ).mappings().one()
+    return dict(existing), False
+
+
+def get(conn: Connection, tenant_id: int | None, event_id: int) -> dict[str, Any]:
+    where = [events.c.id == event_id]
+    if tenant_id is not None:
+        where.append(events.c.tenant_id == tenant_id)
+    row = conn.execute(select(events).where(*where)).mappings().one_or_none()
+    if row is None:
+        raise NotFoundError(f"Event {event_id} not found")
+    return dict(row)
+
+
+def mark_processed(conn: Connection, event_id: int, error: str | None = None) -> bool:
+    """Claim the event for rule evaluation; False when another executor already did."""
+    from sqlalchemy import update
+
+    result = conn.execute(
+        update(events)
+        .where(events.c.id == event_id, events.c.processed_at.is_(None))
+        .values(processed_at=func.now(), error=error)
+    )
+    return result.rowcount == 1
+
+
+def to_api(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "trigger_id": row["trigger_id"],
+        "trigger_ref": row["trigger_ref"],
+        "source": row["source"],
+        "payload": row["payload"],
+        "caused_by_execution_id": row["caused_by_execution_id"],
+        "chain_depth": row["chain_depth"],
+        "error": row["error"],
+        "tenant_id": row["tenant_id"],
+        "created_at": isoformat(row["created_at"]),
+    }

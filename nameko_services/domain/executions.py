@@ -1,0 +1,193 @@
+"""Execution creation, conditional status transitions and the API/notification shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from . import audit, parameters as params_mod
+from .db import isoformat
+from .errors import NotFoundError, ValidationError
+from .models import executions
+from .states import TIMESTAMP_COLUMN, ExecutionStatus, sources_of
+
+S = ExecutionStatus
+
+
+def empty_result() -> dict[str, Any]:
+    return {
+        "output": None,
+        "exit_code": None,
+        "stdout": "",
+        "stderr": "",
+        "error": None,
+        "truncated": False,
+        "duration_ms": None,
+    }
+
+
+def error_result(error_type: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {**empty_result(), "error": {"type": error_type, "message": message}, **extra}
+
+
+def create(
+    conn: Connection,
+    *,
+    tenant_id: int,
+    action: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None,
+    actor_type: str,
+    actor: str,
+    **links: Any,
+) -> dict[str, Any]:
+    """Insert a `requested` execution, validating parameters first.
+
+    Invalid parameters still create the execution, failed at once with
+    `result.error.type = "validation"`, so nothing reaches a worker (api.md).
+    `links`: rule_id, event_id, enforcement_id, parent_execution_id, task_name, item_index,
+    item, trigger_data, rerun_of, max_attempts, attempt, state.
+    """
+    declared = action.get("parameters") or {}
+    given = dict(parameters or {})
+    status, result, values = S.REQUESTED, None, given
+    try:
+        values = params_mod.validate(declared, given)
+    except ValidationError as exc:
+        status = S.FAILED
+        result = error_result("validation", exc.message, fields=exc.fields)
+    timestamps = {"requested_at": func.now()}
+    if status is S.FAILED:
+        timestamps["finished_at"] = func.now()
+    retry = action.get("retry") or {}
+    row = (
+        conn.execute(
+            insert(executions)
+            .values(
+                tenant_id=tenant_id,
+                action_id=action["id"],
+                action_ref=action["ref"],
+                status=status.value,
+                parameters=values,
+                secret_parameters=params_mod.secret_names(declared),
+                result=result,
+                max_attempts=links.pop("max_attempts", None) or int(retry.get("max_attempts", 1)),
+                **timestamps,
+                **links,
+            )
+            .returning(executions)
+        )
+        .mappings()
+        .one()
+    )
+    audit.record(
+        conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
+        action="execution.requested", entity_type="execution", entity_id=row["id"],
+        details={"action_ref": row["action_ref"], "parent_execution_id": row["parent_execution_id"]},
+    )
+    if status is S.FAILED:
+        audit.record(
+            conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
+            action="execution.failed", entity_type="execution", entity_id=row["id"],
+            details={"error": result["error"] if result else None},
+        )
+    return dict(row)
+
+
+def transition(
+    conn: Connection,
+    execution_id: int,
+    target: ExecutionStatus,
+    *,
+    actor_type: str,
+    actor: str,
+    expected: Iterable[ExecutionStatus] | None = None,
+    details: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any] | None:
+    """Conditionally move an execution to `target`; None when it was not in an allowed status.
+
+    `UPDATE … WHERE id = :id AND status IN (:expected)` makes duplicated or late messages harmless.
+    Returns the updated row plus `previous` (the status it left).
+    """
+    allowed = [s.value for s in (expected if expected is not None else sources_of(target))]
+    previous = (
+        select(executions.c.status)
+        .where(executions.c.id == execution_id)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.status.in_(allowed))
+        .values(
+            status=target.value,
+            updated_at=func.now(),
+            **{TIMESTAMP_COLUMN[target]: func.now()},
+            **fields,
+        )
+        .returning(executions, previous.label("previous"))
+    )
+    row = conn.execute(stmt).mappings().one_or_none()
+    if row is None:
+        return None
+    audit.record(
+        conn, tenant_id=row["tenant_id"], actor_type=actor_type, actor=actor,
+        action=f"execution.{target.value}", entity_type="execution", entity_id=execution_id,
+        details={"from": row["previous"], **(details or {})},
+    )
+    return dict(row)
+
+
+def get(conn: Connection, tenant_id: int | None, execution_id: int) -> dict[str, Any]:
+    """One execution; tenant_id None only for services acting on a message they trust."""
+    where = [executions.c.id == execution_id]
+    if tenant_id is not None:
+        where.append(executions.c.tenant_id == tenant_id)
+    row = conn.execute(select(executions).where(*where)).mappings().one_or_none()
+    if row is None:
+        raise NotFoundError(f"Execution {execution_id} not found")
+    return dict(row)
+
+
+def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+    """api.md's `execution` object; secret parameters shown as "***"."""
+    return {
+        "id": row["id"],
+        "action_id": row["action_id"],
+        "action_ref": row["action_ref"],
+        "status": row["status"],
+        "parameters": params_mod.mask(row["parameters"], row["secret_parameters"] or []),
+        "result": row["result"],
+        "parent_execution_id": row["parent_execution_id"],
+        "task_name": row["task_name"],
+        "item_index": row["item_index"],
+        "item": row["item"],
+        "attempt": row["attempt"],
+        "max_attempts": row["max_attempts"],
+        "rule_id": row["rule_id"],
+        "event_id": row["event_id"],
+        "enforcement_id": row["enforcement_id"],
+        "rerun_of": row["rerun_of"],
+        "worker": row["worker"],
+        "tenant_id": row["tenant_id"],
+        "created_at": isoformat(row["created_at"]),
+        "requested_at": isoformat(row["requested_at"]),
+        "scheduled_at": isoformat(row["scheduled_at"]),
+        "started_at": isoformat(row["started_at"]),
+        "paused_at": isoformat(row["paused_at"]),
+        "finished_at": isoformat(row["finished_at"]),
+        "updated_at": isoformat(row["updated_at"]),
+    }
+
+
+def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, Any]:
+    """Payload of EXECUTION_STATUS_CHANGED, dispatched after the transition committed."""
+    return {
+        "execution_id": row["id"],
+        "tenant_id": row["tenant_id"],
+        "status": row["status"],
+        "previous": previous,
+        "parent_execution_id": row["parent_execution_id"],
+        "execution": to_api(row),
+    }

@@ -1,0 +1,38 @@
+"""Names and payloads of the events that cross RabbitMQ. Payloads are plain JSON dicts.
+
+Consumers re-read rows by id and apply conditional updates, so a duplicated or redelivered
+message is harmless; payloads carry ids, never authority.
+"""
+
+from __future__ import annotations
+
+# Dispatched by the gateway (as service "gateway") or the sensor: {"event_id", "tenant_id"}.
+EVENT_CREATED = "event.created"
+# Dispatched by the gateway after a definition changed: {"trigger_id"|"rule_id", "tenant_id", "op"}.
+RULE_CHANGED = "rule.changed"
+TRIGGER_CHANGED = "trigger.changed"
+PACK_CHANGED = "pack.changed"
+# Dispatched by the gateway when a user asks for an execution: {"execution_id", "tenant_id"}.
+EXECUTION_REQUESTED = "execution.requested"
+# Executor → worker work message: {"execution_id", "tenant_id"}.
+EXECUTION_SCHEDULED = "execution.scheduled"
+# Any service → notifier and executor, after commit: {"execution_id", "tenant_id", "status",
+# "previous", "execution": <full api dict>}.
+EXECUTION_STATUS_CHANGED = "execution.status_changed"
+EXECUTION_CREATED = "execution.created"
+# Gateway → executor: {"execution_id", "tenant_id", "actor"}.
+EXECUTION_CANCEL_REQUESTED = "execution.cancel_requested"
+# Rule matched with notify_on_trigger: {"rule_id", "tenant_id", "event_id", "execution_id"}.
+RULE_TRIGGERED = "rule.triggered"
+INQUIRY_CREATED = "inquiry.created"
+INQUIRY_RESPONDED = "inquiry.responded"
+INQUIRY_EXPIRED = "inquiry.expired"
+# Notifier → every gateway process (broadcast): {"tenant_id", "message": <api.md notification>}.
+NOTIFICATION_PUBLISHED = "notification.published"
+
+# Service names as used for event exchanges (nameko: "<service>.events").
+GATEWAY = "gateway"
+EXECUTOR = "executor"
+WORKER = "worker"
+SENSOR = "sensor"
+NOTIFIER = "notifier"

@@ -1,0 +1,104 @@
+"""Tenants and users: registration, login and the users of a tenant."""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from . import audit
+from .auth import hash_password, verify_password
+from .db import isoformat
+from .errors import ConflictError, NotFoundError, UnauthorizedError, ValidationError
+from .models import tenants, users
+from .states import Role
+
+
+def to_api(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "tenant_id": row["tenant_id"],
+        "role": row["role"],
+        "created_at": isoformat(row["created_at"]),
+    }
+
+
+def check_credentials_shape(username: Any, password: Any) -> None:
+    fields = {}
+    if not isinstance(username, str) or not (1 <= len(username) <= 200):
+        fields["username"] = "must be a string of 1 to 200 characters"
+    if not isinstance(password, str) or len(password) < 8:
+        fields["password"] = "must be a string of at least 8 characters"
+    if fields:
+        raise ValidationError("Invalid credentials", fields)
+
+
+def create_user(
+    conn: Connection, *, tenant_id: int, username: str, password: str, role: str, actor: str
+) -> dict[str, Any]:
+    check_credentials_shape(username, password)
+    if role not in {r.value for r in Role}:
+        raise ValidationError("Invalid role", {"role": f"must be one of {[r.value for r in Role]}"})
+    try:
+        with conn.begin_nested():
+            row = conn.execute(
+                insert(users)
+                .values(tenant_id=tenant_id, username=username,
+                        password_hash=hash_password(password), role=role)
+                .returning(users)
+            ).mappings().one()
+    except IntegrityError as exc:
+        raise ConflictError(f"Username '{username}' is taken") from exc
+    audit.record(conn, tenant_id=tenant_id, actor_type="user", actor=actor,
+                 action="user.created", entity_type="user", entity_id=row["id"],
+                 details={"username": username, "role": role})
+    return dict(row)
+
+
+def register(conn: Connection, *, username: str, password: str, tenant: str | None) -> dict:
+    """Self-service sign-up: a new tenant whose first user is its admin.
+
+    `tenant` names the new tenant (unique); without it a name is generated.
+    """
+    check_credentials_shape(username, password)
+    if conn.execute(select(users.c.id).where(users.c.username == username)).first():
+        raise ConflictError(f"Username '{username}' is taken")
+    name = tenant or f"{username}-{pysecrets.token_hex(4)}"
+    try:
+        with conn.begin_nested():
+            tenant_id = conn.execute(
+                insert(tenants).values(name=name).returning(tenants.c.id)
+            ).scalar_one()
+    except IntegrityError as exc:
+        raise ConflictError(f"Tenant '{name}' exists; ask its admin for an account") from exc
+    return create_user(conn, tenant_id=tenant_id, username=username, password=password,
+                       role=Role.ADMIN.value, actor=f"register:{username}")
+
+
+def login(conn: Connection, username: str, password: str) -> dict[str, Any]:
+    row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+    if not verify_password(row["password_hash"] if row else None, password):
+        raise UnauthorizedError("Invalid username or password")
+    return dict(row)
+
+
+def get(conn: Connection, tenant_id: int, user_id: int) -> dict[str, Any]:
+    row = conn.execute(
+        select(users).where(users.c.id == user_id, users.c.tenant_id == tenant_id)
+    ).mappings().first()
+    if row is None:
+        raise NotFoundError(f"User {user_id} not found")
+    return dict(row)
+
+
+def list_users(conn: Connection, tenant_id: int, limit: int, offset: int) -> tuple[list, int]:
+    where = users.c.tenant_id == tenant_id
+    total = conn.execute(select(func.count()).select_from(users).where(where)).scalar_one()
+    rows = conn.execute(
+        select(users).where(where).order_by(users.c.created_at.desc(), users.c.id.desc())
+        .limit(limit).offset(offset)
+    ).mappings()
+    return [to_api(r) for r in rows], total

@@ -1,0 +1,40 @@
+"""The only place that subclasses nameko classes: database and settings dependencies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import Engine
+
+from .domain.crypto import Cipher
+from .domain.db import make_engine
+from .domain.settings import Settings
+
+
+class Platform:
+    """What a service worker gets: settings, the pooled engine and the cipher."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.cipher = Cipher(settings.encryption_keys, settings.active_key_id)
+
+
+class PlatformProvider(DependencyProvider):
+    """One engine per container (pool sized to max_workers), built from the container config."""
+
+    def setup(self) -> None:
+        config: dict[str, Any] = self.container.config
+        settings = Settings.from_mapping(config)
+        pool = int(config.get("max_workers", 10)) + 2
+        self.platform = Platform(settings, make_engine(settings.database_url, pool_size=pool))
+
+    def stop(self) -> None:
+        self.platform.engine.dispose()
+
+    def kill(self) -> None:
+        self.platform.engine.dispose()
+
+    def get_dependency(self, worker_ctx: Any) -> Platform:
+        return self.platform

@@ -1,0 +1,64 @@
+"""The eventlet edge: pooled RPC proxies and an event publisher usable outside nameko services.
+
+Everything eventlet-specific that the gateway and CLI need lives here (stack-notes P3/P4/P5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import eventlet
+import eventlet.queue
+from nameko.standalone.events import event_dispatcher
+from nameko.standalone.rpc import ClusterRpcProxy
+
+
+class RpcPool:
+    """Started ClusterRpcProxy objects, one per concurrent user; broken ones are replaced."""
+
+    def __init__(self, config: dict[str, Any], size: int = 20, timeout: float = 5.0) -> None:
+        self.config, self.size, self.timeout = config, size, timeout
+        self.made = 0
+        self.free: eventlet.queue.LightQueue = eventlet.queue.LightQueue()
+
+    @contextlib.contextmanager
+    def get(self) -> Iterator[Any]:
+        if self.free.qsize() == 0 and self.made < self.size:
+            self.made += 1
+            try:
+                proxy = ClusterRpcProxy(self.config, timeout=self.timeout)
+                self.free.put((proxy, proxy.start()))
+            except Exception:
+                self.made -= 1
+                raise
+        proxy, rpc = self.free.get()
+        ok = False
+        try:
+            yield rpc
+            ok = True
+        finally:
+            if ok:
+                self.free.put((proxy, rpc))
+            else:
+                with contextlib.suppress(Exception):
+                    proxy.stop()
+                self.made -= 1
+
+    def close(self) -> None:
+        while self.free.qsize():
+            proxy, _ = self.free.get()
+            with contextlib.suppress(Exception):
+                proxy.stop()
+        self.made = 0
+
+
+class Publisher:
+    """Dispatch nameko events (with publisher confirms) from the gateway or CLI."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._dispatch = event_dispatcher(config)
+
+    def __call__(self, source_service: str, event_type: str, payload: dict[str, Any]) -> None:
+        self._dispatch(source_service, event_type, payload)

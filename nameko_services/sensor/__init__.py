@@ -1,0 +1,1 @@
+"""The sensor service room."""
