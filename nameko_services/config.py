@@ -22,7 +22,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_keys_env(path: Path) -> None:
-    """Export KEY=VALUE lines (JWT secret, encryption keys) unless the environment already has them."""
+    """Export KEY=VALUE lines (JWT secret, encryption keys) not already in the environment."""
     if not path.exists():
         return
     for line in path.read_text(encoding="utf-8").splitlines():

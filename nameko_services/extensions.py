@@ -38,3 +38,37 @@ class PlatformProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Platform:
         return self.platform
+
+
+class Dispatcher(DependencyProvider):
+    """Publish events after commit: `dispatch(event_type, payload, source=None)`.
+
+    `source` names the exchange (`<source>.events`); it defaults to the service's own name.
+    Execution news goes through the shared `executions` source so every consumer sees one
+    ordered stream, whichever service made the transition.
+    """
+
+    def setup(self) -> None:
+        from nameko.amqp.publish import Publisher
+        from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY
+        from nameko.events import get_event_exchange
+        from nameko.serialization import setup as setup_serialization
+
+        config = self.container.config
+        serializer, _ = setup_serialization(config)
+        self._exchange_for = lambda source: get_event_exchange(source, config)
+        self._publisher = Publisher(
+            config[AMQP_URI_CONFIG_KEY], serializer=serializer,
+            ssl=config.get(AMQP_SSL_CONFIG_KEY),
+        )
+
+    def get_dependency(self, worker_ctx: Any):
+        service_name = self.container.service_name
+
+        def dispatch(event_type: str, payload: dict[str, Any], source: str | None = None) -> None:
+            self._publisher.publish(
+                payload, exchange=self._exchange_for(source or service_name),
+                routing_key=event_type,
+            )
+
+        return dispatch

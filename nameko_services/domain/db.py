@@ -36,4 +36,5 @@ def isoformat(value: datetime | None) -> str | None:
     """RFC 3339 UTC with milliseconds, as api.md specifies (`2026-01-27T10:30:00.123Z`)."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from . import audit, parameters as params_mod
+from . import audit
+from . import parameters as params_mod
 from .db import isoformat
 from .errors import NotFoundError, ValidationError
 from .models import executions
@@ -84,7 +85,8 @@ def create(
     audit.record(
         conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
         action="execution.requested", entity_type="execution", entity_id=row["id"],
-        details={"action_ref": row["action_ref"], "parent_execution_id": row["parent_execution_id"]},
+        details={"action_ref": row["action_ref"],
+                 "parent_execution_id": row["parent_execution_id"]},
     )
     if status is S.FAILED:
         audit.record(

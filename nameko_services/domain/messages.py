@@ -16,8 +16,8 @@ PACK_CHANGED = "pack.changed"
 EXECUTION_REQUESTED = "execution.requested"
 # Executor → worker work message: {"execution_id", "tenant_id"}.
 EXECUTION_SCHEDULED = "execution.scheduled"
-# Any service → notifier and executor, after commit: {"execution_id", "tenant_id", "status",
-# "previous", "execution": <full api dict>}.
+# Any service (source EXECUTIONS) → notifier and executor, after commit:
+# {"execution_id", "tenant_id", "status", "previous", "execution": <full api dict>}.
 EXECUTION_STATUS_CHANGED = "execution.status_changed"
 EXECUTION_CREATED = "execution.created"
 # Gateway → executor: {"execution_id", "tenant_id", "actor"}.
@@ -31,6 +31,9 @@ INQUIRY_EXPIRED = "inquiry.expired"
 NOTIFICATION_PUBLISHED = "notification.published"
 
 # Service names as used for event exchanges (nameko: "<service>.events").
+# EXECUTIONS is a shared source: every execution.created / execution.status_changed goes
+# through it, whichever service made the change, so consumers see one ordered stream.
+EXECUTIONS = "executions"
 GATEWAY = "gateway"
 EXECUTOR = "executor"
 WORKER = "worker"

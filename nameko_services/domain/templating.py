@@ -10,12 +10,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError as JinjaTemplateError
+from jinja2 import ChainableUndefined
+from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
 
-_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)  # noqa: S701
+_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
 
 
 class TemplateError(Exception):
