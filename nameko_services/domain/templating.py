@@ -16,7 +16,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
 
-_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+
+
+class _JsonSandbox(ImmutableSandboxedEnvironment):
+    """Dot access prefers keys over attributes: `params.items` is the parameter, not dict.items."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_env = _JsonSandbox(undefined=ChainableUndefined, autoescape=False)
 
 
 class TemplateError(Exception):

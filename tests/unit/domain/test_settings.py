@@ -1,0 +1,38 @@
+"""Settings.from_mapping fails at start-up naming the bad key."""
+
+import pytest
+
+from nameko_services.domain.crypto import new_key_spec
+from nameko_services.domain.errors import ConfigurationError
+from nameko_services.domain.settings import Settings
+
+
+def base():
+    return {"AMQP_URI": "amqp://x", "ATTUNE": {
+        "database_url": "postgresql://x", "jwt_secret": "j" * 40,
+        "encryption_keys": new_key_spec("k1"), "worker": {"concurrency": 3}}}
+
+
+def test_a_good_mapping_gives_typed_settings():
+    settings = Settings.from_mapping(base())
+    assert settings.worker.concurrency == 3 and settings.active_key_id == "k1"
+    assert settings.api_url == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("key", ["database_url", "jwt_secret", "encryption_keys"])
+def test_missing_keys_are_named(key):
+    cfg = base()
+    cfg["ATTUNE"][key] = None
+    with pytest.raises(ConfigurationError, match=key):
+        Settings.from_mapping(cfg)
+
+
+def test_short_jwt_secrets_and_unknown_worker_keys_are_refused():
+    cfg = base()
+    cfg["ATTUNE"]["jwt_secret"] = "short"
+    with pytest.raises(ConfigurationError, match="jwt_secret"):
+        Settings.from_mapping(cfg)
+    cfg = base()
+    cfg["ATTUNE"]["worker"]["bogus"] = 1
+    with pytest.raises(ConfigurationError, match="bogus"):
+        Settings.from_mapping(cfg)
