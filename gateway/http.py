@@ -77,6 +77,6 @@ def path_id(value: str, what: str) -> int:
     """Ids in paths are integers; anything else (an injection attempt, say) is a plain 404."""
     from nameko_services.domain.errors import NotFoundError
 
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise NotFoundError(f"{what} {value} not found")
     return int(value)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 18:11:04.745083
+Create Date: 2026-11-25 18:22:40.072649
 """
 
 from collections.abc import Sequence
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("action", sa.String(length=100), nullable=False),
         sa.Column("entity_type", sa.String(length=50), nullable=False),
-        sa.Column("entity_id", sa.String(length=100), nullable=False),
+        sa.Column("entity_id", sa.String(length=400), nullable=False),
         sa.Column(
             "details",
             postgresql.JSONB(astext_type=sa.Text()),

@@ -351,7 +351,7 @@ audit_log = Table(
     Column("actor", String(200), nullable=False),
     Column("action", String(100), nullable=False),
     Column("entity_type", String(50), nullable=False),
-    Column("entity_id", String(100), nullable=False),
+    Column("entity_id", String(400), nullable=False),
     Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     CheckConstraint("actor_type in ('user','service','worker')", name="actor_type"),
     Index("ix_audit_log_entity", "tenant_id", "entity_type", "entity_id", "id"),

@@ -1,0 +1,37 @@
+"""GET /api/v1/events[?trigger_id=] and GET /api/v1/events/{id}."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from nameko_services.domain import events, listings
+from nameko_services.domain.db import transaction
+
+from ..app import ctx
+from ..auth import permission, principal
+from ..http import int_arg, one, page, page_args, path_id
+
+bp = Blueprint("events", __name__)
+
+MAX_ID = 2**63 - 1
+
+
+@bp.get("/api/v1/events")
+@permission("read")
+def list_events():
+    """List the tenant's events, newest first, optionally of one trigger."""
+    limit, offset = page_args()
+    trigger_id = int_arg("trigger_id", minimum=1, maximum=MAX_ID)
+    with transaction(ctx().engine) as conn:
+        items, total = listings.list_events(conn, principal().tenant_id, trigger_id=trigger_id,
+                                            limit=limit, offset=offset)
+    return page(items, total, limit, offset)
+
+
+@bp.get("/api/v1/events/<event_id>")
+@permission("read")
+def get_event(event_id: str):
+    """One event with its payload."""
+    eid = path_id(event_id, "Event")
+    with transaction(ctx().engine) as conn:
+        return one(events.to_api(events.get(conn, principal().tenant_id, eid)))

@@ -1,0 +1,117 @@
+"""Executions: request, list, get, rerun, cancel (api.md "Executions")."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from nameko_services.domain import execution_control, executions, listings
+from nameko_services.domain.db import transaction
+from nameko_services.domain.errors import BadRequestError
+from nameko_services.domain.states import ExecutionStatus
+
+from ..app import ctx
+from ..auth import permission, principal
+from ..http import int_arg, json_body, one, page, page_args, path_id
+from ..query_args import text_arg
+
+bp = Blueprint("executions", __name__)
+
+MAX_ID = 2**63 - 1
+_STATUSES = frozenset(s.value for s in ExecutionStatus)
+
+
+def _publish(outcome: execution_control.Outcome) -> None:
+    for source, event_type, payload in outcome.messages:
+        ctx().publish(source, event_type, payload)
+
+
+def _statuses() -> tuple[str, ...] | None:
+    raw = request.args.get("status")
+    if not raw:
+        return None
+    wanted = tuple(s.strip() for s in raw.split(","))
+    unknown = [s for s in wanted if s not in _STATUSES]
+    if unknown:
+        raise BadRequestError(f"Unknown status {unknown[0]!r}",
+                              {"fields": {"status": f"one of {sorted(_STATUSES)}"}})
+    return wanted
+
+
+def _top_level() -> bool | None:
+    raw = request.args.get("top_level")
+    if raw in (None, ""):
+        return None
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise BadRequestError("Query parameter 'top_level' must be true or false",
+                              {"fields": {"top_level": "must be true or false"}})
+    return raw.lower() in ("true", "1")
+
+
+@bp.post("/api/v1/executions")
+@permission("execute")
+def create_execution():
+    """Run an action (ref or id); invalid parameters fail the execution at once."""
+    body = json_body({"action", "parameters"}, {"action"})
+    who = principal()
+    with transaction(ctx().engine) as conn:
+        outcome = execution_control.request(
+            conn, tenant_id=who.tenant_id, action=body["action"],
+            parameters=body.get("parameters"), actor=who.actor,
+        )
+    _publish(outcome)
+    return one(executions.to_api(outcome.execution), 201)
+
+
+@bp.get("/api/v1/executions")
+@permission("read")
+def list_executions():
+    """List executions, newest first, filtered by status, action, parent, rule..."""
+    limit, offset = page_args()
+    filters = listings.ExecutionFilter(
+        statuses=_statuses(),
+        action_ref=text_arg("action"),
+        parent_execution_id=int_arg("parent_execution_id", minimum=1, maximum=MAX_ID),
+        rule_id=int_arg("rule_id", minimum=1, maximum=MAX_ID),
+        enforcement_id=int_arg("enforcement_id", minimum=1, maximum=MAX_ID),
+        event_id=int_arg("event_id", minimum=1, maximum=MAX_ID),
+        top_level=_top_level(),
+    )
+    with transaction(ctx().engine) as conn:
+        items, total = listings.list_executions(conn, principal().tenant_id, filters,
+                                                limit=limit, offset=offset)
+    return page(items, total, limit, offset)
+
+
+@bp.get("/api/v1/executions/<execution_id>")
+@permission("read")
+def get_execution(execution_id: str):
+    """One execution with its result."""
+    eid = path_id(execution_id, "Execution")
+    with transaction(ctx().engine) as conn:
+        return one(executions.to_api(executions.get(conn, principal().tenant_id, eid)))
+
+
+@bp.post("/api/v1/executions/<execution_id>/rerun")
+@permission("execute")
+def rerun_execution(execution_id: str):
+    """Run the same action again with the same parameters."""
+    eid = path_id(execution_id, "Execution")
+    who = principal()
+    with transaction(ctx().engine) as conn:
+        outcome = execution_control.rerun(conn, tenant_id=who.tenant_id, execution_id=eid,
+                                          actor=who.actor)
+    _publish(outcome)
+    return one(executions.to_api(outcome.execution), 201)
+
+
+@bp.post("/api/v1/executions/<execution_id>/cancel")
+@permission("execute")
+def cancel_execution(execution_id: str):
+    """Cancel: at once if not yet running, else via the worker (202)."""
+    eid = path_id(execution_id, "Execution")
+    who = principal()
+    with transaction(ctx().engine) as conn:
+        outcome = execution_control.cancel(conn, tenant_id=who.tenant_id, execution_id=eid,
+                                           actor=who.actor)
+    _publish(outcome)
+    return one(executions.to_api(outcome.execution), 202)
