@@ -1,20 +1,37 @@
-"""WorkerService: entrypoints only (placeholder until the room is built)."""
+"""WorkerService: entrypoints only. The work lives in execution.py, preparation.py, runtime.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from nameko.events import event_handler
 from nameko.rpc import rpc
 
-from ..extensions import PlatformProvider
+from ..domain import messages
+from ..extensions import Dispatcher, PlatformProvider
+from . import execution
+from .runtime import WorkerRuntime
 
 
 class WorkerService:
-    """TODO: fill in."""
+    """Runs scheduled executions through the runner registry and reports the outcome.
+
+    nameko's `max_workers` bounds how many executions run at once in one process; run more
+    processes to scale (competing consumers of the same queue).
+    """
 
     name = "worker"
 
     platform = PlatformProvider()
+    dispatch = Dispatcher()
+    runtime = WorkerRuntime()
+
+    @event_handler(messages.EXECUTOR, messages.EXECUTION_SCHEDULED)
+    def on_execution_scheduled(self, payload: dict[str, Any]) -> None:
+        """Claim scheduled→running, run, record; a redelivered message finds nothing to claim."""
+        execution.handle_scheduled(self.platform, self.runtime, self.dispatch, payload)
 
     @rpc
     def ping(self) -> dict[str, str]:
         """Health probe used by the gateway's /health."""
-        return {"service": self.name, "status": "ok"}
+        return {"service": self.name, "status": "ok", "worker": self.runtime.name}

@@ -1,0 +1,151 @@
+"""One scheduled execution on this worker: claim, prepare, run, record, and the news of each.
+
+The claim is a conditional `scheduled → running` update, so a redelivered or duplicated work
+message finds nothing to claim. Whatever happens after the claim, the execution ends in a
+terminal state: an unexpected error in this code fails it with `error.type: "worker_error"`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from runners import get_runner
+from runners.base import Outcome, RunResult, error
+
+from ..domain import executions, messages
+from ..domain.db import transaction
+from ..domain.states import ExecutionStatus
+from ..extensions import Platform
+from . import preparation, repository
+from .runtime import Runtime, Slot
+
+log = logging.getLogger(__name__)
+S = ExecutionStatus
+Dispatch = Callable[..., None]
+
+RECORD_ATTEMPTS = 5
+_TARGETS = {Outcome.SUCCEEDED: S.SUCCEEDED, Outcome.FAILED: S.FAILED, Outcome.CANCELED: S.CANCELED}
+
+
+def handle_scheduled(
+    platform: Platform, runtime: Runtime, dispatch: Dispatch, payload: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Run one EXECUTION_SCHEDULED message; returns the final row, or None if not ours."""
+    execution_id = int(payload["execution_id"])
+    with transaction(platform.engine) as conn:
+        claimed = executions.transition(
+            conn, execution_id, S.RUNNING, expected=[S.SCHEDULED],
+            actor_type="worker", actor=runtime.name, worker=runtime.name,
+        )
+    if claimed is None:
+        log.debug("execution %s not claimable (taken, canceled or gone)", execution_id,
+                  extra={"execution_id": execution_id})
+        return None
+    _publish(dispatch, claimed)
+    with runtime.track(execution_id) as slot:
+        result = run_claimed(platform, claimed, slot)
+    final = record(platform.engine, runtime.name, execution_id, result)
+    if final is not None:
+        _publish(dispatch, final)
+    return final
+
+
+def run_claimed(platform: Platform, row: Mapping[str, Any], slot: Slot) -> RunResult:
+    """Prepare and run; never raises (a failure of ours becomes a failed result)."""
+    prepared = None
+    try:
+        with transaction(platform.engine) as conn:
+            prepared = preparation.prepare(conn, platform.settings, platform.cipher, row)
+        runner = get_runner(prepared.runner_type)()
+        slot.attach(runner)
+        return runner.run(prepared.request)
+    except preparation.Rejected as exc:
+        return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
+    except Exception as exc:
+        log.exception("worker error in execution %s", row["id"], extra={"execution_id": row["id"]})
+        return RunResult(
+            outcome=Outcome.FAILED, error=error("worker_error", f"{type(exc).__name__}: {exc}")
+        )
+    finally:
+        if prepared is not None:
+            prepared.cleanup()
+
+
+def decide(current: str, result: RunResult) -> tuple[ExecutionStatus, dict[str, Any]]:
+    """The terminal status and stored result for a run that ended while `current`."""
+    doc = result.to_result()
+    if current == S.CANCELING:
+        if doc["error"] is None:
+            doc["error"] = error("canceled", "Execution canceled")
+        return S.CANCELED, doc
+    if result.outcome is Outcome.CANCELED:
+        # Stopped while the database still says running: this worker is going away.
+        doc["error"] = error("worker_lost", "The worker stopped while the action was running")
+        return S.FAILED, doc
+    return _TARGETS[result.outcome], doc
+
+
+def record(
+    engine: Engine, worker: str, execution_id: int, result: RunResult
+) -> dict[str, Any] | None:
+    """running|canceling → terminal with the result; None if it was ended elsewhere."""
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            with transaction(engine) as conn:
+                current = repository.lock_status(conn, execution_id)
+                if current not in (S.RUNNING, S.CANCELING):
+                    log.info("execution %s already %s; result dropped", execution_id, current,
+                             extra={"execution_id": execution_id})
+                    return None
+                target, doc = decide(current, result)
+                return executions.transition(
+                    conn, execution_id, target, expected=[S(current)],
+                    actor_type="worker", actor=worker, result=storable(doc),
+                    details={
+                        "exit_code": doc["exit_code"],
+                        "error_type": (doc["error"] or {}).get("type"),
+                        "duration_ms": doc["duration_ms"],
+                    },
+                )
+        except DBAPIError:
+            if attempt == RECORD_ATTEMPTS:
+                raise
+            log.warning("recording execution %s failed (attempt %s); retrying", execution_id,
+                        attempt, exc_info=True, extra={"execution_id": execution_id})
+            time.sleep(0.2 * 2**attempt)
+    return None
+
+
+def storable(value: Any) -> Any:
+    """A JSON value PostgreSQL jsonb accepts: no NUL characters, no NaN/Infinity."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return storable(str(value))
+
+
+def _publish(dispatch: Dispatch, row: Mapping[str, Any]) -> None:
+    """News after commit; a broker hiccup must not leave the execution half-done."""
+    try:
+        dispatch(
+            messages.EXECUTION_STATUS_CHANGED,
+            executions.status_message(row, row.get("previous")),
+            source=messages.EXECUTIONS,
+        )
+    except Exception:
+        log.exception("could not publish status of execution %s", row["id"],
+                      extra={"execution_id": row["id"]})

@@ -1,0 +1,202 @@
+"""Turn a claimed execution into a complete `RunRequest`: action, pack folder, secrets, token.
+
+Templating of `http_config` happens here (runners stay pure). Anything that makes the action
+impossible to run on a worker raises `Rejected`, which fails the execution with its own error
+type instead of `worker_error`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from runners import UnknownRunnerError, canonical_runner_type
+from runners.base import RunRequest
+
+from ..domain import actions, auth, templating
+from ..domain import secrets as secrets_repo
+from ..domain.crypto import Cipher
+from ..domain.errors import NotFoundError
+from ..domain.settings import Settings
+from . import repository
+
+# Run by the executor, never by a worker process.
+EXECUTOR_RUNNERS = frozenset({"workflow", "inquiry"})
+CODE_FILE_NAMES = {"python": "action.py", "node": "action.js", "shell": "action.sh"}
+MIN_RESULT_BYTES = 4 * 1024 * 1024
+
+
+class Rejected(Exception):
+    """The execution cannot run here; it fails with `error_type` and a clear message."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request ready for its runner, and the private folder to remove afterwards."""
+
+    runner_type: str
+    request: RunRequest
+    temp_dir: Path | None = None
+
+    def cleanup(self) -> None:
+        """Remove the private folder of an inline-code action."""
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def prepare(
+    conn: Connection, settings: Settings, cipher: Cipher, row: Mapping[str, Any]
+) -> Prepared:
+    """Everything the runner needs for this (running) execution row."""
+    tenant_id = row["tenant_id"]
+    action = _action(conn, row)
+    try:
+        runner_type = canonical_runner_type(action["runner_type"])
+    except UnknownRunnerError as exc:
+        raise Rejected("unsupported_runner", str(exc)) from exc
+    if runner_type in EXECUTOR_RUNNERS:
+        raise Rejected(
+            "unsupported_runner",
+            f"Action {action['ref']} has runner_type {runner_type!r}, which the executor runs;"
+            " a worker never runs it",
+        )
+    if action.get("with_items") and row["item_index"] is None:
+        raise Rejected(
+            "unsupported_runner",
+            f"Execution {row['id']} is the with_items parent of {action['ref']}; the executor"
+            " runs it as one child per item",
+        )
+
+    parameters = dict(row["parameters"] or {})
+    secret_values = _secrets(conn, cipher, tenant_id, action.get("secrets") or [])
+    timeout = float(action.get("timeout") or settings.worker.default_timeout_seconds)
+    token = auth.issue_token(
+        settings.jwt_secret,
+        user_id=0,
+        tenant_id=tenant_id,
+        role="executor",
+        token_type="execution",
+        ttl_seconds=max(settings.execution_token_ttl_seconds, int(timeout) + 60),
+        execution_id=row["id"],
+    )
+    context = {
+        "execution_id": row["id"],
+        "action_ref": row["action_ref"],
+        "attempt": row["attempt"],
+        "item": row["item"],
+        "item_index": row["item_index"],
+        "api_url": settings.api_url,
+        "token": token,
+    }
+    http_config = None
+    if runner_type == "http":
+        http_config = _render_http_config(action, parameters, secret_values)
+    working_dir, entry_point, temp_dir = _locate(conn, action, runner_type, row["id"])
+    cap = settings.worker.max_output_size_bytes
+    request = RunRequest(
+        execution_id=row["id"],
+        action_ref=row["action_ref"],
+        runner_type=runner_type,
+        working_dir=working_dir,
+        entry_point=entry_point,
+        parameters=parameters,
+        secrets=secret_values,
+        secret_parameters=frozenset(row["secret_parameters"] or []),
+        context=context,
+        timeout_s=timeout,
+        kill_grace_s=settings.worker.cancel_grace_seconds,
+        max_output_bytes=cap,
+        max_result_bytes=max(cap, MIN_RESULT_BYTES),
+        http_config=http_config,
+        container_config=action.get("container_config"),
+    )
+    return Prepared(runner_type, request, temp_dir)
+
+
+def _action(conn: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
+    if row["action_id"] is None:
+        raise Rejected("action_missing", f"Action {row['action_ref']} no longer exists")
+    try:
+        return actions.get(conn, row["tenant_id"], row["action_id"])
+    except NotFoundError as exc:
+        raise Rejected("action_missing", f"Action {row['action_ref']} no longer exists") from exc
+
+
+def _secrets(
+    conn: Connection, cipher: Cipher, tenant_id: int, names: list[str]
+) -> dict[str, str]:
+    if not names:
+        return {}
+    values = secrets_repo.get_values(conn, cipher, tenant_id, names)
+    missing = sorted(set(names) - set(values))
+    if missing:
+        raise Rejected(
+            "secret_missing", f"Secret(s) not set for this tenant: {', '.join(missing)}"
+        )
+    return values
+
+
+def _render_http_config(
+    action: Mapping[str, Any], parameters: dict[str, Any], secret_values: dict[str, str]
+) -> dict[str, Any]:
+    context = {
+        "params": parameters,
+        "execution": {"params": parameters},
+        "secret": secret_values,
+        "item": parameters.get("item"),
+    }
+    try:
+        rendered = templating.render(action.get("http_config") or {}, context)
+    except templating.TemplateError as exc:
+        raise Rejected("template", str(exc)) from exc
+    if not isinstance(rendered, dict):
+        raise Rejected("template", "http_config must render to a mapping")
+    return rendered
+
+
+def _locate(
+    conn: Connection, action: Mapping[str, Any], runner_type: str, execution_id: int
+) -> tuple[Path, Path | None, Path | None]:
+    """(working dir, entry point, private temp dir) for the action."""
+    pack = repository.pack(conn, action["pack_id"])
+    pack_dir = actions.pack_dir(pack) if pack else None
+    if action.get("code"):
+        temp_dir = Path(tempfile.mkdtemp(prefix=f"attune-exec-{execution_id}-"))  # mode 0700
+        entry = temp_dir / CODE_FILE_NAMES.get(runner_type, "action")
+        try:
+            entry.write_text(action["code"], encoding="utf-8")
+        except OSError:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
+        return temp_dir, entry, temp_dir
+    entry_point = action.get("entry_point")
+    if not entry_point:
+        if runner_type in CODE_FILE_NAMES:
+            raise Rejected("invalid_action", f"Action {action['ref']} has no entry_point or code")
+        folder = pack_dir if pack_dir and pack_dir.is_dir() else Path(tempfile.gettempdir())
+        return folder, None, None
+    if pack_dir is None or not pack_dir.is_dir():
+        raise Rejected(
+            "invalid_action",
+            f"The folder of pack {pack['ref'] if pack else '?'} is not available on this worker",
+        )
+    root = pack_dir.resolve()
+    entry = (root / entry_point).resolve()
+    if not entry.is_relative_to(root):
+        raise Rejected("invalid_action", f"Entry point {entry_point} lies outside its pack folder")
+    if not entry.is_file():
+        raise Rejected(
+            "invalid_action", f"Entry point {entry_point} of {action['ref']} does not exist"
+        )
+    return root, entry, None

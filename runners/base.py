@@ -1,0 +1,190 @@
+"""The runner interface: one complete request in, one result out, cancel from another thread.
+
+Runners are pure: they import nothing from `nameko_services` or `gateway`. The worker renders
+templates, loads secrets and issues the execution token before it builds a `RunRequest`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+MASK = "***"
+DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+
+
+class RunnerError(Exception):
+    """A runner could not even start the action (bad request, missing interpreter...)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+class Outcome(StrEnum):
+    """How a run ended; the worker maps it onto the execution state machine."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRequest:
+    """Everything a runner needs, built once by the worker."""
+
+    execution_id: int
+    action_ref: str
+    runner_type: str
+    working_dir: Path
+    entry_point: Path | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    # Delivered on stdin only, never argv or environment.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    # Names of parameters declared `secret: true`: kept out of the environment, masked in output.
+    secret_parameters: frozenset[str] = frozenset()
+    # The stdin document's `context`: execution_id, action_ref, attempt, item, item_index,
+    # api_url, token.
+    context: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float = 600.0
+    kill_grace_s: float = 5.0
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    max_result_bytes: int = 4 * DEFAULT_MAX_OUTPUT_BYTES
+    # Absolute interpreter path (python: a pack virtualenv later); None → the runner's default.
+    interpreter: str | None = None
+    # http runner: method, url, headers, body, timeout, success_status, already rendered.
+    http_config: Mapping[str, Any] | None = None
+    # container runner: image, command, memory, cpus, network, pull (as declared).
+    container_config: Mapping[str, Any] | None = None
+
+    def stdin_document(self) -> dict[str, Any]:
+        """The one JSON document written to the action's stdin (packs.md)."""
+        return {
+            "parameters": dict(self.parameters),
+            "secrets": dict(self.secrets),
+            "context": dict(self.context),
+        }
+
+    def masker(self) -> Masker:
+        """Masks every known secret value: tenant secrets, secret parameters, the token."""
+        values: list[Any] = list(self.secrets.values())
+        values += [v for k, v in self.parameters.items() if k in self.secret_parameters]
+        values.append(self.context.get("token"))
+        return Masker(values)
+
+
+@dataclass(slots=True, kw_only=True)
+class RunResult:
+    """What happened; `to_result()` is api.md's execution `result`."""
+
+    outcome: Outcome
+    output: Any = None
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: dict[str, Any] | None = None
+    truncated: bool = False
+    duration_ms: int | None = None
+    status_code: int | None = None
+    headers: dict[str, str] | None = None
+
+    def to_result(self) -> dict[str, Any]:
+        """The execution `result` as stored and served (http adds status_code and headers)."""
+        result: dict[str, Any] = {
+            "output": self.output,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "error": self.error,
+            "truncated": self.truncated,
+            "duration_ms": self.duration_ms,
+        }
+        if self.status_code is not None:
+            result["status_code"] = self.status_code
+            result["headers"] = self.headers or {}
+        return result
+
+
+class Runner(Protocol):
+    """One instance per execution: `run` blocks (cooperatively) until the action ended."""
+
+    def run(self, request: RunRequest) -> RunResult:
+        """Run the action; an action's failure is data in the result, not an exception."""
+        ...
+
+    def cancel(self) -> None:
+        """Ask a running (or not yet started) `run` to stop; safe from another greenthread."""
+        ...
+
+
+def error(error_type: str, message: str) -> dict[str, str]:
+    """api.md's `result.error` object."""
+    return {"type": error_type, "message": message}
+
+
+class Masker:
+    """Replaces every known secret value by `***` in bytes, text and JSON values."""
+
+    def __init__(self, values: Iterable[Any]) -> None:
+        texts: set[str] = set()
+        for value in values:
+            if value is None or isinstance(value, bool):
+                continue
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            if text:
+                texts.add(text)
+                # The same value as it appears inside a JSON string (quotes, backslashes...).
+                escaped = json.dumps(text)[1:-1]
+                if escaped != text:
+                    texts.add(escaped)
+        ordered = sorted(texts, key=len, reverse=True)
+        self.longest = len(max((t.encode() for t in ordered), key=len, default=b""))
+        self._text = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._bytes = (
+            re.compile(b"|".join(re.escape(t.encode()) for t in ordered)) if ordered else None
+        )
+
+    def __bool__(self) -> bool:
+        return self._text is not None
+
+    def text(self, value: str) -> str:
+        """`value` with every secret replaced by `***`."""
+        return self._text.sub(MASK, value) if self._text else value
+
+    def value(self, value: Any) -> Any:
+        """Mask every string (keys included) inside a JSON value."""
+        if self._text is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+    def cut(self, data: bytes, limit: int) -> bytes:
+        """The first `limit` bytes of `data` with secrets masked.
+
+        A secret that starts before `limit` is masked whole even when it runs past it, so a cut
+        never reveals a secret's prefix (the caller keeps `longest - 1` extra bytes for this).
+        """
+        if self._bytes is None:
+            return data[:limit]
+        out = bytearray()
+        pos = 0
+        for match in self._bytes.finditer(data):
+            if match.start() >= limit:
+                break
+            out += data[pos : match.start()]
+            out += MASK.encode()
+            pos = match.end()
+        if pos < limit:
+            out += data[pos:limit]
+        return bytes(out)

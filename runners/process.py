@@ -1,0 +1,368 @@
+"""Shared machinery of the process runners (python, node, shell).
+
+One run: start the action in its own session (process group) in the pack folder, write the one
+JSON stdin document and close stdin, read stdout, stderr and the wrapper's result pipe each in
+its own thread (greenthreads under eventlet's monkey patching) with a byte cap and bounded
+memory, enforce the timeout and cancel by SIGTERM to the group then SIGKILL after a grace, kill
+whatever the action left behind in its group, reap the leader (no zombies) and mask secrets.
+
+Only the standard library is used, so this works with real threads as well as green ones.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import os
+import pwd
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
+
+CHUNK = 64 * 1024
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# How long to keep reading pipes after the group is gone (only a process that escaped the
+# group with setsid can still hold them); then the run ends with what was read.
+DRAIN_SECONDS = 2.0
+# While pipes are open the leader is checked at this interval (catches a leader that exited
+# while a background process still holds its stdout).
+LEADER_CHECK_SECONDS = 0.25
+
+
+def truncation_marker(limit: int) -> str:
+    """What a capped stream ends with (packs.md)."""
+    return f"... (output truncated after {limit} bytes)"
+
+
+def base_environment(request: RunRequest) -> dict[str, str]:
+    """A minimal child environment: no platform secrets (JWT secret, encryption keys...)."""
+    home = os.environ.get("HOME")
+    if not home:
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            home = "/tmp"  # noqa: S108 - a user without a passwd entry
+    return {
+        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "HOME": home,
+        "LANG": os.environ.get("LANG") or "C.UTF-8",
+        "ATTUNE_EXECUTION_ID": str(request.execution_id),
+        "ATTUNE_ACTION_REF": request.action_ref,
+    }
+
+
+class _Stream:
+    """Reads one pipe to EOF in its own thread; keeps at most `keep` bytes, counts them all."""
+
+    def __init__(self, fd: int, keep: int, on_done: Callable[[], None]) -> None:
+        self.fd = fd
+        self.keep = keep
+        self.data = bytearray()
+        self.total = 0
+        self.done = threading.Event()
+        self._on_done = on_done
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, daemon=True, name=f"attune-read-{self.fd}").start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = os.read(self.fd, CHUNK)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:  # EOF (eventlet's green read returns '' when the fd closed)
+                    break
+                self.total += len(chunk)
+                room = self.keep - len(self.data)
+                if room > 0:
+                    self.data += chunk[:room]
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.done.set()
+            self._on_done()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write the stdin document and close; an action that never reads its input is fine."""
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if not written:
+                break
+            view = view[written:]
+    except OSError:
+        pass  # EPIPE: the action exited without reading stdin
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _leader_exited(pid: int) -> bool:
+    """True once the leader is a zombie; WNOWAIT leaves it unreaped so its pgid stays ours."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _decode(data: bytes, cut: bool) -> str:
+    """UTF-8 text; a cut may split a character, whose partial bytes are dropped."""
+    if not cut:
+        return data.decode("utf-8", "replace")
+    return codecs.getincrementaldecoder("utf-8")("replace").decode(data, final=False)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+class ProcessRunner:
+    """Base of the process runners: subclasses say which command and environment to use."""
+
+    #: Whether the child gets a result pipe (the wrappers write {"output"} or {"error"} to it).
+    uses_result_pipe = True
+
+    def __init__(self) -> None:
+        self._canceled = threading.Event()
+        self._wake = threading.Event()
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def command(self, request: RunRequest, result_fd: int | None) -> list[str]:
+        """argv of the child; `result_fd` is the number of the result pipe inside the child."""
+        raise NotImplementedError
+
+    def environment(self, request: RunRequest) -> dict[str, str]:
+        """The child's whole environment (nothing is inherited)."""
+        return base_environment(request)
+
+    # -- the Runner protocol ------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop the run: SIGTERM to the group, SIGKILL after the grace (see `_terminate`)."""
+        self._canceled.set()
+        self._wake.set()
+
+    def run(self, request: RunRequest) -> RunResult:
+        """Run the action to the end; failures (including timeouts) are data in the result."""
+        if self._canceled.is_set():
+            return RunResult(
+                outcome=Outcome.CANCELED, error=error("canceled", "Execution canceled"),
+                duration_ms=0,
+            )
+        try:
+            return self._run(request)
+        except RunnerError as exc:
+            return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
+
+    # -- the machinery ------------------------------------------------------------------------
+    def _run(self, request: RunRequest) -> RunResult:
+        masker = request.masker()
+        keep = request.max_output_bytes + max(masker.longest - 1, 0)
+        stdin_data = json.dumps(request.stdin_document(), default=str).encode()
+        env = self.environment(request)
+
+        fds: list[int] = []
+        try:
+            stdin_r, stdin_w = os.pipe()
+            fds += [stdin_r, stdin_w]
+            out_r, out_w = os.pipe()
+            fds += [out_r, out_w]
+            err_r, err_w = os.pipe()
+            fds += [err_r, err_w]
+            res_r = res_w = None
+            if self.uses_result_pipe:
+                res_r, res_w = os.pipe()
+                fds += [res_r, res_w]
+            argv = self.command(request, res_w)
+            started = time.monotonic()
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=stdin_r,
+                    stdout=out_w,
+                    stderr=err_w,
+                    pass_fds=(res_w,) if res_w is not None else (),
+                    cwd=str(request.working_dir),
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise RunnerError("spawn_error", f"Could not start {argv[0]}: {exc}") from exc
+        except BaseException:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            raise
+        # The child's ends now live in the child only.
+        for fd in (stdin_r, out_w, err_w, res_w):
+            if fd is not None:
+                os.close(fd)
+
+        streams: list[_Stream] = []
+
+        def stream_done() -> None:
+            if all(s.done.is_set() for s in streams):
+                self._wake.set()
+
+        out = _Stream(out_r, keep, stream_done)
+        err = _Stream(err_r, keep, stream_done)
+        streams += [out, err]
+        res = None
+        if res_r is not None:
+            res = _Stream(res_r, request.max_result_bytes, stream_done)
+            streams.append(res)
+        for stream in streams:
+            stream.start()
+        threading.Thread(
+            target=_write_all, args=(stdin_w, stdin_data), daemon=True, name="attune-stdin"
+        ).start()
+
+        try:
+            ended_by = self._supervise(proc.pid, started + request.timeout_s, request.kill_grace_s)
+        except BaseException:
+            # The caller is going away (its greenthread killed, the worker dying): the action
+            # must not outlive it.
+            _signal_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                proc.poll()
+            raise
+        # Whatever the action left running in its group goes with it (no leaks, no held pipes).
+        _signal_group(proc.pid, signal.SIGKILL)
+        exit_code = proc.wait()
+        duration_ms = round((time.monotonic() - started) * 1000)
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        for stream in streams:
+            stream.done.wait(max(drain_until - time.monotonic(), 0))
+
+        return self._result(request, masker, ended_by, exit_code, duration_ms, out, err, res)
+
+    def _supervise(self, pid: int, deadline: float, grace: float) -> str | None:
+        """Wait for the leader to exit; returns "timeout"/"canceled" when we had to stop it."""
+        interval = 0.001
+        while not _leader_exited(pid):
+            if self._canceled.is_set():
+                self._terminate(pid, grace)
+                return "canceled"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._terminate(pid, grace)
+                return "timeout"
+            if self._wake.is_set():
+                # Every pipe is closed: the leader is exiting right now (P10: poll finely).
+                time.sleep(min(interval, remaining))
+                interval = min(interval * 2, 0.05)
+            else:
+                self._wake.wait(min(LEADER_CHECK_SECONDS, remaining))
+        return None
+
+    @staticmethod
+    def _terminate(pid: int, grace: float) -> None:
+        """SIGTERM to the whole group, SIGKILL after the grace period."""
+        _signal_group(pid, signal.SIGTERM)
+        until = time.monotonic() + grace
+        interval = 0.005
+        while not _leader_exited(pid) and time.monotonic() < until:
+            time.sleep(interval)
+            interval = min(interval * 2, 0.1)
+        _signal_group(pid, signal.SIGKILL)
+
+    def _result(
+        self,
+        request: RunRequest,
+        masker: Masker,
+        ended_by: str | None,
+        exit_code: int,
+        duration_ms: int,
+        out: _Stream,
+        err: _Stream,
+        res: _Stream | None,
+    ) -> RunResult:
+        limit = request.max_output_bytes
+        texts = []
+        truncated = False
+        for stream in (out, err):
+            cut = stream.total > limit
+            text = _decode(masker.cut(bytes(stream.data), limit), cut)
+            if cut:
+                text += truncation_marker(limit)
+                truncated = True
+            texts.append(text)
+        stdout, stderr = texts
+
+        document: dict[str, Any] = {}
+        problem = None
+        if res is not None and res.total:
+            if res.total > request.max_result_bytes:
+                problem = error(
+                    "output_too_large",
+                    f"The action's return value is larger than {request.max_result_bytes} bytes",
+                )
+            else:
+                try:
+                    parsed = json.loads(bytes(res.data))
+                    if not isinstance(parsed, dict):
+                        raise ValueError("not an object")
+                    document = parsed
+                except ValueError:
+                    problem = error("protocol_error", "The action wrapper wrote a malformed result")
+
+        if "output" in document:
+            output = document["output"]
+        else:
+            output = None
+            if stdout.strip() and not out.total > limit:
+                with contextlib.suppress(ValueError):
+                    output = json.loads(stdout)
+
+        reported = document.get("error") if isinstance(document.get("error"), dict) else None
+        if ended_by == "canceled":
+            outcome, err_doc = Outcome.CANCELED, error("canceled", "Execution canceled")
+        elif ended_by == "timeout":
+            outcome = Outcome.FAILED
+            err_doc = error("timeout", f"Action timed out after {request.timeout_s:g} s")
+        elif exit_code != 0:
+            outcome = Outcome.FAILED
+            if reported:
+                err_doc = reported
+            elif exit_code < 0:
+                err_doc = error(
+                    "killed", f"Action was killed by signal {_signal_name(-exit_code)}"
+                )
+            else:
+                err_doc = error("nonzero_exit", f"Action exited with code {exit_code}")
+        elif problem or reported:
+            outcome, err_doc = Outcome.FAILED, problem or reported
+        else:
+            outcome, err_doc = Outcome.SUCCEEDED, None
+
+        return RunResult(
+            outcome=outcome,
+            output=masker.value(output),
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            error=masker.value(err_doc),
+            truncated=truncated,
+            duration_ms=duration_ms,
+        )

@@ -1,0 +1,90 @@
+"""The python and node SDKs talk to the gateway's datastore routes with the execution token."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from runners.base import Outcome, RunRequest
+from runners.node import NodeRunner
+from runners.python import PythonRunner
+
+
+def request(tmp_path: Path, name: str, source: str, api_url: str, runner: str) -> RunRequest:
+    (tmp_path / name).write_text(textwrap.dedent(source).lstrip())
+    return RunRequest(
+        execution_id=7, action_ref="p.sdk", runner_type=runner, working_dir=tmp_path,
+        entry_point=tmp_path / name, timeout_s=30,
+        context={"execution_id": 7, "api_url": api_url, "token": "exec-token-7"},
+    )
+
+
+def expected_calls():
+    return [
+        ("GET", "/api/v1/datastore/cfg%2Fapi_url"),
+        ("POST", "/api/v1/datastore"),
+        ("GET", "/api/v1/datastore/cfg%2Fapi_url"),
+        ("DELETE", "/api/v1/datastore/cfg%2Fapi_url"),
+        ("DELETE", "/api/v1/datastore/cfg%2Fapi_url"),
+    ]
+
+
+def test_python_sdk_get_set_delete(tmp_path, datastore_server):
+    source = """
+        import attune
+        def run():
+            missing = attune.datastore.get("cfg/api_url")
+            attune.datastore.set("cfg/api_url", "https://api.example.com", ttl_seconds=30)
+            value = attune.datastore.get("cfg/api_url")
+            return [missing, value, attune.datastore.delete("cfg/api_url"),
+                    attune.datastore.delete("cfg/api_url")]
+    """
+    result = PythonRunner().run(
+        request(tmp_path, "a.py", source, datastore_server["url"], "python")
+    )
+    assert result.outcome is Outcome.SUCCEEDED, result
+    assert result.output == [None, "https://api.example.com", True, False]
+    calls = datastore_server["calls"]
+    assert [(m, p) for m, p, _, _ in calls] == expected_calls()
+    assert all(h["Authorization"] == "Bearer exec-token-7" for _, _, h, _ in calls)
+    assert calls[1][3] == {"key": "cfg/api_url", "value": "https://api.example.com",
+                           "encrypted": False, "ttl_seconds": 30}
+
+
+def test_python_sdk_raises_datastore_error_on_refusal(tmp_path, datastore_server):
+    source = """
+        import attune
+        def run():
+            attune.datastore.set("forbidden", 1)
+    """
+    result = PythonRunner().run(
+        request(tmp_path, "a.py", source, datastore_server["url"], "python")
+    )
+    assert result.outcome is Outcome.FAILED
+    assert result.error["type"] == "DatastoreError"
+    assert "HTTP 403" in result.error["message"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_sdk_get_set_delete(tmp_path, datastore_server):
+    source = """
+        const attune = require('attune');
+        exports.run = async () => {
+          const missing = await attune.datastore.get('cfg/api_url');
+          await attune.datastore.set('cfg/api_url', 'https://api.example.com', { ttlSeconds: 30 });
+          const value = await attune.datastore.get('cfg/api_url');
+          return [missing, value, await attune.datastore.delete('cfg/api_url'),
+                  await attune.datastore.delete('cfg/api_url')];
+        };
+    """
+    result = NodeRunner().run(request(tmp_path, "a.js", source, datastore_server["url"], "node"))
+    assert result.outcome is Outcome.SUCCEEDED, result
+    assert result.output == [None, "https://api.example.com", True, False]
+    calls = datastore_server["calls"]
+    assert [(m, p) for m, p, _, _ in calls] == expected_calls()
+    assert all(h["Authorization"] == "Bearer exec-token-7" for _, _, h, _ in calls)
+    assert calls[1][3] == {"key": "cfg/api_url", "value": "https://api.example.com",
+                           "encrypted": False, "ttl_seconds": 30}
