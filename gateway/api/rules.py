@@ -1,0 +1,88 @@
+"""/api/v1/rules: create, list (?trigger_id=&action_id=&enabled=&pack=), get, patch, delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from nameko_services.domain import rule_definitions as rules
+from nameko_services.domain.db import transaction
+from nameko_services.domain.errors import BadRequestError
+
+from ..app import ctx
+from ..auth import permission, principal
+from ..definitions import acting_user, definition_body, publish_changes
+from ..http import int_arg, one, page, page_args, path_id
+from ..query_args import text_arg
+
+bp = Blueprint("rules", __name__)
+
+
+def _bool_arg(name: str) -> bool | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequestError(f"Query parameter '{name}' must be true or false",
+                          {"fields": {name: "must be true or false"}})
+
+
+@bp.post("/api/v1/rules")
+@permission("write")
+def create_rule():
+    """Create a rule: when the trigger fires and criteria match, run the action."""
+    body = definition_body(rules.RULE_FIELDS | {"pack"})
+    with transaction(ctx().engine) as conn:
+        outcome = rules.create(conn, tenant_id=principal().tenant_id, body=body,
+                               actor=acting_user())
+    publish_changes(outcome.changes)
+    return one(outcome.data, 201)
+
+
+@bp.get("/api/v1/rules")
+@permission("read")
+def list_rules():
+    """The caller's rules, newest first (?trigger_id=, ?action_id=, ?enabled=, ?pack=)."""
+    limit, offset = page_args()
+    with transaction(ctx().engine) as conn:
+        items, total = rules.list_rules(
+            conn, principal().tenant_id, trigger_id=int_arg("trigger_id"),
+            action_id=int_arg("action_id"), enabled=_bool_arg("enabled"),
+            pack_ref=text_arg("pack"), limit=limit, offset=offset,
+        )
+    return page(items, total, limit, offset)
+
+
+@bp.get("/api/v1/rules/<rule_id>")
+@permission("read")
+def get_rule(rule_id: str):
+    """One rule with its trigger and action refs."""
+    with transaction(ctx().engine) as conn:
+        row = rules.get(conn, principal().tenant_id, path_id(rule_id, "Rule"))
+    return one(rules.to_api(row))
+
+
+@bp.patch("/api/v1/rules/<rule_id>")
+@permission("write")
+def update_rule(rule_id: str):
+    """Change enabled, criteria, parameters, action, notify_on_trigger or description."""
+    rid = path_id(rule_id, "Rule")
+    patch = definition_body(rules.RULE_FIELDS | {"pack"})
+    with transaction(ctx().engine) as conn:
+        outcome = rules.update_rule(conn, tenant_id=principal().tenant_id, rule_id=rid,
+                                    patch=patch, actor=acting_user())
+    publish_changes(outcome.changes)
+    return one(outcome.data)
+
+
+@bp.delete("/api/v1/rules/<rule_id>")
+@permission("write")
+def delete_rule(rule_id: str):
+    """Delete a rule; executions already started finish."""
+    with transaction(ctx().engine) as conn:
+        outcome = rules.delete_rule(conn, principal().tenant_id, path_id(rule_id, "Rule"),
+                                    acting_user())
+    publish_changes(outcome.changes)
+    return "", 204

@@ -1,0 +1,109 @@
+"""Safe extraction of an uploaded pack (.tar.gz) into an immutable, content-addressed folder.
+
+`<packs root>/<tenant id | system>/<ref>/<version>-<sha256 prefix>/`: a new upload never
+touches the folder running executions use, so they finish with the code they started with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from . import pack_loader
+from .errors import ValidationError
+from .pack_loader import PackDefinition
+
+MAX_MEMBERS = 10_000
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+_IGNORED_TOP = ("__MACOSX",)
+
+
+def _bad(reason: str) -> ValidationError:
+    return ValidationError(f"Invalid pack archive: {reason}", {"file": reason})
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    """No absolute paths, no '..', no links leaving the archive, no devices or fifos."""
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise _bad(f"entry '{member.name}' points outside the pack")
+    if member.isdev() or member.isfifo():
+        raise _bad(f"entry '{member.name}' is a device or fifo")
+    if member.issym() or member.islnk():
+        target = PurePosixPath(member.linkname)
+        base = name.parent if member.issym() else PurePosixPath()
+        parts: list[str] = []
+        for part in (base / target).parts:
+            if part == "..":
+                if not parts:
+                    raise _bad(f"link '{member.name}' points outside the pack")
+                parts.pop()
+            elif part not in (".", ""):
+                parts.append(part)
+        if target.is_absolute():
+            raise _bad(f"link '{member.name}' points outside the pack")
+
+
+def _unpack(data: bytes, into: Path) -> None:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            members: list[tarfile.TarInfo] = []
+            total = 0
+            for member in tar:  # headers one by one: a bomb stops at the cap, not at the end
+                total += max(member.size, 0)
+                if len(members) >= MAX_MEMBERS or total > MAX_UNPACKED_BYTES:
+                    raise _bad(f"more than {MAX_MEMBERS} entries or "
+                               f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MiB unpacked")
+                _check_member(member)
+                members.append(member)
+            tar.extractall(into, members=members, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise _bad(f"not a readable .tar.gz archive ({exc})") from exc
+
+
+def _pack_root(folder: Path) -> Path:
+    """The archive's top, or its single top folder, whichever holds pack.yaml."""
+    if (folder / "pack.yaml").is_file() or (folder / "pack.yml").is_file():
+        return folder
+    entries = [p for p in folder.iterdir()
+               if not p.name.startswith(".") and p.name not in _IGNORED_TOP]
+    if len(entries) == 1 and entries[0].is_dir() and (
+        (entries[0] / "pack.yaml").is_file() or (entries[0] / "pack.yml").is_file()
+    ):
+        return entries[0]
+    raise _bad("no pack.yaml at the top of the archive or in its single top folder")
+
+
+def extract(data: bytes, packs_root: Path, owner: str) -> PackDefinition:
+    """Validate and unpack an archive; returns the pack definition rooted at its final folder.
+
+    `owner` is the tenant id or "system". A pack that fails validation leaves nothing behind.
+    """
+    if not data:
+        raise _bad("empty upload")
+    digest = hashlib.sha256(data).hexdigest()
+    incoming = packs_root / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{digest[:12]}-", dir=incoming))
+    try:
+        _unpack(data, scratch)
+        definition = pack_loader.load_pack(_pack_root(scratch))
+        assert definition.root is not None
+        final = packs_root / owner / definition.ref / f"{definition.version}-{digest[:12]}"
+        if not final.is_dir():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                definition.root.rename(final)
+            except OSError:
+                if not final.is_dir():  # not a concurrent upload of the same archive
+                    raise
+        meta = {**definition.meta, "archive_sha256": digest}
+        return dataclasses.replace(definition, root=final, meta=meta)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
