@@ -49,26 +49,15 @@ class Dispatcher(DependencyProvider):
     """
 
     def setup(self) -> None:
-        from nameko.amqp.publish import Publisher
-        from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY
-        from nameko.events import get_event_exchange
-        from nameko.serialization import setup as setup_serialization
+        from .green import Publisher
 
-        config = self.container.config
-        serializer, _ = setup_serialization(config)
-        self._exchange_for = lambda source: get_event_exchange(source, config)
-        self._publisher = Publisher(
-            config[AMQP_URI_CONFIG_KEY], serializer=serializer,
-            ssl=config.get(AMQP_SSL_CONFIG_KEY),
-        )
+        self._publish = Publisher(self.container.config)
 
     def get_dependency(self, worker_ctx: Any):
         service_name = self.container.service_name
+        publish = self._publish
 
         def dispatch(event_type: str, payload: dict[str, Any], source: str | None = None) -> None:
-            self._publisher.publish(
-                payload, exchange=self._exchange_for(source or service_name),
-                routing_key=event_type,
-            )
+            publish(source or service_name, event_type, payload)
 
         return dispatch

@@ -11,7 +11,10 @@ from typing import Any
 
 import eventlet
 import eventlet.queue
-from nameko.standalone.events import event_dispatcher
+from nameko.amqp.publish import Publisher as AmqpPublisher
+from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY
+from nameko.events import get_event_exchange
+from nameko.serialization import setup as setup_serialization
 from nameko.standalone.rpc import ClusterRpcProxy
 
 
@@ -55,10 +58,21 @@ class RpcPool:
 
 
 class Publisher:
-    """Dispatch nameko events (with publisher confirms) from the gateway or CLI."""
+    """Publish nameko events (with publisher confirms) from any process, to any source exchange.
+
+    The exchange is declared on publish (kombu caches it), so publishing before any consumer
+    exists cannot fail with "404 no exchange".
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._dispatch = event_dispatcher(config)
+        serializer, _ = setup_serialization(config)
+        self._config = config
+        self._publisher = AmqpPublisher(
+            config[AMQP_URI_CONFIG_KEY], serializer=serializer, ssl=config.get(AMQP_SSL_CONFIG_KEY)
+        )
 
     def __call__(self, source_service: str, event_type: str, payload: dict[str, Any]) -> None:
-        self._dispatch(source_service, event_type, payload)
+        exchange = get_event_exchange(source_service, self._config)
+        self._publisher.publish(
+            payload, exchange=exchange, routing_key=event_type, declare=[exchange]
+        )

@@ -1,20 +1,68 @@
-"""SensorService: entrypoints only (placeholder until the room is built)."""
+"""SensorService: entrypoints only; timer logic lives in timers.py and scheduler.py.
+
+Custom pack sensors (packs.md) will plug in beside the timers: a supervisor dependency that
+runs each pack sensor in its own process and stores what it emits through domain.events, with
+`on_pack_changed` telling it to reload — the timer heap does not need to change for that.
+"""
 
 from __future__ import annotations
 
-from nameko.rpc import rpc
+from datetime import datetime
+from typing import Any
 
-from ..extensions import PlatformProvider
+from nameko.events import BROADCAST, event_handler
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from ..domain import messages
+from ..extensions import Dispatcher, PlatformProvider
+from . import timers
+from .timer_extensions import Timers, timer_due
+
+RESYNC_INTERVAL_SECONDS = 30
+
+# Every sensor process keeps its own heap, so each must hear every definition change.
+definition_change = {"handler_type": BROADCAST, "reliable_delivery": False}
 
 
 class SensorService:
-    """TODO: fill in."""
+    """Fires interval, date and cron timers exactly once each and stores their events."""
 
     name = "sensor"
 
     platform = PlatformProvider()
+    dispatch = Dispatcher()
+    timers = Timers()
+
+    @timer_due
+    def fire_timer(self, trigger_id: int, scheduled_at: datetime) -> None:
+        """A schedule point is due: fire it unless another sensor process already did."""
+        timers.fire_and_announce(
+            self.platform.engine, self.dispatch, self.timers, trigger_id, scheduled_at
+        )
+
+    @event_handler(messages.GATEWAY, messages.RULE_CHANGED, **definition_change)
+    def on_rule_changed(self, payload: dict[str, Any]) -> None:
+        """A rule was created, enabled, disabled or deleted: its trigger may start or stop."""
+        timers.refresh(self.platform.engine, self.timers, payload.get("trigger_id"))
+
+    @event_handler(messages.GATEWAY, messages.TRIGGER_CHANGED, **definition_change)
+    def on_trigger_changed(self, payload: dict[str, Any]) -> None:
+        """A trigger was created, changed or deleted."""
+        timers.refresh(self.platform.engine, self.timers, payload.get("trigger_id"))
+
+    @event_handler(messages.GATEWAY, messages.PACK_CHANGED, **definition_change)
+    def on_pack_changed(self, payload: dict[str, Any]) -> None:
+        """A pack was registered, reloaded or deleted: re-read every timer."""
+        timers.resync(self.platform.engine, self.timers)
+
+    @timer(interval=RESYNC_INTERVAL_SECONDS, eager=True)
+    def resync(self) -> None:
+        """At start-up load every timer (resuming from last_fired_at); later a safety net."""
+        timers.resync(self.platform.engine, self.timers)
 
     @rpc
     def ping(self) -> dict[str, str]:
         """Health probe used by the gateway's /health."""
         return {"service": self.name, "status": "ok"}
+

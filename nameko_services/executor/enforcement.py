@@ -1,0 +1,134 @@
+"""Event → rule evaluations → enforcements → executions, in one transaction per event.
+
+The event is claimed first (`events.mark_processed`), so a redelivered message or a second
+executor finds it processed and does nothing. New executions are planned (scheduled, fanned out
+or failed) in the same transaction; all news is published after commit, `created` first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from ..domain import datastore, events, executions, messages, rules, templating
+from ..domain.crypto import Cipher
+from ..domain.db import transaction
+from ..domain.errors import NotFoundError
+from ..domain.states import EnforcementStatus, ExecutionStatus
+from . import repository, scheduling
+from .news import Dispatch, Outgoing, created, send
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_event(
+    conn: Connection, cipher: Cipher, event_id: int, tenant_id: int
+) -> list[Outgoing]:
+    """Evaluate every enabled rule of the event's trigger; return the news to publish."""
+    try:
+        event = events.get(conn, tenant_id, event_id)
+    except NotFoundError:
+        log.warning("event %s of tenant %s not found", event_id, tenant_id)
+        return []
+    if not events.mark_processed(conn, event_id):
+        return []
+    if event["trigger_id"] is None:
+        return []
+    context = rules.criteria_context(
+        event, templating.DatastoreView(_datastore_loader(conn, cipher, tenant_id)),
+        datetime.now(UTC),
+    )
+    out: list[Outgoing] = []
+    planned: list[Outgoing] = []
+    for rule in repository.enabled_rules(conn, tenant_id, event["trigger_id"]):
+        decision = rules.decide(rule["criteria"], context)
+        repository.record_evaluation(
+            conn, tenant_id, event_id, rule["id"], decision.matched, decision.error
+        )
+        if decision.matched:
+            execution = _enforce(conn, rule, event, context)
+            if execution is not None:
+                out.append(created(execution))
+                planned += scheduling.plan(conn, execution)
+            if rule["notify_on_trigger"]:
+                out.append(_rule_triggered(rule, event, execution))
+    return out + planned
+
+
+def handle_event(
+    engine: Engine, cipher: Cipher, dispatch: Dispatch, event_id: int, tenant_id: int
+) -> None:
+    """The EVENT_CREATED handler's work: one transaction, then the news."""
+    with transaction(engine) as conn:
+        out = evaluate_event(conn, cipher, event_id, tenant_id)
+    send(dispatch, out)
+
+
+def _enforce(
+    conn: Connection, rule: dict[str, Any], event: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Create the enforcement and its execution; None when there is no execution to run."""
+    tenant_id = event["tenant_id"]
+    enforcement = repository.create_enforcement(conn, tenant_id, rule["id"], event["id"])
+    if enforcement is None:  # this rule already enforced this event
+        return None
+    try:
+        parameters = rules.render_parameters(rule["parameters"], context)
+    except templating.TemplateError as exc:
+        repository.update_enforcement(
+            conn, tenant_id, enforcement["id"], status=EnforcementStatus.FAILED, error=str(exc)
+        )
+        return None
+    action = repository.action(conn, tenant_id, rule["action_id"])
+    if action is None:
+        repository.update_enforcement(
+            conn, tenant_id, enforcement["id"], status=EnforcementStatus.FAILED,
+            error=f"Action {rule['action_id']} of rule {rule['ref']} not found",
+        )
+        return None
+    execution = executions.create(
+        conn,
+        tenant_id=tenant_id,
+        action=action,
+        parameters=parameters,
+        actor_type="service",
+        actor="executor",
+        rule_id=rule["id"],
+        event_id=event["id"],
+        enforcement_id=enforcement["id"],
+        trigger_data=event["payload"],
+    )
+    failed = execution["status"] == ExecutionStatus.FAILED  # invalid parameters
+    repository.update_enforcement(
+        conn, tenant_id, enforcement["id"], execution_id=execution["id"],
+        status=EnforcementStatus.FAILED if failed else None,
+        error=(execution["result"] or {}).get("error", {}).get("message") if failed else None,
+    )
+    return execution
+
+
+def _rule_triggered(
+    rule: dict[str, Any], event: dict[str, Any], execution: dict[str, Any] | None
+) -> Outgoing:
+    return Outgoing(messages.RULE_TRIGGERED, {
+        "rule_id": rule["id"],
+        "rule_ref": rule["ref"],
+        "tenant_id": event["tenant_id"],
+        "event_id": event["id"],
+        "execution_id": execution["id"] if execution is not None else None,
+    })
+
+
+def _datastore_loader(
+    conn: Connection, cipher: Cipher, tenant_id: int
+) -> Callable[[], dict[str, Any]]:
+    """`datastore.<key>` values, read once and only if a template uses them."""
+
+    def load() -> dict[str, Any]:
+        return datastore.get_all(conn, cipher, tenant_id)
+
+    return load

@@ -1,0 +1,99 @@
+"""The executor's status moves, each through domain.executions.transition (conditional UPDATE).
+
+Each returns the messages to publish after commit; an empty list means another executor (or a
+duplicate message) got there first, which is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ..domain import executions
+from ..domain.states import EnforcementStatus, ExecutionStatus
+from . import repository
+from .news import Outgoing, scheduled, status_changed
+
+S = ExecutionStatus
+ACTOR = {"actor_type": "service", "actor": "executor"}
+
+
+def to_scheduled(conn: Connection, row: Mapping[str, Any]) -> list[Outgoing]:
+    """requested → scheduled; the worker gets EXECUTION_SCHEDULED after the status change."""
+    moved = executions.transition(conn, row["id"], S.SCHEDULED, expected=[S.REQUESTED], **ACTOR)
+    if moved is None:
+        return []
+    repository.update_enforcement(
+        conn, moved["tenant_id"], moved["enforcement_id"], status=EnforcementStatus.SCHEDULED
+    )
+    return [status_changed(moved), scheduled(moved)]
+
+
+def to_running(
+    conn: Connection, row: Mapping[str, Any], state: dict[str, Any]
+) -> dict[str, Any] | None:
+    """requested → running for an execution the executor runs itself (a with-items parent)."""
+    moved = executions.transition(
+        conn, row["id"], S.RUNNING, expected=[S.REQUESTED], state=state, **ACTOR
+    )
+    if moved is not None:
+        repository.update_enforcement(
+            conn, moved["tenant_id"], moved["enforcement_id"], status=EnforcementStatus.SCHEDULED
+        )
+    return moved
+
+
+def fail(
+    conn: Connection,
+    row: Mapping[str, Any],
+    error_type: str,
+    message: str,
+    *,
+    expected: Iterable[ExecutionStatus] = (S.REQUESTED,),
+    result_fields: Mapping[str, Any] | None = None,
+    **error_fields: Any,
+) -> list[Outgoing]:
+    """Fail an execution the executor cannot hand on (template, not_implemented, …).
+
+    `error_fields` extend `result.error`; `result_fields` extend `result` (e.g. `output`).
+    """
+    result = executions.error_result(error_type, message, **(result_fields or {}))
+    result["error"].update(error_fields)
+    moved = executions.transition(
+        conn, row["id"], S.FAILED, expected=list(expected), result=result,
+        details={"error": result["error"]}, **ACTOR,
+    )
+    if moved is None:
+        return []
+    repository.update_enforcement(
+        conn, moved["tenant_id"], moved["enforcement_id"], status=EnforcementStatus.FAILED,
+        error=message,
+    )
+    return [status_changed(moved)]
+
+
+def succeed(conn: Connection, row: Mapping[str, Any], result: dict[str, Any]) -> list[Outgoing]:
+    """running → succeeded for an execution the executor ran itself."""
+    moved = executions.transition(
+        conn, row["id"], S.SUCCEEDED, expected=[S.RUNNING], result=result, **ACTOR
+    )
+    return [status_changed(moved)] if moved is not None else []
+
+
+def cancel(conn: Connection, row: Mapping[str, Any], reason: str) -> list[Outgoing]:
+    """A not-yet-running execution (requested/scheduled) → canceled; a worker's claim then fails."""
+    moved = executions.transition(
+        conn, row["id"], S.CANCELED, expected=[S.REQUESTED, S.SCHEDULED],
+        result=executions.error_result("canceled", reason), details={"reason": reason}, **ACTOR,
+    )
+    return [status_changed(moved)] if moved is not None else []
+
+
+def canceled(conn: Connection, row: Mapping[str, Any], result: dict[str, Any]) -> list[Outgoing]:
+    """canceling → canceled, for an execution the executor ran itself."""
+    moved = executions.transition(
+        conn, row["id"], S.CANCELED, expected=[S.CANCELING], result=result, **ACTOR
+    )
+    return [status_changed(moved)] if moved is not None else []

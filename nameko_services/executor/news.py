@@ -1,0 +1,49 @@
+"""Messages the executor publishes, collected inside a transaction and sent after it commits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain import executions, messages
+
+Dispatch = Callable[..., None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event to publish; `source` None means the dispatching service's own exchange."""
+
+    event_type: str
+    payload: dict[str, Any]
+    source: str | None = None
+
+
+def created(row: Mapping[str, Any]) -> Outgoing:
+    return Outgoing(
+        messages.EXECUTION_CREATED, executions.status_message(row, None), messages.EXECUTIONS
+    )
+
+
+def status_changed(row: Mapping[str, Any]) -> Outgoing:
+    """For a row returned by executions.transition (it carries `previous`)."""
+    return Outgoing(
+        messages.EXECUTION_STATUS_CHANGED,
+        executions.status_message(row, row.get("previous")),
+        messages.EXECUTIONS,
+    )
+
+
+def scheduled(row: Mapping[str, Any]) -> Outgoing:
+    """The worker's work message."""
+    return Outgoing(
+        messages.EXECUTION_SCHEDULED,
+        {"execution_id": row["id"], "tenant_id": row["tenant_id"]},
+    )
+
+
+def send(dispatch: Dispatch, outgoing: Iterable[Outgoing]) -> None:
+    """Publish in order (only ever call this after the transaction committed)."""
+    for item in outgoing:
+        dispatch(item.event_type, item.payload, item.source)

@@ -1,0 +1,137 @@
+"""The SQL the executor needs beyond domain.executions/events: rules, actions, enforcements.
+
+Every function takes the tenant explicitly; actions may also be system actions (tenant NULL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from ..domain.models import actions, enforcements, executions, rule_evaluations, rules
+from ..domain.states import EnforcementStatus
+
+
+def enabled_rules(conn: Connection, tenant_id: int, trigger_id: int) -> list[dict[str, Any]]:
+    """The tenant's enabled rules on a trigger, oldest first."""
+    rows = conn.execute(
+        select(rules)
+        .where(rules.c.tenant_id == tenant_id, rules.c.trigger_id == trigger_id,
+               rules.c.enabled.is_(True))
+        .order_by(rules.c.id)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def action(conn: Connection, tenant_id: int, action_id: int | None) -> dict[str, Any] | None:
+    """An action of the tenant or a system action; None when it is gone."""
+    if action_id is None:
+        return None
+    row = conn.execute(
+        select(actions).where(
+            actions.c.id == action_id,
+            or_(actions.c.tenant_id == tenant_id, actions.c.tenant_id.is_(None)),
+        )
+    ).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+def record_evaluation(
+    conn: Connection, tenant_id: int, event_id: int, rule_id: int, matched: bool, error: str | None
+) -> None:
+    conn.execute(
+        pg_insert(rule_evaluations)
+        .values(tenant_id=tenant_id, event_id=event_id, rule_id=rule_id, matched=matched,
+                error=error)
+        .on_conflict_do_nothing(index_elements=["event_id", "rule_id"])
+    )
+
+
+def create_enforcement(
+    conn: Connection, tenant_id: int, rule_id: int, event_id: int
+) -> dict[str, Any] | None:
+    """Insert the enforcement of a match; None when this rule+event already has one."""
+    row = conn.execute(
+        pg_insert(enforcements)
+        .values(tenant_id=tenant_id, rule_id=rule_id, event_id=event_id)
+        .on_conflict_do_nothing(index_elements=["rule_id", "event_id"])
+        .returning(enforcements)
+    ).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+def update_enforcement(
+    conn: Connection,
+    tenant_id: int,
+    enforcement_id: int | None,
+    *,
+    status: EnforcementStatus | None = None,
+    execution_id: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Link an execution and/or move status on from `created` (a later duplicate is a no-op)."""
+    if enforcement_id is None:
+        return
+    values: dict[str, Any] = {"updated_at": func.now()}
+    where = [enforcements.c.id == enforcement_id, enforcements.c.tenant_id == tenant_id]
+    if execution_id is not None:
+        values["execution_id"] = execution_id
+    if status is not None:
+        values["status"] = status.value
+        where.append(enforcements.c.status == EnforcementStatus.CREATED.value)
+    if error is not None:
+        values["error"] = error
+    conn.execute(update(enforcements).where(*where).values(**values))
+
+
+def lock_execution(
+    conn: Connection, tenant_id: int, execution_id: int
+) -> dict[str, Any] | None:
+    """SELECT … FOR UPDATE: serialises the bookkeeping of one parent across executors."""
+    row = conn.execute(
+        select(executions)
+        .where(executions.c.id == execution_id, executions.c.tenant_id == tenant_id)
+        .with_for_update()
+    ).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+def children_status_counts(conn: Connection, tenant_id: int, parent_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        select(executions.c.status, func.count())
+        .where(executions.c.tenant_id == tenant_id,
+               executions.c.parent_execution_id == parent_id)
+        .group_by(executions.c.status)
+    )
+    return {status: count for status, count in rows}
+
+
+def children_in_status(
+    conn: Connection, tenant_id: int, parent_id: int, status: str, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Children of a parent in one status, in item order."""
+    stmt = (
+        select(executions)
+        .where(executions.c.tenant_id == tenant_id,
+               executions.c.parent_execution_id == parent_id,
+               executions.c.status == status)
+        .order_by(executions.c.item_index, executions.c.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def children_results(conn: Connection, tenant_id: int, parent_id: int) -> list[Mapping[str, Any]]:
+    """(item_index, status, result) of every child, in item order."""
+    return list(
+        conn.execute(
+            select(executions.c.item_index, executions.c.status, executions.c.result)
+            .where(executions.c.tenant_id == tenant_id,
+                   executions.c.parent_execution_id == parent_id)
+            .order_by(executions.c.item_index, executions.c.id)
+        ).mappings()
+    )

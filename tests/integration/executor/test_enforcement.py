@@ -1,0 +1,128 @@
+"""Events become rule evaluations, enforcements and scheduled executions, exactly once."""
+
+import pytest
+from nameko.testing.services import entrypoint_waiter
+
+from nameko_services.domain import messages, models
+from tests.integration import rows
+
+pytestmark = pytest.mark.integration
+
+E = models
+
+
+def of(received, event_type, execution_id=None):
+    return [p for _, t, p in received if t == event_type
+            and (execution_id is None or p.get("execution_id") == execution_id)]
+
+
+def about(key, value):
+    """An entrypoint_waiter callback: wait for the worker handling *this* message (a queue may
+    still hold messages of earlier runs)."""
+    return lambda worker_ctx, result, exc_info: worker_ctx.args[0].get(key) == value
+
+
+def deliver_event(executor, dispatch, event, source=messages.GATEWAY):
+    with entrypoint_waiter(executor, "on_event_created", timeout=15,
+                           callback=about("event_id", event["id"])):
+        dispatch(source, messages.EVENT_CREATED,
+                 {"event_id": event["id"], "tenant_id": event["tenant_id"]})
+
+
+def test_an_event_with_two_rules_enforces_only_the_matching_one(
+    executor, dispatch, engine, tenant, received
+):
+    action = rows.make_action(engine, tenant, parameters={
+        "message": {"type": "string", "required": True}, "count": {"type": "integer"}})
+    trigger = rows.make_trigger(engine, tenant)
+    high = rows.make_rule(
+        engine, tenant, trigger, action, notify_on_trigger=True,
+        criteria="{{ trigger.data.severity == 'high' }}",
+        parameters={"message": "got {{ trigger.data.msg }}", "count": "{{ trigger.data.n }}"},
+    )
+    low = rows.make_rule(engine, tenant, trigger, action,
+                         criteria="{{ trigger.data.severity == 'low' }}")
+    event = rows.make_event(engine, tenant, trigger, {"severity": "high", "msg": "hi", "n": 3})
+
+    deliver_event(executor, dispatch, event)
+
+    evaluations = {r["rule_id"]: r for r in rows.rows(
+        engine, E.rule_evaluations, E.rule_evaluations.c.event_id == event["id"])}
+    assert {k: v["matched"] for k, v in evaluations.items()} == {high["id"]: True,
+                                                                   low["id"]: False}
+    [enforcement] = rows.rows(engine, E.enforcements, E.enforcements.c.event_id == event["id"])
+    [execution] = rows.rows(engine, E.executions, E.executions.c.event_id == event["id"])
+    assert enforcement["rule_id"] == high["id"]
+    assert enforcement["execution_id"] == execution["id"]
+    assert enforcement["status"] == "scheduled"
+    assert execution["status"] == "scheduled"
+    assert execution["parameters"] == {"message": "got hi", "count": 3}
+    assert execution["rule_id"] == high["id"]
+    assert execution["enforcement_id"] == enforcement["id"]
+    assert execution["trigger_data"] == {"severity": "high", "msg": "hi", "n": 3}
+    assert rows.rows(engine, E.events, E.events.c.id == event["id"])[0]["processed_at"]
+
+    rows.wait_until(lambda: of(received, messages.EXECUTION_SCHEDULED, execution["id"]))
+    rows.wait_until(lambda: of(received, messages.RULE_TRIGGERED))
+    [created] = of(received, messages.EXECUTION_CREATED, execution["id"])
+    assert created["status"] == "requested"
+    [changed] = of(received, messages.EXECUTION_STATUS_CHANGED, execution["id"])
+    assert (changed["previous"], changed["status"]) == ("requested", "scheduled")
+    [triggered] = of(received, messages.RULE_TRIGGERED)
+    assert triggered == {"rule_id": high["id"], "rule_ref": high["ref"], "tenant_id": tenant,
+                         "event_id": event["id"], "execution_id": execution["id"]}
+
+    # a redelivered (or duplicated) event changes nothing and schedules nothing again
+    deliver_event(executor, dispatch, event, source=messages.SENSOR)
+    assert len(rows.rows(engine, E.executions, E.executions.c.event_id == event["id"])) == 1
+    assert len(rows.rows(engine, E.enforcements, E.enforcements.c.event_id == event["id"])) == 1
+    assert len(rows.rows(engine, E.rule_evaluations,
+                         E.rule_evaluations.c.event_id == event["id"])) == 2
+    assert len(of(received, messages.EXECUTION_SCHEDULED, execution["id"])) == 1
+
+
+def test_criteria_and_template_errors_are_recorded_without_executions(
+    executor, dispatch, engine, tenant
+):
+    action = rows.make_action(engine, tenant)
+    trigger = rows.make_trigger(engine, tenant)
+    broken = rows.make_rule(engine, tenant, trigger, action, criteria="{{ trigger.data.n / 0 }}")
+    bad_params = rows.make_rule(engine, tenant, trigger, action,
+                                parameters={"message": "{{ trigger.data.n / 0 }}"})
+    disabled = rows.make_rule(engine, tenant, trigger, action, enabled=False)
+    event = rows.make_event(engine, tenant, trigger, {"n": 1})
+
+    deliver_event(executor, dispatch, event)
+
+    evaluations = {r["rule_id"]: r for r in rows.rows(
+        engine, E.rule_evaluations, E.rule_evaluations.c.event_id == event["id"])}
+    assert set(evaluations) == {broken["id"], bad_params["id"]}  # disabled rules are skipped
+    assert evaluations[broken["id"]]["matched"] is False
+    assert "ZeroDivisionError" in evaluations[broken["id"]]["error"]
+    [enforcement] = rows.rows(engine, E.enforcements, E.enforcements.c.event_id == event["id"])
+    assert enforcement["rule_id"] == bad_params["id"]
+    assert enforcement["status"] == "failed"
+    assert enforcement["execution_id"] is None
+    assert "ZeroDivisionError" in enforcement["error"]
+    assert rows.rows(engine, E.executions, E.executions.c.event_id == event["id"]) == []
+    assert disabled["id"] not in evaluations
+
+
+def test_invalid_rule_parameters_fail_the_execution_and_the_enforcement(
+    executor, dispatch, engine, tenant, received
+):
+    action = rows.make_action(engine, tenant, parameters={
+        "url": {"type": "string", "required": True}})
+    trigger = rows.make_trigger(engine, tenant)
+    rows.make_rule(engine, tenant, trigger, action)
+    event = rows.make_event(engine, tenant, trigger, {})
+
+    deliver_event(executor, dispatch, event)
+
+    [execution] = rows.rows(engine, E.executions, E.executions.c.event_id == event["id"])
+    assert execution["status"] == "failed"
+    assert execution["result"]["error"]["type"] == "validation"
+    [enforcement] = rows.rows(engine, E.enforcements, E.enforcements.c.event_id == event["id"])
+    assert (enforcement["status"], enforcement["execution_id"]) == ("failed", execution["id"])
+    assert enforcement["error"] == "Missing required parameter: url"
+    assert of(received, messages.EXECUTION_SCHEDULED, execution["id"]) == []
