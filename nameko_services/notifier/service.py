@@ -1,20 +1,106 @@
-"""NotifierService: entrypoints only (placeholder until the room is built)."""
+"""NotifierService: domain news in, tenant-scoped notifications out (entrypoints only)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nameko.events import event_handler
 from nameko.rpc import rpc
 
-from ..extensions import PlatformProvider
+from ..domain import messages as m
+from ..domain.db import transaction
+from ..extensions import Dispatcher, PlatformProvider
+from . import notifications as n
+from .ordering import KeyedFifoLocks
+
+log = logging.getLogger(__name__)
 
 
 class NotifierService:
-    """TODO: fill in."""
+    """Maps execution/event/rule/inquiry news to api.md messages and broadcasts them, in order."""
 
     name = "notifier"
 
     platform = PlatformProvider()
+    dispatch = Dispatcher()
+    ordering = KeyedFifoLocks()
 
     @rpc
     def ping(self) -> dict[str, str]:
         """Health probe used by the gateway's /health."""
         return {"service": self.name, "status": "ok"}
+
+    @event_handler(m.EXECUTIONS, m.EXECUTION_CREATED)
+    def on_execution_created(self, payload: dict[str, Any]) -> None:
+        self._forward(f"execution:{payload.get('execution_id')}",
+                      lambda: n.for_execution(m.EXECUTION_CREATED, payload))
+
+    @event_handler(m.EXECUTIONS, m.EXECUTION_STATUS_CHANGED)
+    def on_execution_status_changed(self, payload: dict[str, Any]) -> None:
+        self._forward(f"execution:{payload.get('execution_id')}",
+                      lambda: n.for_execution(m.EXECUTION_STATUS_CHANGED, payload))
+
+    @event_handler(m.GATEWAY, m.EVENT_CREATED)
+    def on_event_created(self, payload: dict[str, Any]) -> None:
+        self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
+
+    @event_handler(m.SENSOR, m.EVENT_CREATED)
+    def on_sensor_event_created(self, payload: dict[str, Any]) -> None:
+        self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
+
+    @event_handler(m.EXECUTOR, m.RULE_TRIGGERED)
+    def on_rule_triggered(self, payload: dict[str, Any]) -> None:
+        self._forward(f"rule:{payload.get('rule_id')}", lambda: self._rule_triggered(payload))
+
+    @event_handler(m.EXECUTOR, m.INQUIRY_CREATED)
+    def on_inquiry_created(self, payload: dict[str, Any]) -> None:
+        self._forward_inquiry(m.INQUIRY_CREATED, payload)
+
+    @event_handler(m.EXECUTOR, m.INQUIRY_RESPONDED)
+    def on_inquiry_responded(self, payload: dict[str, Any]) -> None:
+        self._forward_inquiry(m.INQUIRY_RESPONDED, payload)
+
+    @event_handler(m.EXECUTOR, m.INQUIRY_EXPIRED)
+    def on_inquiry_expired(self, payload: dict[str, Any]) -> None:
+        self._forward_inquiry(m.INQUIRY_EXPIRED, payload)
+
+    # The ordering lock is taken before any I/O, so per-entity arrival order is kept.
+    def _forward(self, key: str, build: Callable[[], n.Notification | None]) -> None:
+        with self.ordering.hold(key):
+            try:
+                notification = build()
+            except (KeyError, TypeError, ValueError):
+                log.warning("notifier: malformed news for %s, dropped", key, exc_info=True)
+                return
+            if notification is not None:
+                self.dispatch(m.NOTIFICATION_PUBLISHED, notification.to_payload())
+
+    def _forward_inquiry(self, event: str, payload: dict[str, Any]) -> None:
+        key = f"inquiry:{n.inquiry_id_of(payload)}"
+        self._forward(key, lambda: self._inquiry(event, payload))
+
+    def _event(self, payload: dict[str, Any]) -> n.Notification | None:
+        with transaction(self.platform.engine) as conn:
+            row = n.read_event(conn, int(payload["tenant_id"]), int(payload["event_id"]))
+        if row is None:
+            log.warning("notifier: event %s not found", payload["event_id"])
+            return None
+        return n.for_event(row)
+
+    def _rule_triggered(self, payload: dict[str, Any]) -> n.Notification:
+        tenant_id = int(payload["tenant_id"])
+        with transaction(self.platform.engine) as conn:
+            rule_ref = n.read_rule_ref(conn, tenant_id, int(payload["rule_id"]))
+            event_id = payload.get("event_id")
+            event = n.read_event(conn, tenant_id, int(event_id)) if event_id else None
+        return n.for_rule_triggered(payload, rule_ref, event)
+
+    def _inquiry(self, event: str, payload: dict[str, Any]) -> n.Notification:
+        inquiry_id = n.inquiry_id_of(payload)
+        inquiry = payload.get("inquiry")
+        if not inquiry and inquiry_id is not None:
+            with transaction(self.platform.engine) as conn:
+                inquiry = n.read_inquiry(conn, int(payload["tenant_id"]), int(inquiry_id))
+        return n.for_inquiry(event, payload, inquiry)

@@ -1,0 +1,91 @@
+"""GET /health: database, broker and a ping of every service, checked concurrently."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, current_app, jsonify
+from kombu import Connection
+from sqlalchemy import text
+
+from nameko_services.domain import messages as m
+
+from ..app import ctx
+from ..auth import PUBLIC, permission
+
+bp = Blueprint("health", __name__)
+
+SERVICES = (m.EXECUTOR, m.WORKER, m.SENSOR, m.NOTIFIER)
+CHECK_TIMEOUT_SECONDS = 2.0
+OK = "ok"
+
+
+def _check_database() -> None:
+    with ctx().engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _check_broker() -> None:
+    with Connection(ctx().settings.amqp_uri, connect_timeout=CHECK_TIMEOUT_SECONDS) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
+                               timeout=CHECK_TIMEOUT_SECONDS)
+
+
+def _check_service(name: str) -> Callable[[], None]:
+    def ping() -> None:
+        pool = ctx().rpc
+        if pool is None:
+            raise RuntimeError("RPC is not configured in this process")
+        with pool.get() as rpc:
+            answer = getattr(rpc, name).ping()
+        if not isinstance(answer, dict) or answer.get("status") != OK:
+            raise RuntimeError(f"unexpected answer {answer!r}")
+
+    return ping
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, credential-free reason (the driver's first line, not the whole chain)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0][:200]
+    return f"error: {type(cause).__name__}" + (f": {first}" if first else "")
+
+
+def run_checks(checks: dict[str, Callable[[], None]], timeout: float) -> dict[str, str]:
+    """Run every check in its own (green) thread; anything unfinished by `timeout` is an error."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    results: dict[str, str] = {}
+
+    def run(name: str, check: Callable[[], None]) -> None:
+        try:
+            with app.app_context():
+                check()
+            results[name] = OK
+        except Exception as exc:
+            results[name] = _reason(exc)
+
+    threads = [
+        threading.Thread(target=run, args=item, daemon=True, name=f"health-{item[0]}")
+        for item in checks.items()
+    ]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    return {name: results.get(name, f"error: no answer within {timeout:g} s") for name in checks}
+
+
+@bp.get("/health")
+@permission(PUBLIC)
+def health():
+    """Platform health: database, broker and every service; 200 when ok, 503 when degraded."""
+    checks: dict[str, Callable[[], None]] = {"database": _check_database, "broker": _check_broker}
+    checks.update({name: _check_service(name) for name in SERVICES})
+    results = run_checks(checks, CHECK_TIMEOUT_SECONDS)
+    healthy = all(value == OK for value in results.values())
+    response = jsonify({"status": "ok" if healthy else "degraded", "checks": results})
+    response.status_code = 200 if healthy else 503
+    return response

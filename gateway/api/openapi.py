@@ -1,0 +1,182 @@
+"""GET /api/v1/openapi.json: OpenAPI 3.0 generated from the app's own routes.
+
+Every rule of the url_map becomes an operation, with the permission its view declares
+(`x-attune-permission`), the view's docstring as summary and bearer security unless public, so a
+new route cannot be left out of the document.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from importlib import metadata
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify
+from werkzeug.routing import Rule
+
+from ..auth import PUBLIC, permission
+
+bp = Blueprint("openapi", __name__)
+
+IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+_PARAM = re.compile(r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\([^>]*\))?:)?(?P<name>\w+)>")
+_TYPES = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "uuid": {"type": "string", "format": "uuid"},
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "enum": ["bad_request", "unauthorized", "forbidden", "not_found",
+                             "conflict", "validation_error", "rate_limited", "internal",
+                             "method_not_allowed", "payload_too_large",
+                             "unsupported_media_type"],
+                },
+                "message": {"type": "string"},
+                "details": {
+                    "type": "object",
+                    "description": "validation_error: `fields` maps each field path to its problem",
+                    "additionalProperties": True,
+                },
+            },
+        }
+    },
+}
+_ERRORS = {
+    "400": "Malformed JSON or query",
+    "401": "Missing, invalid or expired token",
+    "403": "The role lacks the permission",
+    "404": "Not found in the caller's tenant",
+    "409": "Conflict with the resource's state",
+    "422": "Validation failed (details.fields)",
+    "429": "Rate limited (see Retry-After)",
+}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("attune")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
+    """Flask `/x/<int:id>` → OpenAPI `/x/{id}` plus its typed path parameters."""
+    params: list[dict[str, Any]] = []
+
+    def repl(match: re.Match[str]) -> str:
+        converter = match.group("converter") or "default"
+        params.append({
+            "name": match.group("name"),
+            "in": "path",
+            "required": True,
+            "schema": dict(_TYPES.get(converter, {"type": "string"})),
+        })
+        return "{" + match.group("name") + "}"
+
+    return _PARAM.sub(repl, rule.rule), params
+
+
+def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]],
+               many_methods: bool) -> dict[str, Any]:
+    view = app.view_functions[rule.endpoint]
+    needed = getattr(view, "attune_permission", None)
+    doc = inspect.getdoc(view) or ""
+    summary, _, description = doc.partition("\n")
+    operation: dict[str, Any] = {
+        "operationId": f"{rule.endpoint}.{method.lower()}" if many_methods else rule.endpoint,
+        "summary": summary.strip() or rule.endpoint,
+        "tags": [rule.endpoint.split(".", 1)[0]],
+        "x-attune-permission": needed or "undeclared (refused)",
+        "responses": {
+            "2XX": {"description": "Success", "content": {"application/json": {}}},
+            "default": {"$ref": "#/components/responses/Error"},
+        },
+    }
+    if description.strip():
+        operation["description"] = description.strip()
+    if params:
+        operation["parameters"] = params
+    if needed == PUBLIC:
+        operation["security"] = []
+    else:
+        operation["responses"]["401"] = {"$ref": "#/components/responses/Error"}
+        operation["responses"]["403"] = {"$ref": "#/components/responses/Error"}
+        if getattr(view, "attune_execution_token", False):
+            operation["x-attune-execution-token"] = True
+    if method in ("POST", "PUT", "PATCH"):
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": {}}},
+        }
+    if rule.websocket:
+        operation["x-attune-websocket"] = True
+        operation["responses"]["101"] = {"description": "Switching Protocols (WebSocket)"}
+    return operation
+
+
+def build_openapi(app: Flask) -> dict[str, Any]:
+    """The whole document for `app`, one operation per (rule, method)."""
+    paths: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
+        if rule.endpoint == "static":
+            continue
+        path, params = _path(rule)
+        methods = sorted((rule.methods or set()) - IGNORED_METHODS)
+        item = paths.setdefault(path, {})
+        for method in methods:
+            operation = _operation(app, rule, method, params, len(methods) > 1)
+            base, n = operation["operationId"], 1
+            while operation["operationId"] in seen:  # one view mounted at several paths
+                n += 1
+                operation["operationId"] = f"{base}_{n}"
+            seen.add(operation["operationId"])
+            item[method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Attune API",
+            "version": _version(),
+            "description": "Event-driven automation: packs, actions, triggers, rules, "
+                           "executions, datastore, secrets, inquiries and audit.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+            "schemas": {"Error": ERROR_SCHEMA},
+            "responses": {
+                "Error": {
+                    "description": "api.md error envelope; "
+                    + "; ".join(f"{code} {text}" for code, text in _ERRORS.items()),
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            },
+        },
+    }
+
+
+@bp.get("/api/v1/openapi.json")
+@permission(PUBLIC)
+def openapi_document():
+    """This API as an OpenAPI 3.0 document, generated from the routes themselves."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    document = app.extensions.get("attune_openapi")
+    if document is None:
+        document = app.extensions["attune_openapi"] = build_openapi(app)
+    return jsonify(document)

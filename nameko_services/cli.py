@@ -1,0 +1,518 @@
+"""`attune`: bring the platform up and down, report its state, migrate, register packs.
+
+    attune up --config nameko.yaml [--fresh]     keys, database, migrations, core pack, processes
+    attune down --config nameko.yaml             SIGTERM every process, SIGKILL after 30 s
+    attune status --config nameko.yaml           processes and /health
+    attune migrate --config nameko.yaml          alembic upgrade head
+    attune register-pack PATH (--system | --tenant ID) --config nameko.yaml
+
+Processes run detached (their own session), log to <run_dir>/logs/<name>.log and record their
+pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process.
+
+One module on purpose: it is the operator's whole tool and reads top to bottom (keys, database
+and broker, processes, commands); nothing else imports its process handling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .config import KEYS_FILE_NAME, PROJECT_ROOT, load_config, load_keys_env
+from .domain.crypto import new_key_spec
+from .domain.errors import AttuneError
+from .domain.settings import Settings
+
+SERVICES = ("executor", "worker", "sensor", "notifier")
+GATEWAY = "gateway"
+BIN = Path(sys.executable).parent  # the venv's bin: nameko and python live beside us
+HEALTH_DEADLINE_SECONDS = 90.0
+DATABASE_DEADLINE_SECONDS = 30.0
+STOP_GRACE_SECONDS = 30.0
+LOG_TAIL_LINES = 40
+
+
+class CliError(Exception):
+    """A failure the user can act on; printed without a traceback."""
+
+
+def say(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+# Configuration and keys -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Platform:
+    """What one config file says about where things are."""
+
+    config_path: Path
+    config: dict[str, Any]
+    settings: Settings
+    run_dir: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.run_dir / "pids"
+
+    @property
+    def ws_url(self) -> str:
+        return self.settings.api_url.replace("http", "ws", 1) + "/ws"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.pids / f"{name}.pid"
+
+
+def ensure_keys(path: Path) -> Path:
+    """Create <project>/.attune/keys.env once (mode 600); add any key it lacks; export them."""
+    wanted = {
+        "ATTUNE_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "ATTUNE_ENCRYPTION_KEYS": lambda: new_key_spec("k1"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    present = path.read_text(encoding="utf-8") if path.exists() else ""
+    names = {line.partition("=")[0].strip() for line in present.splitlines()}
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            if not present:
+                handle.write("# Attune secrets, created by `attune up`. Keep this file private.\n")
+            for name in missing:
+                handle.write(f"{name}={wanted[name]()}\n")
+        os.chmod(path, 0o600)
+        say(f"{'created' if not present else 'completed'} {path} (mode 600): "
+            f"{', '.join(missing)}")
+    load_keys_env(path)
+    return path
+
+
+def load_platform(config_path: str) -> Platform:
+    """Export the keys, then read the config (its ${VAR} substitution needs them)."""
+    path = Path(config_path).resolve()
+    if not path.is_file():
+        raise CliError(f"config file {config_path} not found")
+    ensure_keys(PROJECT_ROOT / ".attune" / KEYS_FILE_NAME)
+    config = load_config(path)
+    settings = Settings.from_mapping(config)
+    return Platform(path, config, settings, PROJECT_ROOT / settings.run_dir)
+
+
+# Database and broker -------------------------------------------------------------------------
+
+def _database_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database or ""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise CliError(f"refusing to manage database {name!r}: not a plain identifier")
+    return name
+
+
+def _maintenance_engine(url: str) -> Any:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url).set(database="postgres")
+    return create_engine(target, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+
+
+def prepare_database(url: str, *, fresh: bool) -> None:
+    """Wait for PostgreSQL; create the database if missing (drop it first with --fresh)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    name = _database_name(url)
+    engine = _maintenance_engine(url)
+    deadline = time.monotonic() + DATABASE_DEADLINE_SECONDS
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    if fresh:
+                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    exists = conn.execute(
+                        text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                    ).scalar()
+                    if not exists:
+                        conn.execute(text(f'CREATE DATABASE "{name}"'))
+                say(f"database {name} {'recreated' if fresh else 'ready'}")
+                return
+            except OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise CliError(f"PostgreSQL not reachable for {name}: {exc.orig}") from exc
+                time.sleep(0.5)
+    finally:
+        engine.dispose()
+
+
+def vhost_of(amqp_uri: str) -> str:
+    path = urlsplit(amqp_uri).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def recreate_vhost(amqp_uri: str) -> None:
+    """Delete and re-add the config's vhost, so no stale message survives a fresh start."""
+    vhost = vhost_of(amqp_uri)
+    if vhost == "/":
+        raise CliError("refusing to recreate the default RabbitMQ vhost '/': use a named vhost")
+    ctl = shutil.which("rabbitmqctl") or next(
+        (p for p in ("/usr/sbin/rabbitmqctl", "/usr/lib/rabbitmq/bin/rabbitmqctl")
+         if os.access(p, os.X_OK)), None)
+    if ctl is None:
+        raise CliError(f"--fresh needs rabbitmqctl (on this host, as root) to recreate vhost "
+                       f"{vhost!r}; it was not found")
+    user = urlsplit(amqp_uri).username or "guest"
+    for args in (["delete_vhost", vhost], ["add_vhost", vhost],
+                 ["set_permissions", "-p", vhost, unquote(user), ".*", ".*", ".*"]):
+        done = subprocess.run([ctl, "-q", *args], capture_output=True, text=True, check=False)
+        said = (done.stdout + done.stderr).lower()
+        absent = args[0] == "delete_vhost" and ("does not exist" in said or "not_found" in said)
+        if done.returncode != 0 and not absent:
+            raise CliError(f"rabbitmqctl {' '.join(args)} failed: "
+                           f"{(done.stderr or done.stdout).strip()}")
+    say(f"RabbitMQ vhost {vhost} recreated")
+
+
+def migrate(url: str) -> None:
+    from alembic.config import Config
+
+    from alembic import command
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["database_url"] = url
+    cfg.attributes["skip_logging"] = True
+    command.upgrade(cfg, "head")
+    say("migrations at head")
+
+
+def register_pack(url: str, path: Path, *, tenant_id: int | None, system: bool,
+                  force: bool = True) -> Any:
+    """Register a pack folder through domain.packs (the same code the API uses)."""
+    try:
+        from .domain import packs
+    except ImportError as exc:
+        raise CliError(f"cannot register {path}: nameko_services.domain.packs is missing "
+                       f"({exc})") from exc
+    if not hasattr(packs, "register_from_path"):
+        raise CliError("nameko_services.domain.packs has no register_from_path()")
+    from .domain.db import make_engine, transaction
+
+    engine = make_engine(url, pool_size=1)
+    try:
+        with transaction(engine) as conn:
+            pack = packs.register_from_path(conn, path, tenant_id=tenant_id, system=system,
+                                            force=force, actor_type="service", actor="cli")
+    finally:
+        engine.dispose()
+    ref = pack.get("ref", path.name) if isinstance(pack, dict) else path.name
+    version = pack.get("version", "") if isinstance(pack, dict) else ""
+    say(f"registered {'system ' if system else ''}pack {ref} {version}".rstrip())
+    return pack
+
+
+# Processes ---------------------------------------------------------------------------------
+
+def command_for(name: str, config_path: Path) -> list[str]:
+    if name == GATEWAY:
+        return [str(BIN / "python"), "-m", "gateway.serve", "--config", str(config_path)]
+    return [str(BIN / "nameko"), "run", "--config", str(config_path),
+            f"nameko_services.{name}.service:{name.capitalize()}Service"]
+
+
+def _marker(name: str) -> str:
+    return "gateway.serve" if name == GATEWAY else f"nameko_services.{name}.service"
+
+
+def is_alive(pid: int, name: str) -> bool:
+    """A live (non-zombie) process whose command line is really ours (pids get reused)."""
+    proc = Path(f"/proc/{pid}")
+    if proc.exists():
+        try:
+            if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+            return _marker(name) in proc.joinpath("cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_pid(platform: Platform, name: str) -> int | None:
+    try:
+        return int(platform.pid_file(name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def running(platform: Platform) -> dict[str, int]:
+    """name → pid of every live platform process."""
+    found = {}
+    for name in (*SERVICES, GATEWAY):
+        pid = read_pid(platform, name)
+        if pid is not None and is_alive(pid, name):
+            found[name] = pid
+    return found
+
+
+def start_process(platform: Platform, name: str) -> subprocess.Popen[bytes]:
+    platform.logs.mkdir(parents=True, exist_ok=True)
+    platform.pids.mkdir(parents=True, exist_ok=True)
+    argv = command_for(name, platform.config_path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATTUNE_CONFIG": str(platform.config_path)}
+    log_path = platform.log_file(name)
+    with open(log_path, "ab") as log:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        log.write(f"=== {stamp} attune up: {' '.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    platform.pid_file(name).write_text(f"{proc.pid}\n")
+    say(f"started {name} (pid {proc.pid}) → {log_path}")
+    return proc
+
+
+def stop_all(platform: Platform, grace: float = STOP_GRACE_SECONDS) -> list[str]:
+    """SIGTERM every live process, SIGKILL (its whole group) after `grace`; clear pid files."""
+    live = running(platform)
+    for pid in live.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    pending = dict(live)
+    while pending and time.monotonic() < deadline:
+        pending = {n: p for n, p in pending.items() if is_alive(p, n)}
+        if pending:
+            time.sleep(0.1)
+    for name, pid in pending.items():
+        say(f"{name} (pid {pid}) ignored SIGTERM for {grace:g} s: SIGKILL")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    for name in (*SERVICES, GATEWAY):
+        platform.pid_file(name).unlink(missing_ok=True)
+    return list(live)
+
+
+def fetch_health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """GET <url>/health; the JSON body (also on 503), or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:  # noqa: S310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return json.loads(exc.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _print_tails(platform: Platform) -> None:
+    for name in (*SERVICES, GATEWAY):
+        print(f"\n----- {platform.log_file(name)} (last {LOG_TAIL_LINES} lines) -----",
+              file=sys.stderr)
+        print(tail(platform.log_file(name)), file=sys.stderr)
+
+
+def wait_healthy(platform: Platform, started: dict[str, subprocess.Popen[bytes]],
+                 deadline_s: float = HEALTH_DEADLINE_SECONDS) -> dict[str, Any]:
+    """Poll /health until "ok"; fail early when a process we started exits."""
+    deadline = time.monotonic() + deadline_s
+    last: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        for name, proc in started.items():
+            if proc.poll() is not None:
+                _print_tails(platform)
+                raise CliError(f"{name} exited with code {proc.returncode} during start-up "
+                               f"(log: {platform.log_file(name)})")
+        last = fetch_health(platform.settings.api_url, timeout=3.0)
+        if last is not None and last.get("status") == "ok":
+            return last
+        time.sleep(0.25)
+    _print_tails(platform)
+    raise CliError(f"not healthy after {deadline_s:g} s; last /health: {json.dumps(last)}")
+
+
+# Commands ----------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace) -> int:
+    began = time.monotonic()
+    platform = load_platform(args.config)
+    settings = platform.settings
+    live = running(platform)
+    if args.fresh and live:
+        say(f"--fresh: stopping the running platform first ({', '.join(live)})")
+        stop_all(platform)
+        live = {}
+    if GATEWAY not in live:
+        check_port_free(platform)
+    if args.fresh:  # first: it fails fast where rabbitmqctl is missing, before any drop
+        recreate_vhost(settings.amqp_uri)
+    prepare_database(settings.database_url, fresh=args.fresh)
+    migrate(settings.database_url)
+    register_pack(settings.database_url, PROJECT_ROOT / "packs" / "core", tenant_id=None,
+                  system=True)
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    for name in (*SERVICES, GATEWAY):  # services first, so their queues exist for the gateway
+        if name in live:
+            say(f"{name} already running (pid {live[name]})")
+        else:
+            started[name] = start_process(platform, name)
+    say(f"waiting for {settings.api_url}/health")
+    wait_healthy(platform, started)
+    print(f"\nAttune is up ({time.monotonic() - began:.1f} s)")
+    print(f"  API:        {settings.api_url}   (OpenAPI: {settings.api_url}/api/v1/openapi.json)")
+    print(f"  WebSocket:  {platform.ws_url}")
+    print(f"  run dir:    {platform.run_dir}")
+    for name in (*SERVICES, GATEWAY):
+        print(f"  log {name + ':':10} {platform.log_file(name)}")
+    print(f"  stop:       {stop_hint(platform.config_path)}")
+    return 0
+
+
+def stop_hint(config_path: Path) -> str:
+    """How to stop what `up` started (down.sh reads $ATTUNE_CONFIG, default nameko.yaml)."""
+    if config_path == PROJECT_ROOT / "nameko.yaml":
+        return "./scripts/down.sh"
+    hint = f"ATTUNE_CONFIG={config_path} ./scripts/down.sh"
+    if os.environ.get("ATTUNE_RUN_DIR"):
+        hint = f"ATTUNE_RUN_DIR={os.environ['ATTUNE_RUN_DIR']} {hint}"
+    return hint
+
+
+def check_port_free(platform: Platform) -> None:
+    """Refuse to start a gateway when something else already answers on its port: /health
+    would then report on a stranger (say, a platform started with another run dir)."""
+    host = "127.0.0.1" if platform.settings.api_host in ("0.0.0.0", "::") else (
+        platform.settings.api_host)
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex((host, platform.settings.api_port)) == 0:
+            raise CliError(f"port {platform.settings.api_port} is already in use, but not by a "
+                           f"gateway of {platform.run_dir}; stop that process (or "
+                           f"`attune down` with its ATTUNE_RUN_DIR) first")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    began = time.monotonic()
+    platform = load_platform(args.config)
+    stopped = stop_all(platform, grace=args.timeout)
+    if stopped:
+        say(f"stopped {', '.join(stopped)} in {time.monotonic() - began:.1f} s")
+    else:
+        say("nothing was running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    platform = load_platform(args.config)
+    live = running(platform)
+    for name in (*SERVICES, GATEWAY):
+        state = f"running (pid {live[name]})" if name in live else "stopped"
+        print(f"{name:10} {state:24} {platform.log_file(name)}")
+    health = fetch_health(platform.settings.api_url) if GATEWAY in live else None
+    print(f"health     {json.dumps(health) if health else 'no answer'}")
+    healthy = len(live) == len(SERVICES) + 1 and bool(health) and health.get("status") == "ok"
+    return 0 if healthy else 3
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    platform = load_platform(args.config)
+    prepare_database(platform.settings.database_url, fresh=False)
+    migrate(platform.settings.database_url)
+    return 0
+
+
+def cmd_register_pack(args: argparse.Namespace) -> int:
+    if not args.system and args.tenant is None:
+        raise CliError("say whose pack it is: --system or --tenant ID")
+    platform = load_platform(args.config)
+    path = Path(args.path).resolve()
+    if not path.is_dir():
+        raise CliError(f"{args.path} is not a directory")
+    register_pack(platform.settings.database_url, path, tenant_id=args.tenant,
+                  system=args.system, force=args.force)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> Any:
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("--config", default=os.environ.get("ATTUNE_CONFIG", "nameko.yaml"),
+                             help="nameko.yaml-style config (default: $ATTUNE_CONFIG or "
+                                  "nameko.yaml)")
+        command.set_defaults(func=func)
+        return command
+
+    add("up", cmd_up, "start the platform and wait until /health is ok").add_argument(
+        "--fresh", action="store_true",
+        help="drop and recreate the database and the RabbitMQ vhost first")
+    add("down", cmd_down, "stop every platform process").add_argument(
+        "--timeout", type=float, default=STOP_GRACE_SECONDS,
+        help="seconds between SIGTERM and SIGKILL")
+    add("status", cmd_status, "show processes and /health (exit 3 unless all is well)")
+    add("migrate", cmd_migrate, "apply the Alembic migrations")
+    pack = add("register-pack", cmd_register_pack, "register a pack folder")
+    pack.add_argument("path")
+    owner = pack.add_mutually_exclusive_group()
+    owner.add_argument("--system", action="store_true", help="a system pack (every tenant)")
+    owner.add_argument("--tenant", type=int, help="the tenant id that owns the pack")
+    pack.add_argument("--no-force", dest="force", action="store_false",
+                      help="fail instead of replacing an existing pack of the same ref")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`attune`)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, AttuneError) as exc:
+        print(f"attune: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""End-to-end tests: HTTP and WebSocket against the platform started by `attune up`."""

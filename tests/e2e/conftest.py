@@ -1,0 +1,167 @@
+"""The e2e harness: the platform started exactly as the README says, once per session.
+
+`attune up --config config.e2e.yaml --fresh` runs as a subprocess with ATTUNE_RUN_DIR set to a
+fresh .attune/e2e-runs/<timestamp> (so every run keeps its service logs), and `attune down` stops
+it at the end. Set ATTUNE_E2E_API_URL (and optionally ATTUNE_E2E_RUN_DIR) to test a platform you
+started yourself instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nameko_services.config import load_config
+from tests.support.e2e import (
+    PROJECT_ROOT,
+    ApiClient,
+    NotificationSocket,
+    log_tails,
+    register_user,
+)
+
+CONFIG = PROJECT_ROOT / "config.e2e.yaml"
+ATTUNE = PROJECT_ROOT / ".venv" / "bin" / "attune"
+UP_TIMEOUT_SECONDS = 240
+DOWN_TIMEOUT_SECONDS = 90
+KEEP_RUNS = 20  # earlier run dirs kept for their logs
+
+
+@dataclass
+class RunningPlatform:
+    """Where the platform under test lives."""
+
+    api_url: str
+    ws_url: str
+    run_dir: Path
+    config: Path
+    env: dict[str, str] = field(repr=False, default_factory=dict)
+    up_output: str = ""
+
+    def log(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is an e2e test."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """A failed e2e test reports where its platform's logs are, and their tails."""
+    outcome = yield
+    report = outcome.get_result()
+    running = getattr(item, "funcargs", {}).get("platform")
+    if report.failed and isinstance(running, RunningPlatform):
+        report.sections.append(
+            ("service logs", f"run dir: {running.run_dir}\n{log_tails(running.run_dir)}"))
+
+
+def _urls(env: dict[str, str]) -> tuple[str, str]:
+    saved = dict(os.environ)
+    os.environ.update(env)  # the config's ${VAR:default} see the same environment as `up`
+    try:
+        section = load_config(CONFIG)["ATTUNE"]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    host = section["api_host"]
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{host}:{section['api_port']}"
+    return base, base.replace("http", "ws", 1) + "/ws"
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ATTUNE), *args, "--config", str(CONFIG)], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _tidy_earlier_runs(runs: Path, keep: int = KEEP_RUNS) -> None:
+    """Stop platforms an interrupted session left running; keep only the newest run dirs."""
+    earlier = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    for run_dir in earlier:
+        if any(run_dir.glob("pids/*.pid")):
+            _run(["down"], {**os.environ, "ATTUNE_RUN_DIR": str(run_dir)}, DOWN_TIMEOUT_SECONDS)
+    for run_dir in earlier[:-keep] if keep else earlier:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[RunningPlatform]:
+    """The whole platform (gateway + four services) on config.e2e.yaml."""
+    reuse = os.environ.get("ATTUNE_E2E_API_URL")
+    if reuse:
+        run_dir = Path(os.environ.get("ATTUNE_E2E_RUN_DIR", PROJECT_ROOT / ".attune" / "e2e"))
+        yield RunningPlatform(reuse.rstrip("/"), reuse.rstrip("/").replace("http", "ws", 1)
+                              + "/ws", run_dir, CONFIG)
+        return
+    runs = PROJECT_ROOT / ".attune" / "e2e-runs"
+    _tidy_earlier_runs(runs)
+    run_dir = runs / datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    run_dir.mkdir(parents=True)
+    env = {**os.environ, "ATTUNE_RUN_DIR": str(run_dir)}
+    api_url, ws_url = _urls(env)
+    up = _run(["up", "--fresh"], env, UP_TIMEOUT_SECONDS)
+    output = up.stdout + up.stderr
+    (run_dir / "up.out").write_text(output)
+    running = RunningPlatform(api_url, ws_url, run_dir, CONFIG, env, output)
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"`attune up` failed ({up.returncode}); logs in {run_dir}\n{output}")
+        yield running
+    finally:
+        down = _run(["down"], env, DOWN_TIMEOUT_SECONDS)
+        (run_dir / "down.out").write_text(down.stdout + down.stderr)
+
+
+@pytest.fixture
+def make_api(platform: RunningPlatform) -> Iterator[Callable[..., ApiClient]]:
+    """Factory: `make_api()` a new tenant's admin; `make_api(role, admin=api)` a user of
+    `admin`'s tenant with that role."""
+    made: list[ApiClient] = []
+
+    def make(role: str = "admin", admin: ApiClient | None = None) -> ApiClient:
+        if admin is None:
+            assert role == "admin", "a user with another role needs admin= (its tenant)"
+            client = register_user(platform.api_url, ws_url=platform.ws_url)
+        else:
+            client = admin.create_user(role)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def api(make_api: Callable[..., ApiClient]) -> ApiClient:
+    """A fresh tenant's admin for this test."""
+    return make_api()
+
+
+@pytest.fixture
+def make_ws() -> Iterator[Callable[..., NotificationSocket]]:
+    """Factory: `make_ws(api)` a /ws connection authenticated as `api`; closed afterwards."""
+    sockets: list[NotificationSocket] = []
+
+    def make(client: ApiClient, **kwargs: Any) -> NotificationSocket:
+        sock = NotificationSocket.connect(client.ws_url, client.token, **kwargs)
+        sockets.append(sock)
+        return sock
+
+    yield make
+    for sock in sockets:
+        sock.close()

@@ -1,0 +1,115 @@
+"""GET /api/v1/openapi.json: generated from the url_map, so no route can be left out."""
+
+import re
+
+import pytest
+from flask import Blueprint
+
+from gateway.api.openapi import build_openapi
+from gateway.app import create_app
+from gateway.auth import PUBLIC, permission
+
+pytestmark = pytest.mark.integration
+
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+@pytest.fixture
+def document(client):
+    response = client.get("/api/v1/openapi.json")  # no token: the document is public
+    assert response.status_code == 200
+    return response.json
+
+
+def resolve(document, ref):
+    assert ref.startswith("#/"), ref
+    node = document
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def operations(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+def test_document_has_the_openapi_3_0_skeleton(document):
+    assert re.fullmatch(r"3\.0\.\d+", document["openapi"])
+    assert document["info"]["title"] and document["info"]["version"]
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    error = document["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    assert set(error["properties"]["error"]["properties"]) == {"code", "message", "details"}
+
+
+def test_every_route_and_method_of_the_app_is_documented(app, document):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            operation = document["paths"][path][method.lower()]
+            assert operation["x-attune-permission"] == app.view_functions[
+                rule.endpoint].attune_permission, (path, method)
+
+
+def test_operations_are_well_formed(document):
+    seen_ids = set()
+    for path, method, operation in operations(document):
+        assert path.startswith("/") and method in METHODS
+        assert operation["operationId"] not in seen_ids
+        seen_ids.add(operation["operationId"])
+        assert operation["summary"]
+        assert "undeclared" not in operation["x-attune-permission"], (path, method)
+        declared = {p["name"]: p for p in operation.get("parameters", [])}
+        assert set(re.findall(r"{(\w+)}", path)) == set(declared), path
+        for parameter in declared.values():
+            assert parameter["in"] == "path" and parameter["required"] is True
+            assert parameter["schema"]["type"] in ("integer", "string", "number")
+        for status, response in operation["responses"].items():
+            assert re.fullmatch(r"default|[1-5](\d\d|XX)", status), status
+            if "$ref" in response:
+                assert resolve(document, response["$ref"])["description"]
+
+
+def test_public_routes_need_no_token_and_the_rest_need_a_bearer(document):
+    assert document["security"] == [{"bearerAuth": []}]
+    public = {(p, m) for p, m, op in operations(document) if op["x-attune-permission"] == PUBLIC}
+    assert {("/health", "get"), ("/api/v1/openapi.json", "get"), ("/ws", "get"),
+            ("/auth/register", "post"), ("/auth/login", "post")} <= public
+    for path, method, operation in operations(document):
+        if (path, method) in public:
+            assert operation["security"] == []
+        else:
+            assert "security" not in operation  # inherits bearerAuth
+            assert operation["responses"]["401"] == {"$ref": "#/components/responses/Error"}
+
+
+def test_views_docstring_is_the_summary_and_ws_is_marked(document):
+    health = document["paths"]["/health"]["get"]
+    assert health["summary"].startswith("Platform health")
+    assert document["paths"]["/ws"]["get"]["x-attune-websocket"] is True
+
+
+def test_a_new_route_appears_without_touching_the_generator(config, engine):
+    app = create_app(config)
+    extra = Blueprint("extra", __name__)
+
+    @extra.get("/api/v1/gadgets/<int:gadget_id>/parts/<name>")
+    @permission("read")
+    def gadget_part(gadget_id, name):
+        """One part of a gadget.
+
+        Longer description.
+        """
+
+    app.register_blueprint(extra)
+    operation = build_openapi(app)["paths"]["/api/v1/gadgets/{gadget_id}/parts/{name}"]["get"]
+    assert operation["summary"] == "One part of a gadget."
+    assert operation["description"] == "Longer description."
+    assert operation["x-attune-permission"] == "read"
+    assert {p["name"]: p["schema"]["type"] for p in operation["parameters"]} == {
+        "gadget_id": "integer", "name": "string"}

@@ -1,0 +1,178 @@
+"""The `attune` command: keys, database preparation, process control and a whole up/down."""
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+from kombu import Connection
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from nameko_services import cli
+from nameko_services.config import PROJECT_ROOT
+from tests.integration.rows import wait_until
+
+pytestmark = pytest.mark.integration
+
+ATTUNE = [sys.executable, "-m", "nameko_services.cli"]
+
+
+def test_keys_file_is_created_once_private_and_completed_when_a_key_is_missing(tmp_path):
+    keys = tmp_path / "nested" / "keys.env"
+    cli.ensure_keys(keys)
+    first = keys.read_text()
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    values = dict(line.split("=", 1) for line in first.splitlines() if "=" in line)
+    assert len(values["ATTUNE_JWT_SECRET"]) >= 48
+    assert values["ATTUNE_ENCRYPTION_KEYS"].startswith("k1:")
+    cli.ensure_keys(keys)
+    assert keys.read_text() == first
+    keys.write_text(f"ATTUNE_JWT_SECRET={values['ATTUNE_JWT_SECRET']}\n")
+    cli.ensure_keys(keys)
+    assert "ATTUNE_ENCRYPTION_KEYS=k1:" in keys.read_text()
+    assert f"ATTUNE_JWT_SECRET={values['ATTUNE_JWT_SECRET']}" in keys.read_text()
+
+
+@pytest.mark.parametrize(("uri", "vhost"), [
+    ("amqp://guest:guest@127.0.0.1:5672/attune_e2e", "attune_e2e"),
+    ("amqp://guest:guest@127.0.0.1:5672/a%2Fb", "a/b"),
+    ("amqp://guest:guest@127.0.0.1:5672/", "/"),
+    ("amqp://guest:guest@127.0.0.1:5672", "/"),
+])
+def test_vhost_comes_from_the_amqp_uri(uri, vhost):
+    assert cli.vhost_of(uri) == vhost
+
+
+def test_fresh_recreates_the_vhost_empty_whether_or_not_it_existed(config):
+    vhost = f"{cli.vhost_of(config['AMQP_URI'])}_cli"
+    uri = config["AMQP_URI"].rsplit("/", 1)[0] + f"/{vhost}"
+    ctl = ["rabbitmqctl", "-q"]
+    try:
+        cli.recreate_vhost(uri)  # did not exist
+        with Connection(uri) as conn, conn.channel() as channel:
+            channel.queue_declare("left-over", durable=True)
+        cli.recreate_vhost(uri)  # existed, with a queue
+        listed = subprocess.run([*ctl, "list_queues", "-p", vhost, "name"], check=True,
+                                capture_output=True, text=True).stdout
+        assert "left-over" not in listed
+    finally:
+        subprocess.run([*ctl, "delete_vhost", vhost], capture_output=True, check=False)
+
+
+def test_the_default_vhost_is_never_recreated():
+    with pytest.raises(cli.CliError, match="default RabbitMQ vhost"):
+        cli.recreate_vhost("amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture
+def scratch_url(settings):
+    """A database of our own (role attune has CREATEDB), dropped afterwards."""
+    url = make_url(settings.database_url)
+    scratch = url.set(database=f"{url.database}_cli").render_as_string(hide_password=False)
+    yield scratch
+    engine = cli._maintenance_engine(scratch)
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}_cli" WITH (FORCE)'))
+    engine.dispose()
+
+
+def tables(url):
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_prepare_creates_migrate_applies_and_fresh_starts_over(scratch_url):
+    cli.prepare_database(scratch_url, fresh=False)
+    assert tables(scratch_url) == set()
+    cli.migrate(scratch_url)
+    assert {"alembic_version", "executions", "audit_log"} <= tables(scratch_url)
+    cli.prepare_database(scratch_url, fresh=True)
+    assert tables(scratch_url) == set()
+
+
+def test_odd_database_names_are_refused():
+    with pytest.raises(cli.CliError, match="plain identifier"):
+        cli.prepare_database('postgresql://a:b@127.0.0.1/x"; drop', fresh=True)
+
+
+def fake_process(marker, ignore_term=False):
+    code = ("import signal, time\n"
+            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_term else "")
+            + "print('ready', flush=True)\ntime.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, marker], stdout=subprocess.PIPE,
+                            start_new_session=True)
+    assert proc.stdout.readline() == b"ready\n"  # its SIGTERM disposition is in place
+    return proc
+
+
+def test_stop_all_terms_then_kills_and_clears_pid_files(tmp_path, config, settings):
+    platform = cli.Platform(PROJECT_ROOT / "nameko.yaml", config, settings, tmp_path)
+    platform.pids.mkdir()
+    polite = fake_process("nameko_services.executor.service")
+    stubborn = fake_process("nameko_services.worker.service", ignore_term=True)
+    stranger = fake_process("not-ours")
+    try:
+        for name, proc in (("executor", polite), ("worker", stubborn), ("sensor", stranger)):
+            platform.pid_file(name).write_text(f"{proc.pid}\n")
+        assert cli.running(platform) == {"executor": polite.pid, "worker": stubborn.pid}
+        assert sorted(cli.stop_all(platform, grace=0.5)) == ["executor", "worker"]
+        assert polite.wait(10) == -signal.SIGTERM
+        assert stubborn.wait(10) == -signal.SIGKILL
+        assert stranger.poll() is None  # a pid file naming someone else's process is ignored
+        assert list(platform.pids.iterdir()) == []
+    finally:
+        for proc in (polite, stubborn, stranger):
+            proc.kill()
+            proc.wait()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def attune(*args, env, timeout=180):
+    return subprocess.run([*ATTUNE, *args, "--config", str(PROJECT_ROOT / "nameko.yaml")],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_up_twice_status_and_down(tmp_path, scratch_url, config):
+    """The whole life cycle on a scratch database, the test vhost and a free port."""
+    env = {**os.environ, "ATTUNE_DATABASE_URL": scratch_url, "ATTUNE_AMQP_URI": config["AMQP_URI"],
+           "ATTUNE_API_PORT": str(free_port()), "ATTUNE_RUN_DIR": str(tmp_path / "run")}
+    run = tmp_path / "run"
+    try:
+        up = attune("up", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "Attune is up" in up.stdout and "/ws" in up.stdout
+        assert "registered system pack core" in up.stdout
+        for name in (*cli.SERVICES, cli.GATEWAY):
+            assert (run / "logs" / f"{name}.log").stat().st_size > 0
+            assert (run / "pids" / f"{name}.pid").is_file()
+        pids = {p.name: p.read_text() for p in (run / "pids").iterdir()}
+
+        again = attune("up", env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stdout.count("already running") == 5
+        assert {p.name: p.read_text() for p in (run / "pids").iterdir()} == pids
+
+        status = attune("status", env=env)
+        assert status.returncode == 0, status.stdout
+        assert '"status": "ok"' in status.stdout
+    finally:
+        down = attune("down", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "stopped" in down.stdout
+    assert list((run / "pids").iterdir()) == []
+    assert attune("status", env=env).returncode == 3
+    for pid in pids.values():
+        wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid.strip()}"), deadline=10)
