@@ -88,14 +88,21 @@ def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.Com
                           env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _tidy_earlier_runs(runs: Path, keep: int = KEEP_RUNS) -> None:
-    """Stop platforms an interrupted session left running; keep only the newest run dirs."""
+def _tidy_earlier_runs(runs: Path, api_url: str, keep: int = KEEP_RUNS) -> None:
+    """Stop platforms an interrupted session left on *our* API URL; keep the newest run dirs.
+
+    Runs on another URL (a parallel session with its own port, database and vhost) are left
+    alone, and a run dir is only removed once nothing of it is running.
+    """
     earlier = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     for run_dir in earlier:
-        if any(run_dir.glob("pids/*.pid")):
+        marker = run_dir / "api_url"
+        same = marker.exists() and marker.read_text().strip() == api_url
+        if same and any(run_dir.glob("pids/*.pid")):
             _run(["down"], {**os.environ, "ATTUNE_RUN_DIR": str(run_dir)}, DOWN_TIMEOUT_SECONDS)
     for run_dir in earlier[:-keep] if keep else earlier:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not any(run_dir.glob("pids/*.pid")):
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +115,12 @@ def platform() -> Iterator[RunningPlatform]:
                               + "/ws", run_dir, CONFIG)
         return
     runs = PROJECT_ROOT / ".attune" / "e2e-runs"
-    _tidy_earlier_runs(runs)
     run_dir = runs / datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-    run_dir.mkdir(parents=True)
     env = {**os.environ, "ATTUNE_RUN_DIR": str(run_dir)}
     api_url, ws_url = _urls(env)
+    _tidy_earlier_runs(runs, api_url)
+    run_dir.mkdir(parents=True)
+    (run_dir / "api_url").write_text(api_url)
     up = _run(["up", "--fresh"], env, UP_TIMEOUT_SECONDS)
     output = up.stdout + up.stderr
     (run_dir / "up.out").write_text(output)
