@@ -72,7 +72,9 @@ def published():
 def app(config, engine, published):
     from gateway.app import create_app
 
-    return create_app(config, publish=lambda *args: published.append(args))
+    application = create_app(config, publish=lambda *args: published.append(args))
+    yield application
+    application.extensions["attune"].engine.dispose()  # one pool per test, closed with it
 
 
 @pytest.fixture
