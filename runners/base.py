@@ -56,8 +56,10 @@ class RunRequest:
     kill_grace_s: float = 5.0
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     max_result_bytes: int = 4 * DEFAULT_MAX_OUTPUT_BYTES
-    # Absolute interpreter path (python: a pack virtualenv later); None → the runner's default.
+    # Absolute interpreter path (python: the pack's virtualenv); None → the runner's default.
     interpreter: str | None = None
+    # Extra module folders searched after the action's own (node: the pack's node_modules).
+    module_paths: tuple[str, ...] = ()
     # http runner: method, url, headers, body, timeout, success_status, already rendered.
     http_config: Mapping[str, Any] | None = None
     # container runner: image, command, memory, cpus, network, pull (as declared).
@@ -71,12 +73,16 @@ class RunRequest:
             "context": dict(self.context),
         }
 
-    def masker(self) -> Masker:
-        """Masks every known secret value: tenant secrets, secret parameters, the token."""
+    def secret_values(self) -> list[Any]:
+        """Every known secret value of this run: tenant secrets, secret parameters, the token."""
         values: list[Any] = list(self.secrets.values())
         values += [v for k, v in self.parameters.items() if k in self.secret_parameters]
         values.append(self.context.get("token"))
-        return Masker(values)
+        return values
+
+    def masker(self) -> Masker:
+        """Masks every known secret value (`secret_values`) in text, bytes and JSON."""
+        return Masker(self.secret_values())
 
 
 @dataclass(slots=True, kw_only=True)

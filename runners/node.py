@@ -32,7 +32,7 @@ class NodeRunner(ProcessRunner):
         return [node, str(WRAPPER), str(result_fd), str(request.entry_point)]
 
     def environment(self, request: RunRequest) -> dict[str, str]:
-        """Adds NODE_PATH so `require('attune')` finds the SDK."""
+        """NODE_PATH: the pack's node_modules (its environment), then the SDK (`attune`)."""
         env = super().environment(request)
-        env["NODE_PATH"] = str(SDK_DIR)  # require('attune'); the pack's node_modules come first
+        env["NODE_PATH"] = os.pathsep.join([*request.module_paths, str(SDK_DIR)])
         return env

@@ -108,12 +108,22 @@ ensure_node() {
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 }
 
+# The Docker Engine of the container runner (scripts/docker.sh: install, start, local image).
+# Exported so the services and the tests find it; a failure stops the command (never a skip).
+ensure_docker() {
+  local line
+  line="$("$ROOT/scripts/docker.sh" start)" || die "the Docker engine could not start (scripts/docker.sh)"
+  eval "$line"
+  export DOCKER_HOST
+}
+
 # Everything both commands need: interpreter, venv, PostgreSQL, RabbitMQ, databases and vhosts.
 ensure_infrastructure() {
   ensure_venv
   ensure_postgres
   ensure_rabbitmq
   ensure_node
+  ensure_docker
   ensure_database attune
   ensure_database attune_e2e
   ensure_database attune_test

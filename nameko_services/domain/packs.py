@@ -239,13 +239,23 @@ def _pack_changed(row: Mapping[str, Any], op: str) -> Change:
                   {"pack_id": row["id"], "tenant_id": row["tenant_id"], "op": op})
 
 
+def initial_env_status(definition: PackDefinition) -> str:
+    """`building` for a pack with requirements.txt or package.json (a worker builds it after
+    the commit and records ready or failed), else `ready`."""
+    root = definition.root
+    if root is not None and any((root / f).is_file() for f in pack_loader.DEPENDENCY_FILES):
+        return "building"
+    return "ready"
+
+
 def _apply(conn: Connection, pack: Mapping[str, Any], definition: PackDefinition, op: str,
            actor: Actor) -> Outcome:
     source = str(definition.root) if definition.root is not None else None
     row = conn.execute(
         update(packs).where(packs.c.id == pack["id"])
         .values(version=definition.version, description=definition.description,
-                source_path=source, meta=definition.meta, updated_at=func.now())
+                source_path=source, meta=definition.meta, updated_at=func.now(),
+                env_status=initial_env_status(definition), env_error=None)
         .returning(packs)
     ).mappings().one()
     changes = _sync(conn, row, definition, actor)

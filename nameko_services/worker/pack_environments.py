@@ -1,0 +1,155 @@
+"""Pack environments on this worker host: built when a pack is registered or reloaded, found
+(or built lazily) when one of its actions runs, and their state recorded on the pack.
+
+The registration transaction marks a pack with dependency files `env_status: building`; the
+worker's `on_pack_changed` (and, for packs registered while no worker ran, the start-up sweep)
+builds the environments and records `ready`, or `failed` with pip's (npm's) output in
+`env_error`. A status is written only while the pack row is still the one that was built for,
+so a slow build never overwrites the state of a newer reload.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import Engine, func, select, update
+
+from runners.environments import EnvironmentBuildError, Environments, PackEnvironment, PackSource
+
+from ..domain.db import transaction
+from ..domain.models import packs
+from ..domain.settings import Settings
+from ..extensions import PlatformProvider
+from . import repository
+
+log = logging.getLogger(__name__)
+
+READY, BUILDING, FAILED = "ready", "building", "failed"
+
+
+@lru_cache(maxsize=8)
+def _environments(root: Path) -> Environments:
+    return Environments(root)
+
+
+def environments(settings: Settings) -> Environments:
+    """The environments of this worker: `<run_dir>/envs` (one cache per host and run dir)."""
+    return _environments(settings.run_dir.resolve() / "envs")
+
+
+def source_of(pack: Mapping[str, Any] | None) -> PackSource | None:
+    """What names a pack's environments; None for a pack without a folder on this host."""
+    if not pack or not pack.get("source_path"):
+        return None
+    runtime = (pack.get("meta") or {}).get("runtime")
+    python = runtime.get("python") if isinstance(runtime, Mapping) else None
+    return PackSource(
+        owner="system" if pack["tenant_id"] is None else str(pack["tenant_id"]),
+        ref=pack["ref"], version=pack["version"], folder=Path(pack["source_path"]),
+        python=None if python in (None, "") else str(python),
+    )
+
+
+def record(engine: Engine, pack: Mapping[str, Any], status: str, error: str | None) -> bool:
+    """Set env_status/env_error if the pack is unchanged since `pack` was read."""
+    with transaction(engine) as conn:
+        done = conn.execute(
+            update(packs)
+            .where(packs.c.id == pack["id"], packs.c.version == pack["version"],
+                   packs.c.source_path == pack["source_path"], packs.c.meta == pack["meta"])
+            .values(env_status=status, env_error=error, updated_at=func.now())
+        )
+    return bool(done.rowcount)
+
+
+def build_for_pack(engine: Engine, settings: Settings, pack_id: int, *,
+                   retry_failed: bool = True) -> str | None:
+    """Build (or find) a pack's environments and record the outcome; the status, or None
+    when the pack is gone."""
+    with transaction(engine) as conn:
+        pack = repository.pack(conn, pack_id)
+    if pack is None:
+        return None
+    source = source_of(pack)
+    if source is None or not source.kinds() or not source.folder.is_dir():
+        record(engine, pack, READY, None)
+        return READY
+    if pack["env_status"] != BUILDING:
+        record(engine, pack, BUILDING, None)
+    try:
+        environments(settings).ensure(source, retry_failed=retry_failed)
+    except EnvironmentBuildError as exc:
+        # One line: what failed; the installer's whole output is on the pack (env_error).
+        log.warning("environment of pack %s %s failed: %s (see env_error)", pack["ref"],
+                    pack["version"], exc.message.split(":", 1)[0])
+        record(engine, pack, FAILED, exc.message)
+        return FAILED
+    record(engine, pack, READY, None)
+    log.info("environment of pack %s %s ready", pack["ref"], pack["version"])
+    return READY
+
+
+def on_pack_changed(engine: Engine, settings: Settings, payload: Mapping[str, Any]) -> None:
+    """A pack was registered or reloaded (or deleted: nothing to build)."""
+    if payload.get("op") == "deleted" or payload.get("pack_id") is None:
+        return
+    build_for_pack(engine, settings, int(payload["pack_id"]))
+
+
+def resume_pending(engine: Engine, settings: Settings) -> int:
+    """Build the environments of packs left `building` (registered while no worker ran, or a
+    worker died mid-build). Returns how many packs were looked at."""
+    with transaction(engine) as conn:
+        ids = conn.execute(
+            select(packs.c.id).where(packs.c.env_status == BUILDING).order_by(packs.c.id)
+        ).scalars().all()
+    for pack_id in ids:
+        try:
+            build_for_pack(engine, settings, pack_id, retry_failed=False)
+        except Exception:  # one bad pack must not stop the others
+            log.exception("building the environment of pack %s failed", pack_id)
+    return len(ids)
+
+
+def for_run(engine: Engine, settings: Settings, pack: Mapping[str, Any] | None,
+            runner_type: str) -> PackEnvironment | None:
+    """The environment a run of `runner_type` needs from its pack (built now if missing);
+    None when the pack has none. EnvironmentBuildError names the installer's error."""
+    source = source_of(pack)
+    if source is None or runner_type not in source.kinds():
+        return None
+    assert pack is not None
+    try:
+        env = environments(settings).ensure(source, [runner_type])
+    except EnvironmentBuildError as exc:
+        if pack["env_status"] != FAILED:
+            record(engine, pack, FAILED, exc.message)
+        raise
+    if pack["env_status"] == FAILED and len(source.kinds()) == 1:
+        record(engine, pack, READY, None)  # a retried build succeeded
+    return env
+
+
+class PackEnvironmentBuilder(DependencyProvider):
+    """At start-up, builds the environments of packs still marked `building`."""
+
+    def start(self) -> None:
+        provider = next(
+            d for d in self.container.dependencies if isinstance(d, PlatformProvider)
+        )
+        self._platform = provider.platform
+        self.container.spawn_managed_thread(self._resume, identifier="pack-environments")
+
+    def _resume(self) -> None:
+        try:
+            resume_pending(self._platform.engine, self._platform.settings)
+        except Exception:  # the database may be briefly away; the next change retries
+            log.exception("resuming pending pack environments failed")
+
+    def get_dependency(self, worker_ctx: Any) -> None:
+        return None

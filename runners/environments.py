@@ -1,0 +1,457 @@
+"""Per-pack dependency environments: a virtualenv for requirements.txt, node_modules for
+package.json.
+
+One environment per pack, pack version and dependency digest (plus the interpreter), built once
+under a file lock and then reused by every run and every worker process on the host:
+
+    <root>/python/<owner>/<ref>/<version>-<digest>/              a virtualenv (bin/python)
+    <root>/node/<owner>/<ref>/<version>-<digest>/node_modules/   npm's install of package.json
+
+`ready.json` is written last: a folder without it is a crashed build and is built again. A
+failed build removes its folder and leaves `<folder>.failed.json` holding pip's (npm's) output,
+so runs fail fast with that error until the pack is reloaded (`retry_failed=True`) or
+`failure_retry_s` has passed. A new version or new requirements make a new folder, so runs in
+flight keep the environment they started with; `prune` removes old, idle ones.
+
+Pure: no database. The worker records `env_status`; the runners get an absolute interpreter
+(`RunRequest.interpreter`) or module path (`RunRequest.module_paths`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .base import RunnerError
+
+PYTHON, NODE = "python", "node"
+KINDS = (PYTHON, NODE)
+REQUIREMENTS = "requirements.txt"
+# Copied into the node environment; the digest covers all of them.
+NODE_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json", ".npmrc")
+READY, FAILED_SUFFIX, LOCK_SUFFIX = "ready.json", ".failed.json", ".lock"
+MAX_ERROR_CHARS = 6000
+_UNSAFE = re.compile(r"[^0-9A-Za-z._+-]")
+
+
+class EnvironmentBuildError(RunnerError):
+    """Installing a pack's dependencies failed; `message` carries the installer's output."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("environment_failed", message)
+
+
+@dataclass(frozen=True, slots=True)
+class PackSource:
+    """What identifies a pack's environments: owner ("system" or a tenant id), ref, version,
+    folder, and the python version pack.yaml asks for (`runtime: {python: "3.11"}`)."""
+
+    owner: str
+    ref: str
+    version: str
+    folder: Path
+    python: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder).absolute())
+
+    def kinds(self) -> tuple[str, ...]:
+        """The environments this pack needs: python for requirements.txt, node for
+        package.json."""
+        found = []
+        if (self.folder / REQUIREMENTS).is_file():
+            found.append(PYTHON)
+        if (self.folder / "package.json").is_file():
+            found.append(NODE)
+        return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class PackEnvironment:
+    """The ready environments of one pack (None where the pack needs none)."""
+
+    python: Path | None = None
+    node_modules: Path | None = None
+
+    def interpreter(self, runner_type: str) -> str | None:
+        """The absolute interpreter for `runner_type` (the virtualenv's python), else None."""
+        return str(self.python) if runner_type == PYTHON and self.python else None
+
+    def module_paths(self, runner_type: str) -> tuple[str, ...]:
+        """Extra module folders for `runner_type` (node: the pack's node_modules)."""
+        if runner_type == NODE and self.node_modules:
+            return (str(self.node_modules),)
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentState:
+    """What `Environments.state` sees on disk without building anything."""
+
+    status: str  # ready | building | failed | missing
+    error: str | None = None
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("_", part)[:80] or "_"
+
+
+def _sha256(*chunks: bytes) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(hashlib.sha256(chunk).digest())
+    return digest.hexdigest()
+
+
+def build_environment() -> dict[str, str]:
+    """The installers' environment: the worker's (proxies, index URLs, certificates) minus the
+    platform's own ATTUNE_* settings and secrets, which a package's install script must not
+    see."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ATTUNE_")}
+    env.update({
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INPUT": "1",
+        "PYTHONNOUSERSITE": "1",
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+    })
+    env.pop("PYTHONPATH", None)
+    env.pop("NODE_PATH", None)
+    return env
+
+
+@lru_cache(maxsize=16)
+def find_python(version: str | None = None) -> str:
+    """An absolute, real interpreter path for `version` ("3.11"); None → this worker's own.
+
+    Never a pyenv shim (a bash script that costs 150 ms per spawn and can change its mind).
+    """
+    own_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    own = os.path.realpath(base)
+    wanted = str(version).strip() if version not in (None, "") else own_version
+    if wanted in (own_version, "3", f"python{own_version}"):
+        return own
+    if not re.fullmatch(r"[23]\.\d{1,2}", wanted):
+        raise EnvironmentBuildError(
+            f"pack.yaml runtime.python must be a version such as \"3.11\", not {wanted!r}")
+    name = f"python{wanted}"
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    folders = [os.path.dirname(own), "/usr/local/bin", "/usr/bin"]
+    folders += sorted(str(p / "bin") for p in pyenv.glob(f"{wanted}*")) if pyenv.is_dir() else []
+    folders += [p for p in os.environ.get("PATH", "").split(os.pathsep) if "shims" not in p]
+    for folder in folders:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return os.path.realpath(candidate)
+    raise EnvironmentBuildError(
+        f"pack.yaml asks for python {wanted}, which this worker does not have "
+        f"(it has {own_version})")
+
+
+@lru_cache(maxsize=16)
+def _python_version(interpreter: str) -> str:
+    if interpreter == os.path.realpath(getattr(sys, "_base_executable", sys.executable)):
+        return platform.python_version()
+    done = subprocess.run([interpreter, "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    return done.stdout.strip() or interpreter
+
+
+@lru_cache(maxsize=1)
+def _node_version() -> str:
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node:
+        return "none"
+    done = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,
+                          check=False)
+    return done.stdout.strip()
+
+
+def _tail(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "... " + text[-limit:]
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout: float, what: str) -> Iterator[None]:
+    """An exclusive flock on `path`, waited for cooperatively (green under eventlet)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EnvironmentBuildError(
+                        f"Timed out after {timeout:g} s waiting for another build of {what}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_locked(path: Path) -> bool:
+    """Is someone building right now (holding the lock)?"""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+class Environments:
+    """Builds, finds and prunes pack environments under `root` (see the module docstring)."""
+
+    def __init__(self, root: Path, *, build_timeout_s: float = 900.0,
+                 failure_retry_s: float = 300.0) -> None:
+        self.root = Path(root).resolve()
+        self.build_timeout_s = build_timeout_s
+        self.failure_retry_s = failure_retry_s
+
+    # -- where ---------------------------------------------------------------------------------
+    def path(self, source: PackSource, kind: str) -> Path:
+        """The folder of `source`'s environment of `kind` (built or not)."""
+        return (self.root / kind / _safe(source.owner) / _safe(source.ref)
+                / f"{_safe(source.version)}-{self.key(source, kind)[:16]}")
+
+    def key(self, source: PackSource, kind: str) -> str:
+        """The digest that names an environment: dependency files plus interpreter version."""
+        if kind == PYTHON:
+            interpreter = find_python(source.python)
+            return _sha256((source.folder / REQUIREMENTS).read_bytes(),
+                           _python_version(interpreter).encode())
+        if kind == NODE:
+            chunks = [name.encode() + b"\0" + (source.folder / name).read_bytes()
+                      for name in NODE_FILES if (source.folder / name).is_file()]
+            return _sha256(*chunks, _node_version().encode())
+        raise ValueError(f"unknown environment kind {kind!r}")
+
+    # -- what is there ---------------------------------------------------------------------------
+    def state(self, source: PackSource, kinds: Sequence[str] | None = None) -> EnvironmentState:
+        """ready / building / failed (with the error) / missing, read from disk only."""
+        states = []
+        for kind in source.kinds() if kinds is None else kinds:
+            try:
+                folder = self.path(source, kind)
+            except EnvironmentBuildError as exc:
+                return EnvironmentState("failed", exc.message)
+            failure = self._failure(folder, ignore_age=True)
+            if (folder / READY).is_file():
+                states.append("ready")
+            elif _is_locked(folder.with_name(folder.name + LOCK_SUFFIX)):
+                states.append("building")
+            elif failure is not None:
+                return EnvironmentState("failed", failure)
+            else:
+                states.append("missing")
+        for status in ("building", "missing"):
+            if status in states:
+                return EnvironmentState(status)
+        return EnvironmentState("ready")
+
+    # -- building ---------------------------------------------------------------------------------
+    def ensure(self, source: PackSource, kinds: Sequence[str] | None = None, *,
+               retry_failed: bool = False) -> PackEnvironment:
+        """The pack's environments, building what is missing; EnvironmentBuildError with the
+        installer's output when a build fails (or failed recently, unless `retry_failed`)."""
+        wanted = [k for k in (source.kinds() if kinds is None else kinds) if k in source.kinds()]
+        python = node = None
+        if PYTHON in wanted:
+            python = self._ensure(source, PYTHON, retry_failed) / "bin" / "python"
+        if NODE in wanted:
+            node = self._ensure(source, NODE, retry_failed) / "node_modules"
+            _link_node_modules(source.folder, node)
+        return PackEnvironment(python=python, node_modules=node)
+
+    def _ensure(self, source: PackSource, kind: str, retry_failed: bool) -> Path:
+        folder = self.path(source, kind)
+        if self._ready(folder):
+            return folder
+        failure = None if retry_failed else self._failure(folder)
+        if failure is not None:
+            raise EnvironmentBuildError(failure)
+        what = f"the {kind} environment of pack {source.ref} {source.version}"
+        with _locked(folder.with_name(folder.name + LOCK_SUFFIX), self.build_timeout_s, what):
+            if self._ready(folder):  # another process built it while we waited
+                return folder
+            failure = None if retry_failed else self._failure(folder)
+            if failure is not None:
+                raise EnvironmentBuildError(failure)
+            self._build(source, kind, folder)
+        self.prune(source, kind)
+        return folder
+
+    def _ready(self, folder: Path) -> bool:
+        marker = folder / READY
+        if not marker.is_file():
+            return False
+        with contextlib.suppress(OSError):
+            os.utime(marker)  # "last used", for prune
+        return True
+
+    def _failure(self, folder: Path, *, ignore_age: bool = False) -> str | None:
+        path = folder.with_name(folder.name + FAILED_SUFFIX)
+        try:
+            age = time.time() - path.stat().st_mtime
+            if not ignore_age and age > self.failure_retry_s:
+                return None
+            return str(json.loads(path.read_text()).get("error") or "environment build failed")
+        except (OSError, ValueError):
+            return None
+
+    def _build(self, source: PackSource, kind: str, folder: Path) -> None:
+        failed = folder.with_name(folder.name + FAILED_SUFFIX)
+        shutil.rmtree(folder, ignore_errors=True)  # a crashed build's leftovers
+        started = time.monotonic()
+        try:
+            if kind == PYTHON:
+                details = self._build_python(source, folder)
+            else:
+                details = self._build_node(source, folder)
+        except EnvironmentBuildError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            failed.write_text(json.dumps({"error": exc.message, "failed_at": time.time()}))
+            raise
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            failed.unlink()
+        details.update({"kind": kind, "pack": source.ref, "owner": source.owner,
+                        "version": source.version, "key": self.key(source, kind),
+                        "built_at": time.time(),
+                        "build_seconds": round(time.monotonic() - started, 3)})
+        tmp = folder / f".{READY}.{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(details, indent=1))
+        os.replace(tmp, folder / READY)
+
+    def _run(self, argv: list[str], cwd: Path, what: str) -> str:
+        try:
+            done = subprocess.run(argv, cwd=cwd, env=build_environment(), capture_output=True,
+                                  text=True, errors="replace", timeout=self.build_timeout_s,
+                                  check=False, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise EnvironmentBuildError(
+                f"{what} timed out after {self.build_timeout_s:g} s") from exc
+        except OSError as exc:
+            raise EnvironmentBuildError(f"{what} could not start: {exc}") from exc
+        output = (done.stdout or "") + (done.stderr or "")
+        if done.returncode != 0:
+            errors = [line for line in output.splitlines()
+                      if line.startswith(("ERROR:", "npm ERR!", "npm error"))]
+            headline = errors[-1] if errors else "see its output below"
+            raise EnvironmentBuildError(
+                f"{what} failed (exit code {done.returncode}): {headline[:500]}\n"
+                f"{_tail(output)}")
+        return output
+
+    def _build_python(self, source: PackSource, folder: Path) -> dict[str, Any]:
+        base = find_python(source.python)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        python = folder / "bin" / "python"
+        requirements = str(source.folder / REQUIREMENTS)
+        pip = [sys.executable, "-m", "pip"]
+        if importlib.util.find_spec("pip") is not None:
+            # Fast: a venv without pip (≈50 ms), filled by this process's pip (`--python`).
+            self._run([base, "-m", "venv", "--without-pip", str(folder)], source.folder,
+                      "python -m venv")
+            pip += ["--python", str(python)]
+        else:
+            self._run([base, "-m", "venv", str(folder)], source.folder, "python -m venv")
+            pip = [str(python), "-m", "pip"]
+        self._run([*pip, "install", "--no-input", "-r", requirements], source.folder,
+                  f"pip install -r {REQUIREMENTS}")
+        return {"interpreter": str(python), "base_python": base,
+                "python_version": _python_version(base)}
+
+    def _build_node(self, source: PackSource, folder: Path) -> dict[str, Any]:
+        npm = shutil.which("npm")
+        if not npm:
+            raise EnvironmentBuildError("npm is not installed on this worker")
+        folder.mkdir(parents=True)
+        for name in NODE_FILES:
+            if (source.folder / name).is_file():
+                shutil.copyfile(source.folder / name, folder / name)
+        locked = any((folder / n).is_file() for n in ("package-lock.json", "npm-shrinkwrap.json"))
+        command = "ci" if locked else "install"
+        self._run([npm, command, "--omit=dev", "--no-audit", "--no-fund"], folder,
+                  f"npm {command}")
+        return {"node_modules": str(folder / "node_modules"), "node_version": _node_version()}
+
+    # -- cleaning up ------------------------------------------------------------------------
+    def prune(self, source: PackSource, kind: str, *, keep: int = 3,
+              idle_s: float = 3600.0) -> list[Path]:
+        """Remove the pack's older environments of `kind`: beyond the `keep` most recently
+        used, idle for `idle_s`, and not being built. Returns what was removed."""
+        current = self.path(source, kind)
+        parent = current.parent
+        if not parent.is_dir():
+            return []
+        ready = []
+        for folder in parent.iterdir():
+            marker = folder / READY
+            if folder.is_dir() and marker.is_file() and folder != current:
+                ready.append((marker.stat().st_mtime, folder))
+        ready.sort(reverse=True)
+        removed = []
+        now = time.time()
+        for used_at, folder in ready[max(keep - 1, 0):]:
+            lock = folder.with_name(folder.name + LOCK_SUFFIX)
+            if now - used_at < idle_s or _is_locked(lock):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            for leftover in (lock, folder.with_name(folder.name + FAILED_SUFFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            removed.append(folder)
+        return removed
+
+
+def _link_node_modules(pack_folder: Path, node_modules: Path) -> None:
+    """`<pack>/node_modules` → the environment's, so ES-module imports (which ignore NODE_PATH)
+    resolve too. A pack that ships a real node_modules folder keeps it; a read-only pack folder
+    is left alone (NODE_PATH still serves `require`)."""
+    link = pack_folder / "node_modules"
+    if link.is_symlink():
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == str(node_modules):
+                return
+    elif link.exists():
+        return
+    tmp = pack_folder / f".node_modules.{uuid.uuid4().hex}"
+    try:
+        os.symlink(node_modules, tmp)
+        os.replace(tmp, link)  # atomic: a run starting now sees the old or the new one
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The Docker Engine the container runner uses: `scripts/docker.sh start|stop|status|env`.
+#
+# start (idempotent): install Debian's docker.io if dockerd is missing, start dockerd on a
+# private socket if it does not answer, and build the local python:3.11-slim image from Debian
+# packages if it is missing (no registry is reachable here; docs/container-engine notes).
+# Prints nothing on success but `export DOCKER_HOST=...`, so `eval "$(scripts/docker.sh env)"`
+# works. Exits non-zero with dockerd's log tail when the engine cannot start: CI fails, it
+# never silently skips the container tests.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Keep it short: containerd's socket path under it must stay below 108 characters.
+ENGINE_DIR="${ATTUNE_DOCKER_DIR:-/tmp/attune-docker}"
+SOCK="$ENGINE_DIR/docker.sock"
+IMAGE="${ATTUNE_DOCKER_IMAGE:-python:3.11-slim}"
+APT=(apt-get -o DPkg::Lock::Timeout=600 -qq)
+export DOCKER_HOST="unix://$SOCK"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+sudo_prefix() {
+  if [ "$(id -u)" -eq 0 ]; then echo ""; elif command -v sudo >/dev/null; then echo "sudo";
+  else die "the Docker engine needs root (or sudo)"; fi
+}
+
+ping_engine() { curl -sf --max-time 2 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1; }
+
+docker_cli() {  # Debian's client, or any docker CLI on PATH (both negotiate API 1.41)
+  local cli; cli="$(command -v docker || true)"; [ -n "$cli" ] || cli=/usr/bin/docker
+  "$cli" "$@"
+}
+
+# docker.io: the engine. docker-registry: a local registry the tests pull from for real
+# (127.0.0.0/8 is an insecure registry by default), since Docker Hub is not reachable here.
+install_engine() {
+  command -v dockerd >/dev/null && command -v docker-registry >/dev/null && return
+  local sudo; sudo="$(sudo_prefix)"
+  log "installing docker.io and docker-registry with apt (once)"
+  $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y --no-install-recommends \
+      docker.io docker-registry >/dev/null 2>&1 || {
+    $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" update
+    $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y --no-install-recommends \
+        docker.io docker-registry >/dev/null; }
+  command -v dockerd >/dev/null || die "docker.io installed but dockerd is not on PATH"
+}
+
+start_engine() {
+  ping_engine && return
+  local sudo; sudo="$(sudo_prefix)"
+  log "starting dockerd on $SOCK"
+  # --bridge=none --iptables=false: no docker0 or NAT rules on the host; actions run with
+  # network none anyway. setsid: the engine outlives this script, like PostgreSQL and RabbitMQ;
+  # 9>&-: it must not inherit (and hold forever) the start lock.
+  $sudo setsid dockerd --host "unix://$SOCK" --data-root "$ENGINE_DIR/data" \
+      --exec-root "$ENGINE_DIR/exec" --pidfile "$ENGINE_DIR/dockerd.pid" \
+      --bridge=none --iptables=false </dev/null >"$ENGINE_DIR/dockerd.log" 2>&1 9>&- &
+  for _ in $(seq 1 150); do ping_engine && return; sleep 0.2; done
+  tail -20 "$ENGINE_DIR/dockerd.log" >&2 || true
+  die "dockerd did not answer on $SOCK within 30 s (log: $ENGINE_DIR/dockerd.log)"
+}
+
+# python:3.11-slim stand-in: Debian's python3.11 and its libraries unpacked (~6 s, ~52 MB).
+build_python_image() {
+  log "building the local $IMAGE image from Debian packages (once)"
+  local work; work="$(mktemp -d "$ENGINE_DIR/img.XXXX")"
+  mkdir -p "$work/debs" "$work/root"
+  local pkgs="libc6 gcc-12-base libgcc-s1 libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libffi8 liblzma5
+    libmd0 libncursesw6 libnsl2 libtirpc3 libtirpc-common libgssapi-krb5-2 libk5crypto3
+    libkeyutils1 libkrb5-3 libkrb5support0 libcom-err2 libreadline8 readline-common libsqlite3-0
+    libssl3 libtinfo6 libuuid1 zlib1g libzstd1 libpython3.11-minimal libpython3.11-stdlib
+    python3.11-minimal python3.11 media-types tzdata ca-certificates busybox-static"
+  # shellcheck disable=SC2086
+  (cd "$work/debs" && apt-get download $pkgs >/dev/null 2>&1) || {
+    $(sudo_prefix) "${APT[@]}" update
+    (cd "$work/debs" && apt-get download $pkgs >/dev/null); }
+  for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
+  ( cd "$work/root"
+    for d in bin sbin lib lib64; do   # merged /usr, as in Debian images
+      if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "usr/$d"; cp -a "$d/." "usr/$d/"; rm -rf "$d"; fi
+      ln -sfn "usr/$d" "$d"; done
+    ln -sf python3.11 usr/bin/python3; ln -sf python3 usr/bin/python
+    for a in sh ls cat echo env id sleep; do ln -sf busybox "usr/bin/$a"; done
+    mkdir -p tmp etc root proc sys dev; chmod 1777 tmp
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+      > etc/passwd
+    printf 'root:x:0:\nnogroup:x:65534:\n' > etc/group
+    rm -rf usr/share/doc usr/share/man usr/share/locale )
+  tar --numeric-owner -C "$work/root" -c . | docker_cli import \
+      --change 'CMD ["python3"]' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+      --change 'ENV LANG=C.UTF-8' - "$IMAGE" >/dev/null
+  rm -rf "$work"
+}
+
+ensure_image() {
+  docker_cli image inspect "$IMAGE" >/dev/null 2>&1 || build_python_image
+  docker_cli image inspect "$IMAGE" >/dev/null 2>&1 || die "could not build the $IMAGE image"
+}
+
+start() {
+  mkdir -p "$ENGINE_DIR"
+  # One start at a time (two test runs in parallel must not race to install or build).
+  exec 9>"$ENGINE_DIR/start.lock"
+  flock -w 600 9 || die "another scripts/docker.sh start holds $ENGINE_DIR/start.lock"
+  install_engine
+  start_engine
+  ensure_image
+  echo "export DOCKER_HOST=$DOCKER_HOST"
+}
+
+stop() {
+  local pid; pid="$(cat "$ENGINE_DIR/dockerd.pid" 2>/dev/null)" || return 0
+  $(sudo_prefix) kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  die "dockerd ($pid) did not stop within 15 s"
+}
+
+status() {
+  if ping_engine; then echo "dockerd answers on $SOCK"; else echo "dockerd is down"; exit 1; fi
+}
+
+env_line() { echo "export DOCKER_HOST=$DOCKER_HOST"; }
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  env) env_line ;;
+  *) die "usage: $0 start|stop|status|env" ;;
+esac

@@ -1,0 +1,115 @@
+"""e2e helpers for packs with environments and runners: register a folder, wait for its
+env_status, run an action, and a local HTTP server that records what it was sent."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.support.e2e import FIXTURE_PACKS, ApiClient, wait_for_execution, wait_until
+
+
+def copy_fixture_pack(name: str, into: Path) -> Path:
+    """A writable copy of tests/fixtures/packs/<name> (without any node_modules link)."""
+    target = into / name
+    shutil.copytree(FIXTURE_PACKS / name, target, ignore=shutil.ignore_patterns("node_modules"))
+    return target
+
+
+def register_folder(api: ApiClient, folder: Path) -> dict[str, Any]:
+    """POST /api/v1/packs {path}: the pack as the API returns it (201)."""
+    return api.data(api.post("/api/v1/packs", json={"path": str(folder)}), 201)
+
+
+def wait_for_env(api: ApiClient, pack_id: int, timeout: float = 180.0) -> dict[str, Any]:
+    """GET /api/v1/packs/{id} until env_status leaves `building`; the pack."""
+    seen: dict[str, Any] = {}
+
+    def settled() -> dict[str, Any] | None:
+        seen.update(api.data(api.get(f"/api/v1/packs/{pack_id}"), 200))
+        return dict(seen) if seen["env_status"] != "building" else None
+
+    return wait_until(settled, timeout, interval=0.3, message=lambda: (
+        f"pack {pack_id}'s environment to be built (env_status {seen.get('env_status')!r})"))
+
+
+def execute(api: ApiClient, action: str, parameters: dict[str, Any] | None = None,
+            timeout: float = 120.0) -> dict[str, Any]:
+    """POST /api/v1/executions and wait for the end; the final execution."""
+    created = api.data(api.post("/api/v1/executions",
+                                json={"action": action, "parameters": parameters or {}}), 201)
+    return wait_for_execution(api, created["id"], timeout=timeout)
+
+
+def start(api: ApiClient, action: str, parameters: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    """POST /api/v1/executions without waiting."""
+    return api.data(api.post("/api/v1/executions",
+                             json={"action": action, "parameters": parameters or {}}), 201)
+
+
+@dataclass
+class Recorded:
+    """One request the server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class RecordingServer:
+    """Where it listens, what it received, and how it answers (path → (status, body, delay))."""
+
+    url: str
+    received: list[Recorded] = field(default_factory=list)
+    routes: dict[str, tuple[int, Any, float]] = field(default_factory=dict)
+
+
+@contextmanager
+def recording_server() -> Iterator[RecordingServer]:
+    """A local HTTP server the test controls; unknown paths answer 200 {"ok": true}."""
+    state = RecordingServer(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            state.received.append(Recorded(self.command, self.path, dict(self.headers), body))
+            status, answer, delay = state.routes.get(self.path, (200, {"ok": True}, 0.0))
+            time.sleep(delay)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Served-By", "attune-tests")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.block_on_close = False
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
