@@ -14,7 +14,7 @@ from nameko_services.domain.crypto import Cipher
 from nameko_services.domain.db import make_engine
 from nameko_services.domain.settings import Settings
 
-from . import api
+from . import api, ratelimit
 from .auth import check_route_access
 from .errors import register_error_handlers
 
@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     )
     register_error_handlers(app)
     app.before_request(check_route_access)
+    ratelimit.install(app)  # after check_route_access: limits need the caller
     for module_info in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{api.__name__}.{module_info.name}")
         blueprint = getattr(module, "bp", None)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import jsonify, request
 
 from nameko_services.domain.errors import BadRequestError, ValidationError
+from nameko_services.domain.json_values import is_utf8_text
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -21,9 +22,15 @@ def json_body(
         if not request.data:
             body = {}
         else:
-            body = request.get_json(silent=True, force=True)
+            try:
+                body = request.get_json(silent=True, force=True)
+                utf8 = is_utf8_text(body)
+            except RecursionError as exc:  # hostile input: [[[[...]]]] beyond Python's stack
+                raise BadRequestError("Request body is nested too deeply") from exc
             if body is None and request.data.strip() not in (b"null",):
                 raise BadRequestError("Request body is not valid JSON")
+            if not utf8:
+                raise BadRequestError("Request body is not valid UTF-8 text (lone surrogate)")
     if not isinstance(body, dict):
         raise ValidationError("Request body must be a JSON object", {"body": "must be an object"})
     allowed = set(allowed)

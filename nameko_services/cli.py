@@ -5,6 +5,7 @@
     attune status --config nameko.yaml           processes and /health
     attune migrate --config nameko.yaml          alembic upgrade head
     attune register-pack PATH (--system | --tenant ID) --config nameko.yaml
+    attune rotate-keys --config nameko.yaml      re-encrypt secrets under the active key
 
 Processes run detached (their own session), log to <run_dir>/logs/<name>.log and record their
 pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process.
@@ -472,6 +473,28 @@ def cmd_register_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    """Re-encrypt every secret and encrypted datastore value under the first key of the keyring
+    (online, docs/security.md); exit 1 while anything failed or remains under an old key."""
+    from .domain import rotation
+    from .domain.crypto import Cipher
+    from .domain.db import make_engine
+
+    settings = load_platform(args.config).settings
+    engine = make_engine(settings.database_url, pool_size=2)
+    try:
+        report = rotation.rotate(engine, Cipher(settings.encryption_keys, settings.active_key_id),
+                                 batch_size=args.batch_size)
+    finally:
+        engine.dispose()
+    print(json.dumps(report, indent=2))
+    if report["failed"] or any(report["remaining"].values()):
+        say("some values are not under the active key yet: run it again, and investigate"
+            " `failed` rows (their key is missing from the keyring, or they were altered)")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -499,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     owner.add_argument("--tenant", type=int, help="the tenant id that owns the pack")
     pack.add_argument("--no-force", dest="force", action="store_false",
                       help="fail instead of replacing an existing pack of the same ref")
+    add("rotate-keys", cmd_rotate_keys,
+        "re-encrypt every secret and encrypted datastore value under the active key"
+        ).add_argument("--batch-size", type=int, default=200, help="rows per transaction")
     return parser
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import action_spec, audit
+from . import parameters as params_mod
 from .catalog import (
     CREATED,
     DELETED,
@@ -51,7 +52,7 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "runner_type": row["runner_type"],
         "entry_point": row["entry_point"],
         "code": row["code"],
-        "parameters": row["parameters"],
+        "parameters": params_mod.mask_defaults(row["parameters"]),
         "timeout": row["timeout"],
         "retry": row["retry"],
         "with_items": row["with_items"],

@@ -56,7 +56,8 @@ def check_ttl(ttl_seconds: Any) -> int | None:
     return ttl_seconds
 
 
-def _aad(tenant_id: int, key: str) -> bytes:
+def aad(tenant_id: int, key: str) -> bytes:
+    """Associated data of a datastore ciphertext (also used by key rotation)."""
     # Binding the ciphertext to tenant and key: a row copied elsewhere will not decrypt.
     return f"{tenant_id}:{key}".encode()
 
@@ -73,7 +74,7 @@ def _value(cipher: Cipher, row: Any) -> Any:
     if not row["encrypted"]:
         return row["value"]
     try:
-        return cipher.decrypt(row["ciphertext"], row["key_id"], _aad(row["tenant_id"], row["key"]))
+        return cipher.decrypt(row["ciphertext"], row["key_id"], aad(row["tenant_id"], row["key"]))
     except InvalidTag as exc:
         log.error("datastore item %s of tenant %s does not decrypt", row["key"], row["tenant_id"],
                   extra={"tenant_id": row["tenant_id"]})
@@ -170,7 +171,7 @@ def put(
         raise ValidationError("Invalid encrypted flag", {"encrypted": "must be true or false"})
     ensure_storable(value, "value")
     if encrypted:
-        ciphertext, key_id = cipher.encrypt(value, aad=_aad(tenant_id, key))
+        ciphertext, key_id = cipher.encrypt(value, aad=aad(tenant_id, key))
         # SQL NULL, not JSON null: the encrypted_shape check constraint insists on it.
         stored = {"value": null(), "ciphertext": ciphertext, "key_id": key_id}
     else:

@@ -10,7 +10,11 @@ from sqlalchemy import Connection, Engine, create_engine
 
 
 def make_engine(url: str, pool_size: int = 10) -> Engine:
-    """A pooled engine; pre-ping so a PostgreSQL restart costs one retry, not an outage."""
+    """A pooled engine; pre-ping so a PostgreSQL restart costs one retry, not an outage.
+
+    `hide_parameters`: a failed statement's error (and any log of it) never shows the bound
+    values, which may be secret parameters or datastore values.
+    """
     return create_engine(
         url,
         pool_size=pool_size,
@@ -18,6 +22,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         pool_pre_ping=True,
         pool_recycle=1800,
         future=True,
+        hide_parameters=True,
     )
 
 

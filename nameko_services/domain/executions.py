@@ -84,8 +84,8 @@ def create(
     )
     audit.record(
         conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
-        action="execution.requested", entity_type="execution", entity_id=row["id"],
-        details={"action_ref": row["action_ref"],
+        action="execution.created", entity_type="execution", entity_id=row["id"],
+        details={"action_ref": row["action_ref"], "status": row["status"],
                  "parent_execution_id": row["parent_execution_id"]},
     )
     if status is S.FAILED:
@@ -135,10 +135,18 @@ def transition(
         return None
     audit.record(
         conn, tenant_id=row["tenant_id"], actor_type=actor_type, actor=actor,
-        action=f"execution.{target.value}", entity_type="execution", entity_id=execution_id,
-        details={"from": row["previous"], **(details or {})},
+        action=audit_action(target, row["previous"]), entity_type="execution",
+        entity_id=execution_id, details={"from": row["previous"], **(details or {})},
     )
     return dict(row)
+
+
+def audit_action(target: ExecutionStatus, previous: str | None) -> str:
+    """api.md's audit names: `execution.<status>`, but entering running is `started` (or
+    `resumed` after a pause)."""
+    if target is S.RUNNING:
+        return "execution.resumed" if previous == S.PAUSED else "execution.started"
+    return f"execution.{target.value}"
 
 
 def get(conn: Connection, tenant_id: int | None, execution_id: int) -> dict[str, Any]:

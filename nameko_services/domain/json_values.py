@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from .errors import BadRequestError, ValidationError
 
 MAX_DEPTH = 100
+# JSON may escape half a UTF-16 pair (`"\ud800"`): not UTF-8 text, so PostgreSQL refuses it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def problem(value: Any, depth: int = 0) -> str | None:
@@ -20,7 +23,9 @@ def problem(value: Any, depth: int = 0) -> str | None:
     if depth > MAX_DEPTH:
         return f"nested deeper than {MAX_DEPTH} levels"
     if isinstance(value, str):
-        return "contains a NUL character" if "\x00" in value else None
+        if "\x00" in value:
+            return "contains a NUL character"
+        return "contains a lone surrogate (not UTF-8)" if _SURROGATE.search(value) else None
     if isinstance(value, float):
         return None if math.isfinite(value) else "NaN and Infinity are not JSON"
     if value is None or isinstance(value, bool | int):
@@ -64,3 +69,12 @@ def parse(raw: bytes, what: str = "Request body") -> Any:
     if found:
         raise BadRequestError(f"{what} cannot be stored: {found}")
     return value
+
+
+def is_utf8_text(value: Any) -> bool:
+    """True when every string (keys too) of a parsed JSON value is encodable as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, TypeError):
+        return False
+    return True

@@ -65,6 +65,7 @@ def validate(parameters: Mapping[str, Any], values: Any) -> dict[str, Any]:
     if not isinstance(values, Mapping):
         raise ValidationError("Parameters must be an object", {"parameters": "must be an object"})
     full = apply_defaults(parameters, values)
+    secret = set(secret_names(parameters))
     fields: dict[str, str] = {}
     first_message = None
     for error in Draft202012Validator(to_json_schema(parameters)).iter_errors(full):
@@ -74,8 +75,12 @@ def validate(parameters: Mapping[str, Any], values: Any) -> dict[str, Any]:
             first_message = first_message or f"Missing required parameter: {name}"
         else:
             path = ".".join(str(p) for p in error.absolute_path)
-            fields[f"parameters.{path}"] = error.message
-            first_message = first_message or f"Invalid parameter {path}: {error.message}"
+            message = error.message
+            if error.absolute_path and error.absolute_path[0] in secret:
+                # jsonschema quotes the offending value: never for a secret parameter.
+                message = f"is not valid under its schema ({error.validator}); value not shown"
+            fields[f"parameters.{path}"] = message
+            first_message = first_message or f"Invalid parameter {path}: {message}"
     if fields:
         missing = sorted(k for k, v in fields.items() if v == "required")
         if missing:
@@ -87,3 +92,22 @@ def validate(parameters: Mapping[str, Any], values: Any) -> dict[str, Any]:
 def mask(values: Mapping[str, Any] | None, secret: list[str]) -> dict[str, Any]:
     """A copy with every secret parameter shown as "***"."""
     return {k: (MASK if k in secret else v) for k, v in (values or {}).items()}
+
+
+def mask_defaults(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An action's parameter declarations with the `default` of each secret one shown as "***"."""
+    masked = {}
+    for name, spec in (parameters or {}).items():
+        if isinstance(spec, Mapping) and spec.get("secret") and "default" in spec:
+            spec = {**spec, "default": MASK}
+        masked[name] = spec
+    return masked
+
+
+def mask_literals(values: Mapping[str, Any] | None, secret: list[str]) -> dict[str, Any]:
+    """Rule parameters: a literal value for a secret parameter is "***"; a template is kept
+    (it names where the value comes from, not the value)."""
+    def shown(value: Any) -> Any:
+        return value if isinstance(value, str) and "{{" in value else MASK
+
+    return {k: (shown(v) if k in secret else v) for k, v in (values or {}).items()}

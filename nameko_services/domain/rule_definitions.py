@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import actions as actions_mod
 from . import audit, templating
+from . import parameters as params_mod
 from . import triggers as triggers_mod
 from .catalog import (
     CREATED,
@@ -93,7 +94,8 @@ def normalize(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def _joined() -> Select[Any]:
     return select(
-        rules, triggers.c.ref.label("trigger_ref"), actions.c.ref.label("action_ref")
+        rules, triggers.c.ref.label("trigger_ref"), actions.c.ref.label("action_ref"),
+        actions.c.parameters.label("action_parameters"),
     ).join(triggers, triggers.c.id == rules.c.trigger_id).join(
         actions, actions.c.id == rules.c.action_id
     )
@@ -113,7 +115,9 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "action": row["action_ref"],
         "action_id": row["action_id"],
         "criteria": row["criteria"],
-        "parameters": row["parameters"],
+        "parameters": params_mod.mask_literals(
+            row["parameters"], params_mod.secret_names(row.get("action_parameters") or {})
+        ),
         "enabled": row["enabled"],
         "notify_on_trigger": row["notify_on_trigger"],
         "tenant_id": row["tenant_id"],

@@ -23,7 +23,8 @@ from .models import secrets
 MAX_VALUE_CHARS = 64 * 1024
 
 
-def _aad(tenant_id: int, key: str) -> bytes:
+def aad(tenant_id: int, key: str) -> bytes:
+    """Associated data of a secret ciphertext (also used by key rotation)."""
     # Distinct from datastore AAD, so a datastore ciphertext can never pass for a secret.
     return f"secret:{tenant_id}:{key}".encode()
 
@@ -56,7 +57,7 @@ def put(
 ) -> tuple[dict[str, Any], bool]:
     """Create or replace a secret; returns (name and timestamps, created)."""
     check(key, value)
-    ciphertext, key_id = cipher.encrypt(value, aad=_aad(tenant_id, key))
+    ciphertext, key_id = cipher.encrypt(value, aad=aad(tenant_id, key))
     row = conn.execute(
         pg_insert(secrets)
         .values(tenant_id=tenant_id, key=key, ciphertext=ciphertext, key_id=key_id)
@@ -137,7 +138,7 @@ def get_values(
     for r in rows:
         try:
             values[r["key"]] = cipher.decrypt(r["ciphertext"], r["key_id"],
-                                              _aad(tenant_id, r["key"]))
+                                              aad(tenant_id, r["key"]))
         except InvalidTag as exc:  # tampered or moved: fail loudly, never run without it
             raise AttuneError(f"Secret '{r['key']}' cannot be decrypted") from exc
     return values

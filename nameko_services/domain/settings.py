@@ -18,6 +18,56 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BucketSettings:
+    """One token bucket: `burst` tokens at most, refilled at `rate` tokens per second."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """ATTUNE.rate_limit: per user (admin exempt), per webhook trigger, per failed-login name."""
+
+    enabled: bool = True
+    user: BucketSettings = BucketSettings(rate=50.0, burst=100)
+    webhook: BucketSettings = BucketSettings(rate=500.0, burst=1000)
+    login_failures: BucketSettings = BucketSettings(rate=0.2, burst=10)
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> RateLimitSettings:
+        """Parse the block; an unknown key or a non-positive number fails naming it."""
+        default = cls()
+        buckets = {"user", "webhook", "login_failures"}
+        unknown = set(section) - buckets - {"enabled"}
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.rate_limit: {sorted(unknown)}")
+        enabled = section.get("enabled", True)
+        if isinstance(enabled, str):  # ${VAR:default} substitution yields text
+            enabled = enabled.strip().lower() not in ("false", "0", "no", "off", "")
+        values: dict[str, Any] = {"enabled": bool(enabled)}
+        for name in sorted(buckets):
+            given = dict(section.get(name) or {})
+            fallback = getattr(default, name)
+            extra = set(given) - {"rate", "burst"}
+            if extra:
+                raise ConfigurationError(
+                    f"unknown key(s) in ATTUNE.rate_limit.{name}: {sorted(extra)}"
+                )
+            try:
+                bucket = BucketSettings(rate=float(given.get("rate", fallback.rate)),
+                                        burst=int(given.get("burst", fallback.burst)))
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"bad value in ATTUNE.rate_limit.{name}: {exc}") from exc
+            if bucket.rate <= 0 or bucket.burst < 1:
+                raise ConfigurationError(
+                    f"ATTUNE.rate_limit.{name} needs rate > 0 and burst >= 1"
+                )
+            values[name] = bucket
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a process needs to know, read once at start-up; a bad key fails loudly."""
 
@@ -36,7 +86,10 @@ class Settings:
     log_level: str = "INFO"
     rpc_timeout_seconds: float = 5.0
     webhook_max_body_bytes: int = 1024 * 1024
+    # Loop protection: an event caused (through executions) by a chain deeper than this is refused.
+    max_chain_depth: int = 10
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -49,6 +102,7 @@ class Settings:
         """Build from a loaded nameko config dict; raises ConfigurationError naming the bad key."""
         section = dict(config.get("ATTUNE") or {})
         worker = dict(section.pop("worker", None) or {})
+        rate_limit = RateLimitSettings.from_mapping(dict(section.pop("rate_limit", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -84,7 +138,9 @@ class Settings:
                 log_level=str(section.get("log_level", "INFO")),
                 rpc_timeout_seconds=float(section.get("rpc_timeout_seconds", 5)),
                 webhook_max_body_bytes=int(section.get("webhook_max_body_bytes", 1048576)),
+                max_chain_depth=int(section.get("max_chain_depth", 10)),
                 worker=WorkerSettings(**worker),
+                rate_limit=rate_limit,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

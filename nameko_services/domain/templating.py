@@ -12,14 +12,18 @@ from typing import Any
 
 from jinja2 import ChainableUndefined
 from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .template_limits import SizeLimitedSandbox
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
 
 
 
-class _JsonSandbox(ImmutableSandboxedEnvironment):
-    """Dot access prefers keys over attributes: `params.items` is the parameter, not dict.items."""
+class _JsonSandbox(SizeLimitedSandbox):
+    """Dot access prefers keys over attributes: `params.items` is the parameter, not dict.items.
+
+    Sizes are bounded too (template_limits): a template cannot make a service build huge values.
+    """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:

@@ -79,6 +79,10 @@ def register(conn: Connection, *, username: str, password: str, tenant: str | No
 
 
 def login(conn: Connection, username: str, password: str) -> dict[str, Any]:
+    """The user whose credentials these are; anything else is the same 401."""
+    if "\x00" in username or len(username) > 200:  # no such user can exist; PostgreSQL refuses NUL
+        verify_password(None, password)  # same work as a real miss
+        raise UnauthorizedError("Invalid username or password")
     row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
     if not verify_password(row["password_hash"] if row else None, password):
         raise UnauthorizedError("Invalid username or password")

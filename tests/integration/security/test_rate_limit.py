@@ -1,0 +1,146 @@
+"""T3.29 rate limits: a token bucket per user (admin exempt), per webhook trigger and per failed
+login name; 429 `rate_limited` with Retry-After before the view runs; tokens come back."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pytest
+
+from gateway import ratelimit
+from gateway.app import create_app
+from tests.support.factories import make_trigger
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "password123"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def app(config, engine, published, clock):
+    """The app at 10 requests/s per user, 5 per webhook trigger, 3 failed logins per name."""
+    cfg = copy.deepcopy(config)
+    cfg["ATTUNE"]["rate_limit"] = {
+        "enabled": True, "user": {"rate": 10, "burst": 10},
+        "webhook": {"rate": 5, "burst": 5}, "login_failures": {"rate": 0.1, "burst": 3}}
+    app = create_app(cfg, publish=lambda *args: published.append(args))
+    settings = app.config["ATTUNE_SETTINGS"].rate_limit
+    app.extensions[ratelimit.EXTENSION] = ratelimit.RateLimits(settings, clock)
+    yield app
+    app.extensions["attune"].engine.dispose()
+
+
+def burst(client, n, path="/api/v1/me", headers=None, **kwargs):
+    return [client.get(path, headers=headers, **kwargs) for _ in range(n)]
+
+
+def test_a_user_gets_the_burst_then_429_with_retry_after_and_the_envelope(client, make_user):
+    _, admin_headers = make_user()
+    _, viewer = make_user("viewer", admin_headers)
+    responses = burst(client, 15, headers=viewer)
+    assert [r.status_code for r in responses] == [200] * 10 + [429] * 5
+    refused = responses[10]
+    assert refused.headers["Retry-After"] == "1"
+    error = refused.json["error"]
+    assert error["code"] == "rate_limited" and error["details"] == {"retry_after": 1}
+    assert "10 requests/s" in error["message"]
+
+
+def test_the_bucket_refills_after_the_window(client, clock, make_user):
+    _, admin_headers = make_user()
+    _, editor = make_user("editor", admin_headers)
+    assert burst(client, 11, headers=editor)[-1].status_code == 429
+    clock.now += 0.1  # one token
+    assert [r.status_code for r in burst(client, 2, headers=editor)] == [200, 429]
+    clock.now += 1.0  # a full window: the whole burst again
+    assert [r.status_code for r in burst(client, 11, headers=editor)] == [200] * 10 + [429]
+
+
+def test_users_have_separate_buckets_and_admins_are_exempt(client, make_user):
+    _, admin_headers = make_user()
+    _, one = make_user("executor", admin_headers)
+    _, two = make_user("executor", admin_headers)
+    assert burst(client, 11, headers=one)[-1].status_code == 429
+    assert burst(client, 10, headers=two)[-1].status_code == 200
+    assert {r.status_code for r in burst(client, 60, headers=admin_headers)} == {200}
+
+
+def test_a_refused_request_never_reaches_its_view(client, make_user):
+    _, admin_headers = make_user()
+    _, editor = make_user("editor", admin_headers)
+    burst(client, 10, headers=editor)
+    refused = client.post("/api/v1/datastore", headers=editor, json={"key": "k", "value": 1})
+    assert refused.status_code == 429
+    assert client.get("/api/v1/datastore/k", headers=admin_headers).status_code == 404
+
+
+def test_each_webhook_trigger_has_its_own_bucket_whoever_calls(client, engine, make_user):
+    user, admin_headers = make_user()
+    one = make_trigger(engine, user["tenant_id"])
+    two = make_trigger(engine, user["tenant_id"])
+
+    def hook(trigger):
+        return client.post(f"/api/v1/webhooks/{trigger['id']}", json={"n": 1},
+                           headers={"X-Attune-Webhook-Token": trigger["webhook_token"]})
+
+    assert [hook(one).status_code for _ in range(6)] == [202] * 5 + [429]
+    refused = client.post(f"/api/v1/webhooks/{one['id']}", json={}, headers=admin_headers)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert "webhook trigger" in refused.json["error"]["message"]
+    assert hook(two).status_code == 202
+
+
+def test_failed_logins_are_limited_per_user_name(client, clock, make_user):
+    user, _ = make_user()
+    name = user["username"]
+
+    def login(password):
+        return client.post("/auth/login", json={"username": name, "password": password})
+
+    assert [login("wrong-password").status_code for _ in range(3)] == [401] * 3
+    locked = login(PASSWORD)  # even the right password waits: guessing gains nothing
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) == 10
+    other = client.post("/auth/login", json={"username": f"x-{uuid.uuid4().hex}",
+                                             "password": "whatever1"})
+    assert other.status_code == 401
+    clock.now += 10
+    assert login(PASSWORD).status_code == 200
+
+
+def test_successful_logins_spend_nothing(client, make_user):
+    user, _ = make_user()
+    for _ in range(6):
+        response = client.post("/auth/login",
+                               json={"username": user["username"], "password": PASSWORD})
+        assert response.status_code == 200
+
+
+def test_rate_limits_can_be_switched_off(config, engine, make_app):
+    cfg = copy.deepcopy(config)
+    cfg["ATTUNE"]["rate_limit"] = {"enabled": False, "user": {"rate": 1, "burst": 1}}
+    app = make_app(cfg)
+    client = app.test_client()
+    name = f"off-{uuid.uuid4().hex[:8]}"
+    client.post("/auth/register", json={"username": name, "password": PASSWORD})
+    admin = {"Authorization": "Bearer " + client.post("/auth/login", json={
+        "username": name, "password": PASSWORD}).json["data"]["access_token"]}
+    assert client.post("/api/v1/users", headers=admin, json={
+        "username": name + "v", "password": PASSWORD, "role": "viewer"}).status_code == 201
+    viewer = {"Authorization": "Bearer " + client.post("/auth/login", json={
+        "username": name + "v", "password": PASSWORD}).json["data"]["access_token"]}
+    assert {r.status_code for r in burst(client, 5, headers=viewer)} == {200}
+    assert ratelimit.EXTENSION not in app.extensions
