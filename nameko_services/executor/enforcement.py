@@ -25,16 +25,36 @@ from .news import Dispatch, Outgoing, created, send
 log = logging.getLogger(__name__)
 
 
+DEFAULT_MAX_CHAIN_DEPTH = 10
+
+
+def chain_error(event: dict[str, Any], max_chain_depth: int) -> str | None:
+    """Loop protection: why an event caused by too deep a chain of executions is refused."""
+    depth = event.get("chain_depth") or 0
+    if depth <= max_chain_depth:
+        return None
+    return (f"Refused: causal chain depth {depth} exceeds the limit of {max_chain_depth} "
+            f"(caused by execution {event.get('caused_by_execution_id')}); no rule was evaluated")
+
+
 def evaluate_event(
-    conn: Connection, cipher: Cipher, event_id: int, tenant_id: int
+    conn: Connection, cipher: Cipher, event_id: int, tenant_id: int,
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
 ) -> list[Outgoing]:
-    """Evaluate every enabled rule of the event's trigger; return the news to publish."""
+    """Evaluate every enabled rule of the event's trigger; return the news to publish.
+
+    An event deeper than `max_chain_depth` is claimed with its error stored and runs no rule.
+    """
     try:
         event = events.get(conn, tenant_id, event_id)
     except NotFoundError:
         log.warning("event %s of tenant %s not found", event_id, tenant_id)
         return []
-    if not events.mark_processed(conn, event_id):
+    refused = chain_error(event, max_chain_depth)
+    if not events.mark_processed(conn, event_id, refused):
+        return []
+    if refused is not None:
+        log.warning("event %s: %s", event_id, refused, extra={"tenant_id": tenant_id})
         return []
     if event["trigger_id"] is None:
         return []
@@ -53,18 +73,19 @@ def evaluate_event(
             execution = _enforce(conn, rule, event, context)
             if execution is not None:
                 out.append(created(execution))
-                planned += scheduling.plan(conn, execution)
+                planned += scheduling.plan(conn, execution, cipher)
             if rule["notify_on_trigger"]:
                 out.append(_rule_triggered(rule, event, execution))
     return out + planned
 
 
 def handle_event(
-    engine: Engine, cipher: Cipher, dispatch: Dispatch, event_id: int, tenant_id: int
+    engine: Engine, cipher: Cipher, dispatch: Dispatch, event_id: int, tenant_id: int,
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
 ) -> None:
     """The EVENT_CREATED handler's work: one transaction, then the news."""
     with transaction(engine) as conn:
-        out = evaluate_event(conn, cipher, event_id, tenant_id)
+        out = evaluate_event(conn, cipher, event_id, tenant_id, max_chain_depth)
     send(dispatch, out)
 
 

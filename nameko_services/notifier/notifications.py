@@ -95,10 +95,12 @@ def for_event(event_row: Mapping[str, Any]) -> Notification:
 def for_rule_triggered(
     payload: Mapping[str, Any], rule_ref: str | None, event_row: Mapping[str, Any] | None
 ) -> Notification:
-    """rule.triggered (only sent for rules with notify_on_trigger): the rule and its event."""
+    """rule.triggered (only sent for rules with notify_on_trigger): the rule and its (latest)
+    event; `count` is how many firings this message stands for (coalesced, see coalescing.py)."""
     rule_id = payload["rule_id"]
     data = {
         "rule_id": rule_id,
+        "count": int(payload.get("count", 1)),
         "rule_ref": payload.get("rule_ref", rule_ref),
         "event_id": payload.get("event_id"),
         "execution_id": payload.get("execution_id"),

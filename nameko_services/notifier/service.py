@@ -13,6 +13,7 @@ from ..domain import messages as m
 from ..domain.db import transaction
 from ..extensions import Dispatcher, PlatformProvider
 from . import notifications as n
+from .coalescing import RuleTriggerCoalescing
 from .ordering import KeyedFifoLocks
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class NotifierService:
     platform = PlatformProvider()
     dispatch = Dispatcher()
     ordering = KeyedFifoLocks()
+    coalescing = RuleTriggerCoalescing()
 
     @rpc
     def ping(self) -> dict[str, str]:
@@ -52,7 +54,14 @@ class NotifierService:
 
     @event_handler(m.EXECUTOR, m.RULE_TRIGGERED)
     def on_rule_triggered(self, payload: dict[str, Any]) -> None:
-        self._forward(f"rule:{payload.get('rule_id')}", lambda: self._rule_triggered(payload))
+        """Coalesced: at most one rule.triggered per rule per window, carrying a `count`."""
+        key = f"rule:{payload.get('rule_id')}"
+        decision = self.coalescing.offer(key, payload)
+        if decision.send_now:
+            self._forward(key, lambda: self._rule_triggered({**payload, "count": 1}))
+        elif decision.flush_in is not None:
+            self.coalescing.flush_later(key, decision.flush_in, lambda held, count: self._forward(
+                key, lambda: self._rule_triggered({**held, "count": count})))
 
     @event_handler(m.EXECUTOR, m.INQUIRY_CREATED)
     def on_inquiry_created(self, payload: dict[str, Any]) -> None:

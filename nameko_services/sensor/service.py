@@ -1,8 +1,7 @@
 """SensorService: entrypoints only; timer logic lives in timers.py and scheduler.py.
 
-Custom pack sensors (packs.md) will plug in beside the timers: a supervisor dependency that
-runs each pack sensor in its own process and stores what it emits through domain.events, with
-`on_pack_changed` telling it to reload — the timer heap does not need to change for that.
+Custom pack sensors (packs.md) run beside the timers: `PackSensors` (supervisor.py) runs each
+in its own child process and stores what it emits (custom.py); `on_pack_changed` reloads them.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from nameko.timer import timer
 from ..domain import messages
 from ..extensions import Dispatcher, PlatformProvider
 from . import timers
+from .supervisor import PackSensors
 from .timer_extensions import Timers, timer_due
 
 RESYNC_INTERVAL_SECONDS = 30
@@ -33,6 +33,7 @@ class SensorService:
     platform = PlatformProvider()
     dispatch = Dispatcher()
     timers = Timers()
+    sensors = PackSensors()
 
     @timer_due
     def fire_timer(self, trigger_id: int, scheduled_at: datetime) -> None:
@@ -53,13 +54,16 @@ class SensorService:
 
     @event_handler(messages.GATEWAY, messages.PACK_CHANGED, **definition_change)
     def on_pack_changed(self, payload: dict[str, Any]) -> None:
-        """A pack was registered, reloaded or deleted: re-read every timer."""
+        """A pack was registered, reloaded or deleted: re-read every timer and pack sensor."""
         timers.resync(self.platform.engine, self.timers)
+        self.sensors.sync()
 
     @timer(interval=RESYNC_INTERVAL_SECONDS, eager=True)
     def resync(self) -> None:
-        """At start-up load every timer (resuming from last_fired_at); later a safety net."""
+        """At start-up load every timer (resuming from last_fired_at) and start the pack
+        sensors; later a safety net (and a replica's chance to take over a sensor)."""
         timers.resync(self.platform.engine, self.timers)
+        self.sensors.sync()
 
     @rpc
     def ping(self) -> dict[str, str]:

@@ -1,0 +1,194 @@
+"""T3.6 — a pack sensor watching a file: loaded at registration and reload, run in its own
+process on its poll_interval, its payloads become events (source "sensor") that fire rules,
+and a crashing sensor is restarted with its error shown by GET /api/v1/sensors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from tests.support.e2e import ApiClient, unique_name, wait_for_execution, wait_until
+from tests.support.flows import list_all, make_rule
+
+WATCH = '''
+"""Emit the file's content whenever it differs from the last content seen."""
+
+
+class FileWatch:
+    def __init__(self, config):
+        self.path = config["path"]
+        self.last = config.get("baseline")
+
+    def poll(self):
+        try:
+            with open(self.path) as f:
+                content = f.read()
+        except FileNotFoundError:
+            return []
+        if content == self.last:
+            return []
+        self.last = content
+        return [{"path": self.path, "content": content, "version": VERSION}]
+
+
+VERSION = 1
+'''
+
+TICK = '''
+import time
+
+
+class Tick:
+    """Emits one tick per poll, stamped with the monotonic clock of the sensor process."""
+
+    def __init__(self):
+        self.n = 0
+
+    def poll(self):
+        self.n += 1
+        return [{"tick": self.n, "at": time.monotonic()}]
+'''
+
+CRASH = '''
+import os
+
+
+class Crash:
+    """Crashes while the flag file exists, else emits nothing."""
+
+    def poll(self):
+        if os.path.exists(self.config["flag"]):
+            raise RuntimeError("sensor exploded on purpose")
+        return []
+'''
+
+
+def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
+    pack = root / ref
+    (pack / "sensors").mkdir(parents=True)
+    (pack / "triggers").mkdir()
+    (pack / "pack.yaml").write_text(f"ref: {ref}\nversion: 1.0.0\ndescription: file sensor\n")
+    (pack / "triggers" / "file_changed.yaml").write_text(textwrap.dedent("""\
+        name: file_changed
+        type: custom
+        parameters: {}
+    """))
+    (pack / "triggers" / "ticked.yaml").write_text("name: ticked\ntype: custom\nparameters: {}\n")
+    (pack / "sensors" / "file_watch.py").write_text(WATCH)
+    (pack / "sensors" / "file_watch.yaml").write_text(textwrap.dedent(f"""\
+        name: file_watch
+        entry_point: sensors/file_watch.py
+        poll_interval: 0.5
+        trigger_types: [{ref}.file_changed]
+        config: {{path: "{watched}", baseline: "v0"}}
+    """))
+    (pack / "sensors" / "tick.py").write_text(TICK)
+    (pack / "sensors" / "tick.yaml").write_text(textwrap.dedent(f"""\
+        name: tick
+        entry_point: sensors/tick.py
+        poll_interval: 1
+        trigger_types: [{ref}.ticked]
+    """))
+    (pack / "sensors" / "crash.py").write_text(CRASH)
+    (pack / "sensors" / "crash.yaml").write_text(textwrap.dedent(f"""\
+        name: crash
+        entry_point: sensors/crash.py
+        poll_interval: 0.5
+        trigger_types: [{ref}.file_changed]
+        config: {{flag: "{flag}"}}
+    """))
+    return pack
+
+
+def sensor(api: ApiClient, ref: str) -> dict:
+    return next(s for s in list_all(api, "/api/v1/sensors") if s["ref"] == ref)
+
+
+def trigger_of(api: ApiClient, ref: str) -> dict:
+    return next(t for t in list_all(api, "/api/v1/triggers") if t["ref"] == ref)
+
+
+def sensor_events(api: ApiClient, trigger: dict) -> list[dict]:
+    return sorted(list_all(api, "/api/v1/events", trigger_id=trigger["id"]),
+                  key=lambda e: e["id"])
+
+
+def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, tmp_path):
+    ref = unique_name("files").replace("-", "_")
+    watched, flag = tmp_path / "watched.txt", tmp_path / "crash.flag"
+    watched.write_text("v0")
+    pack_dir = write_pack(tmp_path, ref, watched, flag)
+    pack = api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    assert sorted(pack["sensors"]) == sorted(f"{ref}.{n}" for n in ("crash", "file_watch", "tick"))
+    changed = trigger_of(api, f"{ref}.file_changed")
+    rule = make_rule(api, changed, "core.echo",
+                     parameters={"message": "{{ trigger.data.content }}"})
+
+    wait_until(lambda: sensor(api, f"{ref}.file_watch")["status"] == "running", timeout=30,
+               message="the file sensor to run")
+    watched.write_text("v1")
+
+    event = wait_until(lambda: sensor_events(api, changed), timeout=30,
+                       message="an event from the sensor")[0]
+    assert event["source"] == "sensor"
+    assert event["payload"] == {"path": str(watched), "content": "v1", "version": 1}
+    execution = wait_until(lambda: list_all(api, "/api/v1/executions", rule_id=rule["id"]),
+                           timeout=30, message="the rule's execution")[0]
+    assert execution["event_id"] == event["id"]
+    done = wait_for_execution(api, execution["id"])
+    assert done["status"] == "succeeded"
+    assert done["result"]["output"] == "v1"
+
+    # Reload with new sensor code: the new process emits with the new version.
+    (pack_dir / "sensors" / "file_watch.py").write_text(WATCH.replace("VERSION = 1",
+                                                                      "VERSION = 2"))
+    api.data(api.post(f"/api/v1/packs/{pack['id']}/reload"), 200)
+    wait_until(lambda: sensor(api, f"{ref}.file_watch")["status"] == "running", timeout=30,
+               message="the reloaded sensor to run")
+    seen = len(sensor_events(api, changed))
+    watched.write_text("v2")  # differs from the baseline and from anything the new code saw
+
+    def second() -> list[dict]:
+        return [e for e in sensor_events(api, changed)[seen - 1:]
+                if e["payload"].get("content") == "v2"]
+
+    event2 = wait_until(second, timeout=30, message="an event from the reloaded sensor")[0]
+    assert event2["payload"]["version"] == 2
+
+
+def test_a_sensor_polls_on_its_interval(api, tmp_path):
+    ref = unique_name("ticks").replace("-", "_")
+    pack_dir = write_pack(tmp_path, ref, tmp_path / "w.txt", tmp_path / "f.flag")
+    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    ticked = trigger_of(api, f"{ref}.ticked")
+
+    ticks = wait_until(lambda: [e["payload"] for e in sensor_events(api, ticked)][:4]
+                       if len(sensor_events(api, ticked)) >= 4 else None,
+                       timeout=30, message="four ticks")
+    assert [t["tick"] for t in ticks] == [1, 2, 3, 4]  # one process, in order, none lost
+    # Three intervals of 1 s: a sensor polled back-to-back would span milliseconds.
+    span = ticks[3]["at"] - ticks[0]["at"]
+    assert span >= 2.5, span
+
+
+def test_a_crashing_sensor_is_restarted_with_its_error_shown(api, tmp_path):
+    ref = unique_name("crashy").replace("-", "_")
+    flag = tmp_path / "crash.flag"
+    pack_dir = write_pack(tmp_path, ref, tmp_path / "w.txt", flag)
+    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    name = f"{ref}.crash"
+    wait_until(lambda: sensor(api, name)["status"] == "running", timeout=30,
+               message="the sensor to run")
+    assert sensor(api, name)["restarts"] == 0 and sensor(api, name)["last_error"] is None
+
+    flag.write_text("boom")
+    crashed = wait_until(lambda: (s := sensor(api, name))["restarts"] >= 2 and s,
+                         timeout=30, message="two restarts")
+    assert "sensor exploded on purpose" in crashed["last_error"]
+    assert crashed["status"] in ("running", "restarting")
+
+    flag.unlink()  # healthy again: it comes back and stays up
+    wait_until(lambda: sensor(api, name)["status"] == "running", timeout=60,
+               message="the sensor to run again")
+    # The watcher of the same pack was never disturbed by its neighbour's crashes.
+    assert sensor(api, f"{ref}.file_watch")["restarts"] == 0
