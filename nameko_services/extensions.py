@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine
 
@@ -61,3 +62,29 @@ class Dispatcher(DependencyProvider):
             publish(source or service_name, event_type, payload)
 
         return dispatch
+
+
+class DrainingEventHandler(EventHandler):
+    """An event handler that takes nothing new once its container starts stopping.
+
+    nameko cancels the AMQP consumer when the container stops, but a message delivered in the
+    moment before the cancel would still start a new worker. Here such a message goes straight
+    back to the queue (for another consumer), while the handlers already running finish.
+    """
+
+    def setup(self) -> None:
+        super().setup()
+        self.draining = False
+
+    def stop(self) -> None:
+        self.draining = True
+        super().stop()
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        if self.draining:
+            self.queue_consumer.requeue_message(message)
+            return
+        super().handle_message(body, message)
+
+
+draining_event_handler = DrainingEventHandler.decorator

@@ -75,6 +75,7 @@ def list_executions():
         enforcement_id=int_arg("enforcement_id", minimum=1, maximum=MAX_ID),
         event_id=int_arg("event_id", minimum=1, maximum=MAX_ID),
         top_level=_top_level(),
+        max_id=int_arg("max_id", minimum=1, maximum=MAX_ID),
     )
     with transaction(ctx().engine) as conn:
         items, total = listings.list_executions(conn, principal().tenant_id, filters,

@@ -20,6 +20,8 @@ bp = Blueprint("health", __name__)
 SERVICES = (m.EXECUTOR, m.WORKER, m.SENSOR, m.NOTIFIER)
 CHECK_TIMEOUT_SECONDS = 2.0
 OK = "ok"
+# Two worker heartbeat periods (worker/runtime.py); then the executor declares the worker lost.
+STALE_WORKER_SECONDS = 10.0
 
 
 def _check_database() -> None:
@@ -44,6 +46,18 @@ def _check_service(name: str) -> Callable[[], None]:
             raise RuntimeError(f"unexpected answer {answer!r}")
 
     return ping
+
+
+def _check_worker() -> None:
+    """A worker answers the ping, and no worker that claims to be online has gone silent."""
+    _check_service(m.WORKER)()
+    with ctx().engine.connect() as conn:
+        silent = conn.execute(text(
+            "SELECT name FROM workers WHERE status = 'online'"
+            " AND heartbeat_at < now() - make_interval(secs => :secs) ORDER BY name"
+        ), {"secs": STALE_WORKER_SECONDS}).scalars().all()
+    if silent:
+        raise RuntimeError(f"no heartbeat from worker {', '.join(silent)}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -84,6 +98,7 @@ def health():
     """Platform health: database, broker and every service; 200 when ok, 503 when degraded."""
     checks: dict[str, Callable[[], None]] = {"database": _check_database, "broker": _check_broker}
     checks.update({name: _check_service(name) for name in SERVICES})
+    checks[m.WORKER] = _check_worker
     results = run_checks(checks, CHECK_TIMEOUT_SECONDS)
     healthy = all(value == OK for value in results.values())
     response = jsonify({"status": "ok" if healthy else "degraded", "checks": results})

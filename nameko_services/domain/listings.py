@@ -47,6 +47,8 @@ class ExecutionFilter:
     enforcement_id: int | None = None
     event_id: int | None = None
     top_level: bool | None = None
+    # A walk's snapshot: only executions with id <= max_id (stable pages while new ones arrive).
+    max_id: int | None = None
 
 
 def list_executions(
@@ -71,5 +73,7 @@ def list_executions(
         where.append(c.parent_execution_id.is_(None))
     elif filters.top_level is False:
         where.append(c.parent_execution_id.is_not(None))
+    if filters.max_id is not None:
+        where.append(c.id <= filters.max_id)
     rows, total = _page(conn, executions, where, limit, offset)
     return [executions_mod.to_api(r) for r in rows], total

@@ -136,17 +136,7 @@ def test_with_items_that_is_not_a_list_fails_the_parent_as_a_template_error(
     assert children(engine, parent["id"]) == []
 
 
-@pytest.mark.parametrize("runner", ["workflow", "inquiry"])
-def test_workflow_and_inquiry_actions_fail_as_not_implemented_for_now(
-    executor, dispatch, engine, tenant, runner
-):
-    action = rows.make_action(engine, tenant, runner_type=runner)
-    parent = request(engine, dispatch, executor, action, {})
-    done = execution(engine, parent["id"])
-    assert (done["status"], done["result"]["error"]["type"]) == ("failed", "not_implemented")
-
-
-def test_canceling_the_parent_cancels_children_not_started_then_the_parent(
+def test_canceling_the_parent_stops_running_children_and_cancels_pending_ones(
     executor, dispatch, engine, tenant
 ):
     action = rows.make_action(engine, tenant, parameters=ITEMS_PARAMS,
@@ -162,7 +152,8 @@ def test_canceling_the_parent_cancels_children_not_started_then_the_parent(
                            callback=lambda ctx, *_: ctx.args[0]["execution_id"] == parent["id"]):
         for source, event_type, payload in outcome.messages:
             dispatch(source, event_type, payload)
-    assert statuses(engine, parent["id"]) == ["running", "canceled", "canceled"]
+    # Cancel cascades: the running child is told to stop, the pending ones never start.
+    assert statuses(engine, parent["id"]) == ["canceling", "canceled", "canceled"]
     assert execution(engine, parent["id"])["status"] == "canceling"
 
     with engine.begin() as conn:

@@ -29,6 +29,32 @@ class StubPool:
         yield self.proxy
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_workers(engine):
+    """Worker rows left 'online' by other modules' killed test containers are not ours."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE workers SET status = 'offline' WHERE status = 'online'"))
+
+
+def test_a_worker_that_stopped_heartbeating_makes_health_degraded(app, client, engine):
+    from sqlalchemy import text
+
+    app.extensions["attune"].rpc = StubPool(**dict.fromkeys(SERVICES, answer_ok))
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO workers (name, hostname, pid, status, heartbeat_at)"
+            " VALUES ('ghost:1', 'ghost', 1, 'online', now() - interval '1 hour')"))
+    try:
+        response = client.get("/health")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM workers WHERE name = 'ghost:1'"))
+    assert response.status_code == 503
+    assert "ghost:1" in response.json["checks"]["worker"]
+
+
 def answer_ok():
     return {"status": "ok"}
 

@@ -1,0 +1,97 @@
+"""The long chaos run (issue 10): steady webhook load; 20 kill -9s of a random service and
+`attune up`; one RabbitMQ restart and one PostgreSQL restart; then the promise is audited.
+
+Run it by hand against a platform you started (it restarts the shared broker and database,
+which every other session on the machine uses):
+
+    ATTUNE_RUN_DIR=.attune/chaos ATTUNE_API_PORT=18300 ... attune up --config config.e2e.yaml
+    ATTUNE_RUN_DIR=.attune/chaos ATTUNE_API_PORT=18300 .venv/bin/python -m bench.chaos \
+        --config config.e2e.yaml --kills 20
+
+Record the figures it prints in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nameko_services.config import load_config
+from tests.support.chaos import Load, audit_outcome, chaos_rounds, setup_flow
+from tests.support.e2e import PROJECT_ROOT, register_user, wait_until
+from tests.support.services import health
+
+
+@dataclass
+class Target:
+    """The platform under test (the shape tests.support.services expects)."""
+
+    api_url: str
+    run_dir: Path
+    config: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def restart(command: str, platform: Target, what: str) -> float:
+    """Run a restart command, wait for /health ok; seconds until healthy."""
+    began = time.monotonic()
+    subprocess.run(shlex.split(command), check=True)
+    wait_until(lambda: health(platform).get("status") == "ok", timeout=300, interval=1.0,
+               message=f"/health ok after the {what} restart")
+    return time.monotonic() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="config.e2e.yaml")
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--pause", type=float, default=5.0, help="load seconds between faults")
+    parser.add_argument("--rate", type=float, default=5.0, help="webhooks per second")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--broker-restart", default="systemctl restart rabbitmq-server")
+    parser.add_argument("--database-restart", default="systemctl restart postgresql")
+    parser.add_argument("--skip-infra", action="store_true",
+                        help="no RabbitMQ/PostgreSQL restarts (service kills only)")
+    args = parser.parse_args()
+
+    config = (PROJECT_ROOT / args.config).resolve()
+    section = load_config(config)["ATTUNE"]
+    api_url = f"http://127.0.0.1:{section['api_port']}"
+    platform = Target(api_url, (PROJECT_ROOT / section["run_dir"]).resolve(), config)
+    api = register_user(api_url)
+    trigger, rule = setup_flow(api)
+    load = Load(api, trigger, rate=args.rate)
+    figures: dict[str, object] = {"kills": args.kills}
+    began = time.monotonic()
+    load.start()
+    try:
+        half = args.kills // 2
+        figures["killed"] = chaos_rounds(platform, half, args.pause, args.seed)
+        if not args.skip_infra:
+            figures["broker_restart_s"] = round(restart(args.broker_restart, platform,
+                                                        "RabbitMQ"), 1)
+        figures["killed"] += chaos_rounds(platform, args.kills - half, args.pause,
+                                          None if args.seed is None else args.seed + 1)
+        if not args.skip_infra:
+            figures["database_restart_s"] = round(restart(args.database_restart, platform,
+                                                          "PostgreSQL"), 1)
+        time.sleep(args.pause)
+    finally:
+        load.stop()
+    figures["load_seconds"] = round(time.monotonic() - began, 1)
+    figures["refused"] = load.refused
+    settle = time.monotonic()
+    figures.update(audit_outcome(api, trigger, rule, load.accepted, timeout=900))
+    figures["settle_seconds"] = round(time.monotonic() - settle, 1)
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""GET /metrics: Prometheus text (prometheus-client) for operators and scrapers.
+
+Public, like /health, on purpose: a scraper has no user token, and nothing here names a tenant
+or carries data — only platform-wide counts (queue depths, executions by status, runner
+durations, worker heartbeats). Restrict it at the network edge if even that is too much.
+
+Everything is read at scrape time from the truth (PostgreSQL) and the broker (a passive
+`queue_declare` per work queue), into a registry built for the request: several gateway
+processes report the same numbers, and nothing accumulates in a process between scrapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+from collections.abc import Iterator
+
+from flask import Blueprint, Response
+from kombu import Connection
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+
+from nameko_services.domain import messages as m
+from nameko_services.domain.states import ExecutionStatus
+
+from ..app import ctx
+from ..auth import PUBLIC, permission
+
+bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
+
+SERVICES = (m.EXECUTOR, m.WORKER, m.SENSOR, m.NOTIFIER)
+BROKER_TIMEOUT_SECONDS = 2.0
+# Runner durations of executions that finished in this window (seconds).
+DURATION_WINDOW_SECONDS = 900
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+
+@functools.cache
+def work_queues() -> tuple[str, ...]:
+    """Durable queues the services consume: `rpc-<service>` and one per service-pool event
+    handler (nameko's naming), read from the services' own entrypoint declarations."""
+    names = []
+    for service in SERVICES:
+        module = importlib.import_module(f"nameko_services.{service}.service")
+        cls = getattr(module, f"{service.capitalize()}Service")
+        names.append(f"rpc-{cls.name}")
+        for attr in sorted(vars(cls)):
+            for entry in getattr(getattr(cls, attr), "nameko_entrypoints", ()):
+                if getattr(entry, "handler_type", None) == "service_pool":
+                    names.append(f"evt-{entry.source_service}-{entry.event_type}--{cls.name}.{attr}")
+    return tuple(names)
+
+
+def queue_depths(amqp_uri: str, queues: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """queue → (ready messages, consumers); a queue that does not exist is left out."""
+    found: dict[str, tuple[int, int]] = {}
+    with Connection(amqp_uri, connect_timeout=BROKER_TIMEOUT_SECONDS) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
+                               timeout=BROKER_TIMEOUT_SECONDS)
+        for queue in queues:
+            channel = conn.channel()  # a failed passive declare closes its channel
+            try:
+                _, ready, consumers = channel.queue_declare(queue=queue, passive=True)
+                found[queue] = (ready, consumers)
+            except Exception as exc:
+                log.debug("queue %s not declared yet (%s)", queue, type(exc).__name__)
+            finally:
+                with contextlib.suppress(Exception):  # the broker may have closed it already
+                    channel.close()
+    return found
+
+
+class PlatformCollector(Collector):
+    """Collects every family at scrape time."""
+
+    def __init__(self, engine, amqp_uri: str) -> None:
+        self.engine = engine
+        self.amqp_uri = amqp_uri
+
+    def collect(self) -> Iterator[object]:
+        yield from self._queues()
+        yield from self._database()
+
+    def _queues(self) -> Iterator[object]:
+        up = GaugeMetricFamily("attune_broker_up", "1 when the broker answered this scrape")
+        ready = GaugeMetricFamily("attune_queue_messages_ready",
+                                  "Messages waiting in a work queue", labels=["queue"])
+        consumers = GaugeMetricFamily("attune_queue_consumers",
+                                      "Consumers of a work queue", labels=["queue"])
+        try:
+            depths = queue_depths(self.amqp_uri, work_queues())
+            up.add_metric([], 1)
+        except Exception as exc:
+            log.warning("metrics: broker unavailable (%s)", type(exc).__name__)
+            depths = {}
+            up.add_metric([], 0)
+        for queue, (count, consumer_count) in sorted(depths.items()):
+            ready.add_metric([queue], count)
+            consumers.add_metric([queue], consumer_count)
+        yield from (up, ready, consumers)
+
+    def _database(self) -> Iterator[object]:
+        up = GaugeMetricFamily("attune_database_up", "1 when the database answered this scrape")
+        by_status = GaugeMetricFamily("attune_executions", "Executions by status (all tenants)",
+                                      labels=["status"])
+        beats = GaugeMetricFamily("attune_worker_heartbeat_timestamp_seconds",
+                                  "Last heartbeat of each worker (Unix time)",
+                                  labels=["worker", "status"])
+        ages = GaugeMetricFamily("attune_worker_heartbeat_age_seconds",
+                                 "Seconds since each worker's last heartbeat",
+                                 labels=["worker", "status"])
+        durations = []
+        try:
+            with self.engine.connect() as conn:
+                counts = dict(conn.execute(text(
+                    "SELECT status, count(*) FROM executions GROUP BY status")).all())
+                workers = conn.execute(text(
+                    "SELECT name, status, extract(epoch FROM heartbeat_at),"
+                    " extract(epoch FROM now() - heartbeat_at) FROM workers ORDER BY name"
+                )).all()
+                durations = self._durations(conn)
+            up.add_metric([], 1)
+        except Exception as exc:
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+            counts, workers = {}, []
+            up.add_metric([], 0)
+        for status in ExecutionStatus:
+            by_status.add_metric([status.value], counts.get(status.value, 0))
+        for name, status, beat, age in workers:
+            beats.add_metric([name, status], float(beat))
+            ages.add_metric([name, status], max(float(age), 0.0))
+        yield from (up, by_status, beats, ages, *durations)
+
+    @staticmethod
+    def _durations(conn) -> list[HistogramMetricFamily]:
+        """Histogram of result.duration_ms per runner over the recent window."""
+        rows = conn.execute(text(
+            "SELECT a.runner_type, (e.result->>'duration_ms')::float / 1000.0"
+            " FROM executions e JOIN actions a ON a.id = e.action_id"
+            " WHERE e.finished_at > now() - make_interval(secs => :window)"
+            " AND e.result ? 'duration_ms' AND jsonb_typeof(e.result->'duration_ms') = 'number'"
+        ), {"window": DURATION_WINDOW_SECONDS}).all()
+        per_runner: dict[str, list[float]] = {}
+        for runner, seconds in rows:
+            per_runner.setdefault(runner, []).append(seconds)
+        family = HistogramMetricFamily(
+            "attune_runner_duration_seconds",
+            f"Runner durations of executions finished in the last {DURATION_WINDOW_SECONDS} s",
+            labels=["runner"])
+        for runner, values in sorted(per_runner.items()):
+            buckets = [(str(le), sum(1 for v in values if v <= le)) for le in DURATION_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            family.add_metric([runner], buckets, sum_value=sum(values))
+        return [family]
+
+
+@bp.get("/metrics")
+@permission(PUBLIC)
+def metrics() -> Response:
+    """Prometheus text exposition of the platform's state."""
+    gateway = ctx()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlatformCollector(gateway.engine, gateway.settings.amqp_uri))
+    return Response(generate_latest(registry), mimetype=None,
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
