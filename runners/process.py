@@ -94,11 +94,21 @@ class _Stream:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    """Write the stdin document and close; an action that never reads its input is fine."""
+    """Write the stdin document and close; an action that never reads its input is fine.
+
+    `os.writev` on a non-blocking fd, not `os.write`: eventlet's green `os.write` retries
+    EPIPE forever, so an action that exits without reading stdin would leave a greenthread
+    spinning at full CPU in the worker.
+    """
     try:
+        os.set_blocking(fd, False)
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
+            try:
+                written = os.writev(fd, [view])
+            except BlockingIOError:  # the pipe is full: the action has not read yet
+                time.sleep(0.002)
+                continue
             if not written:
                 break
             view = view[written:]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 18:22:40.072649
+Create Date: 2026-11-25 18:48:25.308499
 """
 
 from collections.abc import Sequence
@@ -561,6 +561,7 @@ def upgrade() -> None:
         sa.Column("worker", sa.String(length=200), nullable=True),
         sa.Column("trigger_data", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column("state", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("timeout_seconds", sa.Float(), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),

@@ -24,9 +24,15 @@ EXECUTION_CREATED = "execution.created"
 EXECUTION_CANCEL_REQUESTED = "execution.cancel_requested"
 # Rule matched with notify_on_trigger: {"rule_id", "tenant_id", "event_id", "execution_id"}.
 RULE_TRIGGERED = "rule.triggered"
+# Executor → notifier, after commit: {"inquiry_id", "tenant_id", "execution_id", "inquiry"}.
+# INQUIRY_RESPONDED is also sent by the gateway (source GATEWAY) once an answer is stored: the
+# executor then resumes the execution and publishes its own INQUIRY_RESPONDED for the notifier.
 INQUIRY_CREATED = "inquiry.created"
 INQUIRY_RESPONDED = "inquiry.responded"
 INQUIRY_EXPIRED = "inquiry.expired"
+# Executor → every executor process (broadcast): a durable timer row was inserted, so the
+# process's timer loop re-reads the earliest due time: {"kind", "entity_id", "due_in"}.
+TIMER_SCHEDULED = "timer.scheduled"
 # Notifier → every gateway process (broadcast): {"tenant_id", "message": <api.md notification>}.
 NOTIFICATION_PUBLISHED = "notification.published"
 

@@ -249,6 +249,8 @@ executions = Table(
     Column("trigger_data", JSONB),
     # Engine state for workflows and with-items parents (pending tasks, rendered items, ...).
     Column("state", JSONB),
+    # Per-execution timeout (a workflow task's `timeout:`); NULL: the action's, else the default.
+    Column("timeout_seconds", Float),
     _created(),
     _updated(),
     Column("requested_at", DateTime(timezone=True)),

@@ -11,12 +11,13 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
+from ..domain import inquiries
 from ..domain.crypto import Cipher
 from ..domain.models import events, executions
 from ..domain.states import ExecutionStatus
-from . import enforcement, scheduling, with_items
+from . import enforcement, inquiry, parents, scheduling
 from .news import Dispatch, scheduled, send
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,12 @@ def resume(
     min_age: timedelta = timedelta(0),
     redispatch_after: timedelta = timedelta(0),
 ) -> dict[str, int]:
-    """Evaluate unprocessed events, plan top-level `requested` executions, top up with-items
-    parents and re-send `scheduled` work; returns counts per kind (for the log)."""
+    """Evaluate unprocessed events, plan top-level `requested` executions, advance parents
+    (workflows, with-items, retries), resume answered inquiries and re-send `scheduled` work;
+    returns counts per kind (for the log). Due durable timers need nothing here: the timer
+    loop reads them from the table."""
     now = datetime.now(UTC)
-    counts = {"events": 0, "requested": 0, "parents": 0, "redispatched": 0}
+    counts = {"events": 0, "requested": 0, "parents": 0, "answers": 0, "redispatched": 0}
     for event_id, tenant_id in _ids(engine, select(events.c.id, events.c.tenant_id).where(
         events.c.processed_at.is_(None), events.c.created_at <= now - min_age
     ), events.c.id):
@@ -50,12 +53,18 @@ def resume(
         executions.c.parent_execution_id.is_(None), executions.c.requested_at <= now - min_age
     ), executions.c.id):
         counts["requested"] += _attempt(
-            scheduling.schedule_and_send, engine, dispatch, execution_id, tenant_id)
-    for execution_id, tenant_id in _ids(engine, _executions(S.RUNNING).where(
-        executions.c.state.has_key(with_items.STATE_KEY)
-    ), executions.c.id):
+            scheduling.schedule_and_send, engine, cipher, dispatch, execution_id, tenant_id)
+    unfinished_parents = select(executions.c.id, executions.c.tenant_id).where(
+        executions.c.status.in_([S.RUNNING, S.PAUSED, S.CANCELING]),
+        or_(*(executions.c.state.has_key(kind) for kind in parents.KINDS)),
+    )
+    for execution_id, tenant_id in _ids(engine, unfinished_parents, executions.c.id):
         counts["parents"] += _attempt(
-            with_items.refresh_parent, engine, dispatch, execution_id, tenant_id)
+            parents.refresh, engine, cipher, dispatch, execution_id, tenant_id)
+    with engine.connect() as conn:
+        answered = inquiries.responded_but_paused(conn)
+    for inquiry_id, tenant_id in answered:
+        counts["answers"] += _attempt(inquiry.resume, engine, dispatch, inquiry_id, tenant_id)
     for execution_id, tenant_id in _ids(engine, _executions(S.SCHEDULED).where(
         executions.c.scheduled_at <= now - redispatch_after
     ), executions.c.id):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..domain.models import actions, enforcements, executions, rule_evaluations, rules
@@ -135,3 +135,50 @@ def children_results(conn: Connection, tenant_id: int, parent_id: int) -> list[M
             .order_by(executions.c.item_index, executions.c.id)
         ).mappings()
     )
+
+
+def set_state(conn: Connection, execution_id: int, state: dict[str, Any]) -> None:
+    """Replace the engine state of an execution the caller holds locked."""
+    conn.execute(update(executions).where(executions.c.id == execution_id)
+                 .values(state=state, updated_at=func.now()))
+
+
+def set_attempt(conn: Connection, execution_id: int, attempt: int) -> None:
+    conn.execute(update(executions).where(executions.c.id == execution_id)
+                 .values(attempt=attempt, updated_at=func.now()))
+
+
+def children_summary(conn: Connection, tenant_id: int, parent_id: int) -> list[dict[str, Any]]:
+    """Every child of a parent, oldest first, with its output and error but not its logs."""
+    result = executions.c.result
+    rows = conn.execute(
+        select(executions.c.id, executions.c.task_name, executions.c.status,
+               executions.c.attempt, executions.c.item_index, executions.c.state,
+               result["output"].label("output"), result["error"].label("error"))
+        .where(executions.c.tenant_id == tenant_id,
+               executions.c.parent_execution_id == parent_id)
+        .order_by(executions.c.id)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def result_of(conn: Connection, execution_id: int) -> dict[str, Any] | None:
+    return conn.execute(
+        select(executions.c.result).where(executions.c.id == execution_id)
+    ).scalar_one_or_none()
+
+
+def depth(conn: Connection, execution_id: int, limit: int = 64) -> int:
+    """How many ancestors an execution has (stops counting at `limit`)."""
+    tree = (
+        select(executions.c.id, executions.c.parent_execution_id,
+               literal(0).label("level"))
+        .where(executions.c.id == execution_id)
+        .cte("tree", recursive=True)
+    )
+    tree = tree.union_all(
+        select(executions.c.id, executions.c.parent_execution_id,
+               (tree.c.level + 1).label("level"))
+        .where(executions.c.id == tree.c.parent_execution_id, tree.c.level < limit)
+    )
+    return int(conn.execute(select(func.max(tree.c.level))).scalar() or 0)

@@ -1,4 +1,12 @@
-"""Hand a `requested` execution on: to a worker, to the with-items fan-out, or fail it."""
+"""Hand a `requested` execution on: to a worker, or to the executor's own runners.
+
+`plan` is the one place that decides what an execution needs, in this order:
+1. an action with `with_items` (the parent, not an item) fans out, one child per item;
+2. more than one attempt (`max_attempts` > 1, from the action's or task's `retry`) makes it a
+   retry parent whose attempts are children — the item children of (1) are wrapped one by one;
+3. `runner_type: workflow` runs the workflow engine, `inquiry` creates an inquiry;
+4. anything else is scheduled for a worker.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +16,55 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from ..domain import executions
+from ..domain.crypto import Cipher
 from ..domain.db import transaction
 from ..domain.errors import NotFoundError
 from ..domain.states import ExecutionStatus
-from . import lifecycle, repository, with_items
+from . import inquiry, lifecycle, repository, retry, with_items, workflow
 from .news import Dispatch, Outgoing, send
 
-# Runners the executor itself will run (a later issue); until then they fail clearly.
-EXECUTOR_RUNNERS = frozenset({"workflow", "inquiry"})
 
+def plan(
+    conn: Connection, row: Mapping[str, Any], cipher: Cipher,
+    action: Mapping[str, Any] | None = None,
+) -> list[Outgoing]:
+    """Decide what a `requested` execution needs, inside the caller's transaction.
 
-def plan(conn: Connection, row: Mapping[str, Any]) -> list[Outgoing]:
-    """Decide what a `requested` execution needs, inside the caller's transaction."""
+    `action`: the execution's action row when the caller has just read it.
+    """
     if row["status"] != ExecutionStatus.REQUESTED:
         return []
-    action = repository.action(conn, row["tenant_id"], row["action_id"])
+    if action is None or action["id"] != row["action_id"]:
+        action = repository.action(conn, row["tenant_id"], row["action_id"])
     if action is None:
         return lifecycle.fail(conn, row, "action_missing",
                               f"Action {row['action_ref']} no longer exists")
-    if action["runner_type"] in EXECUTOR_RUNNERS:
-        return lifecycle.fail(
-            conn, row, "not_implemented",
-            f"Runner {action['runner_type']!r} is not implemented yet "
-            f"(action {action['ref']})",
-        )
     if action.get("with_items") and row["item_index"] is None:
-        return with_items.expand(conn, row, action)
+        return with_items.expand(conn, cipher, row, action)
+    if retry.wraps(row, action):
+        return retry.start(conn, cipher, row, action)
+    if action["runner_type"] == "workflow":
+        return workflow.start(conn, cipher, row, action)
+    if action["runner_type"] == "inquiry":
+        return inquiry.start(conn, row)
     return lifecycle.to_scheduled(conn, row)
 
 
-def schedule(conn: Connection, execution_id: int, tenant_id: int) -> list[Outgoing]:
+def schedule(
+    conn: Connection, cipher: Cipher, execution_id: int, tenant_id: int
+) -> list[Outgoing]:
     """Load and plan one execution; an unknown id (or another tenant's) is ignored."""
     try:
         row = executions.get(conn, tenant_id, execution_id)
     except NotFoundError:
         return []
-    return plan(conn, row)
+    return plan(conn, row, cipher)
 
 
 def schedule_and_send(
-    engine: Engine, dispatch: Dispatch, execution_id: int, tenant_id: int
+    engine: Engine, cipher: Cipher, dispatch: Dispatch, execution_id: int, tenant_id: int
 ) -> None:
     """One transaction, then the news: EXECUTION_REQUESTED and start-up recovery use this."""
     with transaction(engine) as conn:
-        out = schedule(conn, execution_id, tenant_id)
+        out = schedule(conn, cipher, execution_id, tenant_id)
     send(dispatch, out)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from nameko.events import event_handler
+from nameko.events import BROADCAST, event_handler
 from nameko.rpc import rpc
 from nameko.timer import timer
 
 from ..domain import messages
-from ..domain.states import TERMINAL_STATES
 from ..extensions import Dispatcher, PlatformProvider
-from . import enforcement, recovery, scheduling, with_items
+from . import due, enforcement, inquiry, parents, recovery, scheduling, workers
+from .timer_extensions import TimerWheel, timer_due
 
 # An eager timer with this interval fires once, at start-up (it would next fire in ~30 years).
 AT_START_UP_ONLY = 10**9
@@ -19,12 +19,14 @@ SWEEP_INTERVAL_SECONDS = 60
 
 
 class ExecutorService:
-    """Turns events into enforcements and executions, schedules them, runs with-items."""
+    """Turns events into enforcements and executions, schedules them, and runs what no worker
+    runs: workflows, with-items fan-out, retries, inquiries and their durable timers."""
 
     name = "executor"
 
     platform = PlatformProvider()
     dispatch = Dispatcher()
+    timer_wheel = TimerWheel()
 
     @event_handler(messages.GATEWAY, messages.EVENT_CREATED)
     @event_handler(messages.SENSOR, messages.EVENT_CREATED)
@@ -33,32 +35,49 @@ class ExecutorService:
         enforcement.handle_event(
             self.platform.engine, self.platform.cipher, self.dispatch,
             payload["event_id"], payload["tenant_id"],
+            max_chain_depth=self.platform.settings.max_chain_depth,
         )
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_REQUESTED)
     def on_execution_requested(self, payload: dict[str, Any]) -> None:
         """A user asked for an execution: schedule it (or fan it out, or fail it)."""
         scheduling.schedule_and_send(
-            self.platform.engine, self.dispatch, payload["execution_id"], payload["tenant_id"]
+            self.platform.engine, self.platform.cipher, self.dispatch,
+            payload["execution_id"], payload["tenant_id"],
         )
 
     @event_handler(messages.EXECUTIONS, messages.EXECUTION_STATUS_CHANGED)
     def on_execution_status_changed(self, payload: dict[str, Any]) -> None:
-        """A with-items child finished: top up or finish its parent. Anything else is ignored."""
-        child = payload.get("execution") or {}
-        if (payload.get("status") in TERMINAL_STATES and payload.get("parent_execution_id")
-                and child.get("item_index") is not None):
-            with_items.refresh_parent(
-                self.platform.engine, self.dispatch,
-                payload["parent_execution_id"], payload["tenant_id"],
-            )
+        """A child ended, paused or resumed: its workflow / with-items / retry parent moves on."""
+        parents.on_execution_news(
+            self.platform.engine, self.platform.cipher, self.dispatch, payload
+        )
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_CANCEL_REQUESTED)
     def on_execution_cancel_requested(self, payload: dict[str, Any]) -> None:
-        """Cancel of a with-items parent: cancel its children that have not started."""
-        with_items.refresh_parent(
-            self.platform.engine, self.dispatch, payload["execution_id"], payload["tenant_id"]
+        """Cancel of an execution the executor runs: cancel its unfinished children."""
+        parents.refresh(
+            self.platform.engine, self.platform.cipher, self.dispatch,
+            payload["execution_id"], payload["tenant_id"],
         )
+
+    @event_handler(messages.GATEWAY, messages.INQUIRY_RESPONDED)
+    def on_inquiry_responded(self, payload: dict[str, Any]) -> None:
+        """An answer was stored: the paused execution resumes with it."""
+        inquiry.resume(
+            self.platform.engine, self.dispatch, payload["inquiry_id"], payload["tenant_id"]
+        )
+
+    @timer_due
+    def on_timer_due(self, timer_id: int) -> None:
+        """A durable timer is due: next retry attempt, workflow timeout or inquiry expiry."""
+        due.fire(self.platform.engine, self.platform.cipher, self.dispatch, timer_id)
+
+    @event_handler(messages.EXECUTOR, messages.TIMER_SCHEDULED, handler_type=BROADCAST,
+                   reliable_delivery=False)
+    def on_timer_scheduled(self, payload: dict[str, Any]) -> None:
+        """Some executor inserted a timer: this process's timer loop re-reads the earliest."""
+        self.timer_wheel.wake()
 
     @timer(interval=AT_START_UP_ONLY, eager=True)
     def resume(self) -> None:
@@ -69,6 +88,11 @@ class ExecutorService:
     def sweep(self) -> None:
         """Safety net for lost messages (e.g. a publisher that crashed after its commit)."""
         recovery.sweep(self.platform.engine, self.platform.cipher, self.dispatch)
+
+    @timer(interval=workers.CHECK_SECONDS)
+    def check_workers(self) -> None:
+        """A worker silent for two heartbeat periods is lost: its runs end worker_lost."""
+        workers.check(self.platform.engine, self.dispatch)
 
     @rpc
     def ping(self) -> dict[str, str]:

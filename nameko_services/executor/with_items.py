@@ -5,8 +5,12 @@ The parent never reaches a worker: it goes requested → running with
 its children (those still `requested`, in item order). Every top-up holds the parent row lock,
 so duplicated status messages or several executors cannot over-schedule.
 
-Canceling the parent cancels the children that have not started; running ones finish (stopping
-them is the worker's cancel path), then the parent ends `canceled`.
+Canceling the parent cancels the children that have not started and moves running ones to
+`canceling` (their worker stops the process group); once all are terminal the parent ends
+`canceled`.
+
+A child is planned like any execution (scheduling.plan): it may go to a worker, or be a
+workflow or a retry parent of its own. Workflow tasks with `with_items` use `fan_out` directly.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from ..domain import executions, templating
-from ..domain.db import transaction
+from ..domain.crypto import Cipher
 from ..domain.states import TERMINAL_STATES, ExecutionStatus
-from . import lifecycle, repository
-from .news import Dispatch, Outgoing, created, send, status_changed
+from . import lifecycle, repository, scheduling
+from .news import Outgoing, created, status_changed
 
 S = ExecutionStatus
 STATE_KEY = "with_items"
@@ -32,9 +36,9 @@ def is_parent(row: Mapping[str, Any]) -> bool:
 
 
 def expand(
-    conn: Connection, parent: Mapping[str, Any], action: Mapping[str, Any]
+    conn: Connection, cipher: Cipher, parent: Mapping[str, Any], action: Mapping[str, Any]
 ) -> list[Outgoing]:
-    """Render `with_items`, create the children and schedule the first ones."""
+    """Render the action's `with_items`, create the children and schedule the first ones."""
     params = dict(parent["parameters"] or {})
     try:
         items = templating.render(action["with_items"], {**params, "params": params})
@@ -46,31 +50,48 @@ def expand(
             f"with_items {action['with_items']!r} must render to a list, "
             f"got {type(items).__name__}",
         )
-    concurrency = action.get("concurrency")
-    state = {STATE_KEY: {"count": len(items),
+    children = [({**params, "item": item}, item) for item in items]
+    return fan_out(conn, cipher, parent, action, children, action.get("concurrency"))
+
+
+def fan_out(
+    conn: Connection,
+    cipher: Cipher,
+    parent: Mapping[str, Any],
+    action: Mapping[str, Any],
+    children: list[tuple[dict[str, Any], Any]],
+    concurrency: int | None,
+    **links: Any,
+) -> list[Outgoing]:
+    """`requested` parent → running with one child per (parameters, item), then top up.
+
+    `links` are extra columns for every child (a workflow task's retry policy or timeout).
+    """
+    state = {STATE_KEY: {"count": len(children),
                          "concurrency": concurrency if concurrency and concurrency > 0 else None}}
     running = lifecycle.to_running(conn, parent, state)
     if running is None:
         return []
     out = [status_changed(running)]
-    for index, item in enumerate(items):
+    for index, (parameters, item) in enumerate(children):
         child = executions.create(
             conn,
             tenant_id=running["tenant_id"],
             action=action,
-            parameters={**params, "item": item},
+            parameters=parameters,
             actor_type="service",
             actor="executor",
             parent_execution_id=running["id"],
             item_index=index,
             item=item,
             trigger_data=running["trigger_data"],
+            **links,
         )
         out.append(created(child))
-    return out + advance(conn, running)
+    return out + advance(conn, cipher, running)
 
 
-def advance(conn: Connection, parent: Mapping[str, Any]) -> list[Outgoing]:
+def advance(conn: Connection, cipher: Cipher, parent: Mapping[str, Any]) -> list[Outgoing]:
     """Schedule pending children into free slots; finish the parent when all are terminal.
 
     The caller holds the parent row lock (or created the parent in this transaction).
@@ -81,10 +102,13 @@ def advance(conn: Connection, parent: Mapping[str, Any]) -> list[Outgoing]:
     spec = parent["state"][STATE_KEY]
     out: list[Outgoing] = []
     if parent["status"] == S.CANCELING:
-        reason = f"Canceled with its with-items parent {parent_id}"
-        for status in (S.REQUESTED, S.SCHEDULED):
-            for child in repository.children_in_status(conn, tenant_id, parent_id, status):
-                out += lifecycle.cancel(conn, child, reason)
+        # Every unfinished child: pending ones → canceled, running ones → canceling (their
+        # worker stops the process group), executor-run ones cascade further down.
+        from . import parents  # parents dispatches to this module: import at call time
+
+        out += parents.cancel_children(
+            conn, cipher, parent, f"Canceled with its with-items parent {parent_id}"
+        )
     counts = repository.children_status_counts(conn, tenant_id, parent_id)
     unfinished = sum(n for status, n in counts.items() if status not in TERMINAL_STATES)
     if parent["status"] == S.CANCELING:
@@ -97,18 +121,8 @@ def advance(conn: Connection, parent: Mapping[str, Any]) -> list[Outgoing]:
     if slots <= 0 or pending == 0:
         return []
     for child in repository.children_in_status(conn, tenant_id, parent_id, S.REQUESTED, slots):
-        out += lifecycle.to_scheduled(conn, child)
+        out += scheduling.plan(conn, child, cipher)  # a worker, or a workflow/retry of its own
     return out
-
-
-def refresh_parent(
-    engine: Engine, dispatch: Dispatch, parent_id: int, tenant_id: int
-) -> None:
-    """A child finished (or the parent is being canceled): top up or finish the parent."""
-    with transaction(engine) as conn:
-        parent = repository.lock_execution(conn, tenant_id, parent_id)
-        out = advance(conn, parent) if parent is not None else []
-    send(dispatch, out)
 
 
 def _finish(conn: Connection, parent: Mapping[str, Any]) -> list[Outgoing]:

@@ -7,6 +7,7 @@ terminal state: an unexpected error in this code fails it with `error.type: "wor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from runners import get_runner
 from runners.base import Outcome, RunResult, error
 
+from .. import log_masking
 from ..domain import executions, messages
 from ..domain.db import transaction
 from ..domain.states import ExecutionStatus
@@ -58,24 +60,32 @@ def handle_scheduled(
 
 
 def run_claimed(platform: Platform, row: Mapping[str, Any], slot: Slot) -> RunResult:
-    """Prepare and run; never raises (a failure of ours becomes a failed result)."""
+    """Prepare and run; never raises (a failure of ours becomes a failed result).
+
+    While the run's secrets are known, they are masked in this process's logs, and an error of
+    ours is masked before it becomes the execution's result.
+    """
     prepared = None
-    try:
-        with transaction(platform.engine) as conn:
-            prepared = preparation.prepare(conn, platform.settings, platform.cipher, row)
-        runner = get_runner(prepared.runner_type)()
-        slot.attach(runner)
-        return runner.run(prepared.request)
-    except preparation.Rejected as exc:
-        return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
-    except Exception as exc:
-        log.exception("worker error in execution %s", row["id"], extra={"execution_id": row["id"]})
-        return RunResult(
-            outcome=Outcome.FAILED, error=error("worker_error", f"{type(exc).__name__}: {exc}")
-        )
-    finally:
-        if prepared is not None:
-            prepared.cleanup()
+    with contextlib.ExitStack() as scope:
+        try:
+            with transaction(platform.engine) as conn:
+                prepared = preparation.prepare(conn, platform.settings, platform.cipher, row)
+            scope.enter_context(log_masking.known(prepared.request.secret_values()))
+            scope.callback(prepared.cleanup)
+            preparation.use_environment(prepared, platform.settings, platform.engine)
+            runner = get_runner(prepared.runner_type)()
+            slot.attach(runner)
+            return runner.run(prepared.request)
+        except preparation.Rejected as exc:
+            return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
+        except Exception as exc:
+            log.exception("worker error in execution %s", row["id"],
+                          extra={"execution_id": row["id"]})
+            message = f"{type(exc).__name__}: {exc}"
+            if prepared is not None:
+                message = prepared.request.masker().text(message)
+            return RunResult(outcome=Outcome.FAILED, error=error("worker_error", message))
+    raise AssertionError("unreachable")  # every path above returns
 
 
 def decide(current: str, result: RunResult) -> tuple[ExecutionStatus, dict[str, Any]]:

@@ -7,6 +7,7 @@ type instead of `worker_error`.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -14,17 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from runners import UnknownRunnerError, canonical_runner_type
 from runners.base import RunRequest
+from runners.environments import EnvironmentBuildError
 
 from ..domain import actions, auth, templating
 from ..domain import secrets as secrets_repo
 from ..domain.crypto import Cipher
 from ..domain.errors import NotFoundError
 from ..domain.settings import Settings
-from . import repository
+from . import pack_environments, repository
 
 # Run by the executor, never by a worker process.
 EXECUTOR_RUNNERS = frozenset({"workflow", "inquiry"})
@@ -48,6 +50,7 @@ class Prepared:
     runner_type: str
     request: RunRequest
     temp_dir: Path | None = None
+    pack: dict[str, Any] | None = None  # the action's pack row (its environment, if any)
 
     def cleanup(self) -> None:
         """Remove the private folder of an inline-code action."""
@@ -80,7 +83,9 @@ def prepare(
 
     parameters = dict(row["parameters"] or {})
     secret_values = _secrets(conn, cipher, tenant_id, action.get("secrets") or [])
-    timeout = float(action.get("timeout") or settings.worker.default_timeout_seconds)
+    # A workflow task's `timeout:` (executions.timeout_seconds) wins over the action's own.
+    timeout = float(row.get("timeout_seconds") or action.get("timeout")
+                    or settings.worker.default_timeout_seconds)
     token = auth.issue_token(
         settings.jwt_secret,
         user_id=0,
@@ -102,7 +107,8 @@ def prepare(
     http_config = None
     if runner_type == "http":
         http_config = _render_http_config(action, parameters, secret_values)
-    working_dir, entry_point, temp_dir = _locate(conn, action, runner_type, row["id"])
+    pack = repository.pack(conn, action["pack_id"])
+    working_dir, entry_point, temp_dir = _locate(action, pack, runner_type, row["id"])
     cap = settings.worker.max_output_size_bytes
     request = RunRequest(
         execution_id=row["id"],
@@ -121,7 +127,24 @@ def prepare(
         http_config=http_config,
         container_config=action.get("container_config"),
     )
-    return Prepared(runner_type, request, temp_dir)
+    return Prepared(runner_type, request, temp_dir, pack)
+
+
+def use_environment(prepared: Prepared, settings: Settings, engine: Engine) -> None:
+    """Point the request at its pack's environment (virtualenv python, node_modules), building
+    it now if this host lacks it; call outside any transaction (a build takes a while)."""
+    try:
+        env = pack_environments.for_run(engine, settings, prepared.pack, prepared.runner_type)
+    except EnvironmentBuildError as exc:
+        ref = prepared.pack["ref"] if prepared.pack else "?"
+        raise Rejected(exc.error_type, f"The {prepared.runner_type} environment of pack {ref}"
+                       f" could not be built: {exc.message}") from exc
+    if env is not None:
+        prepared.request = dataclasses.replace(
+            prepared.request,
+            interpreter=env.interpreter(prepared.runner_type) or prepared.request.interpreter,
+            module_paths=env.module_paths(prepared.runner_type),
+        )
 
 
 def _action(conn: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,10 +189,10 @@ def _render_http_config(
 
 
 def _locate(
-    conn: Connection, action: Mapping[str, Any], runner_type: str, execution_id: int
+    action: Mapping[str, Any], pack: Mapping[str, Any] | None, runner_type: str,
+    execution_id: int,
 ) -> tuple[Path, Path | None, Path | None]:
     """(working dir, entry point, private temp dir) for the action."""
-    pack = repository.pack(conn, action["pack_id"])
     pack_dir = actions.pack_dir(pack) if pack else None
     if action.get("code"):
         temp_dir = Path(tempfile.mkdtemp(prefix=f"attune-exec-{execution_id}-"))  # mode 0700

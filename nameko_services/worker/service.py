@@ -8,8 +8,9 @@ from nameko.events import event_handler
 from nameko.rpc import rpc
 
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider
-from . import execution
+from ..extensions import Dispatcher, PlatformProvider, draining_event_handler
+from . import execution, pack_environments
+from .pack_environments import PackEnvironmentBuilder
 from .runtime import WorkerRuntime
 
 
@@ -25,11 +26,18 @@ class WorkerService:
     platform = PlatformProvider()
     dispatch = Dispatcher()
     runtime = WorkerRuntime()
+    environments = PackEnvironmentBuilder()  # at start: builds packs still marked `building`
 
-    @event_handler(messages.EXECUTOR, messages.EXECUTION_SCHEDULED)
+    @draining_event_handler(messages.EXECUTOR, messages.EXECUTION_SCHEDULED)
     def on_execution_scheduled(self, payload: dict[str, Any]) -> None:
         """Claim scheduled→running, run, record; a redelivered message finds nothing to claim."""
         execution.handle_scheduled(self.platform, self.runtime, self.dispatch, payload)
+
+    @event_handler(messages.GATEWAY, messages.PACK_CHANGED)
+    def on_pack_changed(self, payload: dict[str, Any]) -> None:
+        """A pack was registered or reloaded: build its virtualenv / node_modules, record
+        env_status (ready, or failed with the installer's error)."""
+        pack_environments.on_pack_changed(self.platform.engine, self.platform.settings, payload)
 
     @rpc
     def ping(self) -> dict[str, str]:

@@ -65,7 +65,7 @@ def test_a_missing_required_parameter_fails_the_execution_at_once(
     assert data["result"]["error"] == {"type": "validation",
                                        "message": "Missing required parameter: url"}
     assert [p[1] for p in published] == [messages.EXECUTION_CREATED]  # never reaches a worker
-    assert audit_actions(engine, data["id"]) == ["execution.requested", "execution.failed"]
+    assert audit_actions(engine, data["id"]) == ["execution.created", "execution.failed"]
 
 
 def test_system_actions_are_usable_and_the_execution_is_the_callers(client, engine, tenant):

@@ -105,7 +105,7 @@ def test_a_redelivered_work_message_does_not_run_the_action_twice(
     with engine.connect() as conn:
         entries, _ = audit.list_entries(conn, execution["tenant_id"], "execution",
                                         str(execution["id"]), 50, 0)
-    assert [e["action"] for e in entries] == ["execution.running", "execution.succeeded"]
+    assert [e["action"] for e in entries] == ["execution.started", "execution.succeeded"]
 
 
 def test_a_canceled_execution_is_not_run(
