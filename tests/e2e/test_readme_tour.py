@@ -1,0 +1,22 @@
+"""The README's five-minute tour works as written: packs/hello, its webhook, its execution."""
+
+from tests.support.e2e import PROJECT_ROOT, wait_for_execution, wait_until
+from tests.support.flows import fire_webhook, list_all
+
+
+def test_the_readme_tour_greets_ada(api):
+    pack = api.data(api.post("/api/v1/packs",
+                             json={"path": str(PROJECT_ROOT / "packs" / "hello")}), 201)
+    assert pack["actions"] == ["hello.greet"] and pack["rules"] == ["hello.greet_on_webhook"]
+    trigger = next(t for t in api.data(api.get("/api/v1/triggers"))
+                   if t["ref"] == "hello.greeting")
+    receipt = fire_webhook(api, trigger, {"name": "Ada"})
+    enforcement = wait_until(
+        lambda: list_all(api, "/api/v1/enforcements", event_id=receipt["event_id"]), timeout=15,
+        message="the enforcement")[0]
+    execution = wait_for_execution(api, enforcement["execution_id"])
+    assert (execution["action_ref"], execution["status"]) == ("hello.greet", "succeeded")
+    assert execution["result"]["output"] == {"message": "Hello, Ada!"}
+    # The rule's criteria skip payloads without a name: an event, but no execution.
+    quiet = fire_webhook(api, trigger, {"nobody": True})
+    assert list_all(api, "/api/v1/enforcements", event_id=quiet["event_id"]) == []
