@@ -10,6 +10,8 @@ def test_the_readme_tour_greets_ada(api):
     assert pack["actions"] == ["hello.greet"] and pack["rules"] == ["hello.greet_on_webhook"]
     trigger = next(t for t in api.data(api.get("/api/v1/triggers"))
                    if t["ref"] == "hello.greeting")
+    # A payload without a name fails the rule's criteria: an event, but no enforcement.
+    quiet = fire_webhook(api, trigger, {"nobody": True})
     receipt = fire_webhook(api, trigger, {"name": "Ada"})
     enforcement = wait_until(
         lambda: list_all(api, "/api/v1/enforcements", event_id=receipt["event_id"]), timeout=15,
@@ -17,6 +19,5 @@ def test_the_readme_tour_greets_ada(api):
     execution = wait_for_execution(api, enforcement["execution_id"])
     assert (execution["action_ref"], execution["status"]) == ("hello.greet", "succeeded")
     assert execution["result"]["output"] == {"message": "Hello, Ada!"}
-    # The rule's criteria skip payloads without a name: an event, but no execution.
-    quiet = fire_webhook(api, trigger, {"nobody": True})
+    assert api.data(api.get(f"/api/v1/events/{quiet['event_id']}"))["payload"] == {"nobody": True}
     assert list_all(api, "/api/v1/enforcements", event_id=quiet["event_id"]) == []
