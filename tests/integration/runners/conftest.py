@@ -1,71 +1,12 @@
-"""A stand-in for the gateway's datastore routes, for SDK tests."""
-
-from __future__ import annotations
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import unquote
+"""Fixtures for runner integration tests."""
 
 import pytest
 
-PREFIX = "/api/v1/datastore/"
+from tests.support.datastore_stub import datastore_stub
 
 
 @pytest.fixture
 def datastore_server():
-    """Serves GET/DELETE /api/v1/datastore/{key} and POST /api/v1/datastore from a dict."""
-    store: dict[str, Any] = {}
-    calls: list[tuple[str, str, dict[str, str], Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _reply(self, status: int, body: Any = None) -> None:
-            data = b"" if body is None else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _record(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            calls.append((self.command, self.path, dict(self.headers), body))
-            return body
-
-        def do_GET(self):
-            self._record()
-            key = unquote(self.path[len(PREFIX):])
-            if key in store:
-                self._reply(200, {"data": {"key": key, "value": store[key]}})
-            else:
-                self._reply(404, {"error": {"code": "not_found", "message": "nope"}})
-
-        def do_POST(self):
-            body = self._record()
-            if body["key"] == "forbidden":
-                self._reply(403, {"error": {"code": "forbidden", "message": "no way"}})
-                return
-            created = body["key"] not in store
-            store[body["key"]] = body["value"]
-            self._reply(201 if created else 200, {"data": {"key": body["key"]}})
-
-        def do_DELETE(self):
-            self._record()
-            key = unquote(self.path[len(PREFIX):])
-            if store.pop(key, None) is None:
-                self._reply(404, {"error": {"code": "not_found", "message": "nope"}})
-            else:
-                self._reply(204)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.block_on_close = False
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield {"url": f"http://127.0.0.1:{httpd.server_address[1]}", "store": store, "calls": calls}
-    httpd.shutdown()
-    httpd.server_close()
+    """The stand-in datastore routes (tests.support.datastore_stub)."""
+    with datastore_stub() as server:
+        yield server

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import copy
-import json
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from sqlalchemy import select
 from nameko_services.domain import messages, models
 from nameko_services.worker.service import WorkerService
 from tests.integration import rows
+from tests.support.datastore_stub import datastore_stub
 
 pytestmark = pytest.mark.integration
 
@@ -78,57 +76,9 @@ def news():
 
 @pytest.fixture
 def api_server():
-    """A stand-in for the gateway's datastore routes; records (method, path, headers, body)."""
-    store: dict[str, Any] = {}
-    calls: list[tuple[str, str, dict[str, str], Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _reply(self, status: int, body: Any = None) -> None:
-            data = b"" if body is None else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _record(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            calls.append((self.command, self.path, dict(self.headers), body))
-            return body
-
-        def do_GET(self):
-            self._record()
-            key = self.path.rsplit("/", 1)[1]
-            if key in store:
-                self._reply(200, {"data": {"key": key, "value": store[key]}})
-            else:
-                self._reply(404, {"error": {"code": "not_found", "message": "nope"}})
-
-        def do_POST(self):
-            body = self._record()
-            created = body["key"] not in store
-            store[body["key"]] = body["value"]
-            self._reply(201 if created else 200, {"data": {"key": body["key"]}})
-
-        def do_DELETE(self):
-            self._record()
-            key = self.path.rsplit("/", 1)[1]
-            if store.pop(key, None) is None:
-                self._reply(404, {"error": {"code": "not_found", "message": "nope"}})
-            else:
-                self._reply(204)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.block_on_close = False
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield {"port": httpd.server_address[1], "store": store, "calls": calls}
-    httpd.shutdown()
-    httpd.server_close()
+    """The stand-in datastore routes (tests.support.datastore_stub)."""
+    with datastore_stub() as server:
+        yield server
 
 
 @pytest.fixture
