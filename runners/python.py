@@ -25,4 +25,5 @@ class PythonRunner(ProcessRunner):
         interpreter = request.interpreter or sys.executable
         if not interpreter:
             raise RunnerError("runner_unavailable", "No python interpreter is known")
-        return [interpreter, "-I", str(WRAPPER), str(result_fd), str(request.entry_point)]
+        # -B: no bytecode in pack folders, so a reloaded file can never run from a stale .pyc
+        return [interpreter, "-I", "-B", str(WRAPPER), str(result_fd), str(request.entry_point)]

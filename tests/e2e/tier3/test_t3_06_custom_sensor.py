@@ -143,17 +143,19 @@ def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, tmp_pa
     (pack_dir / "sensors" / "file_watch.py").write_text(WATCH.replace("VERSION = 1",
                                                                       "VERSION = 2"))
     api.data(api.post(f"/api/v1/packs/{pack['id']}/reload"), 200)
-    wait_until(lambda: sensor(api, f"{ref}.file_watch")["status"] == "running", timeout=30,
-               message="the reloaded sensor to run")
-    seen = len(sensor_events(api, changed))
-    watched.write_text("v2")  # differs from the baseline and from anything the new code saw
+    # The reload reaches the sensor service as a message: until the old process is replaced it
+    # may still see changes, so keep changing the file until the new code reports one.
+    writes = [0]
 
-    def second() -> list[dict]:
-        return [e for e in sensor_events(api, changed)[seen - 1:]
-                if e["payload"].get("content") == "v2"]
+    def reloaded() -> list[dict]:
+        writes[0] += 1
+        watched.write_text(f"v2-{writes[0]}")
+        return [e for e in sensor_events(api, changed) if e["payload"].get("version") == 2]
 
-    event2 = wait_until(second, timeout=30, message="an event from the reloaded sensor")[0]
-    assert event2["payload"]["version"] == 2
+    event2 = wait_until(reloaded, timeout=30, interval=1.0,
+                        message="an event from the reloaded sensor")[0]
+    assert event2["payload"]["content"].startswith("v2-")
+    assert sensor(api, f"{ref}.file_watch")["status"] == "running"
 
 
 def test_a_sensor_polls_on_its_interval(api, tmp_path):
