@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
 import json
 import os
 import pwd
@@ -24,6 +25,18 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: actions then outlive a killed worker
+    _prctl = None
+
+
+def _die_with_worker() -> None:
+    """In the child before exec: SIGKILL it if the worker dies, even by kill -9 (Linux)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 CHUNK = 64 * 1024
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -216,6 +229,7 @@ class ProcessRunner:
                     env=env,
                     start_new_session=True,
                     close_fds=True,
+                    preexec_fn=_die_with_worker,
                 )
             except OSError as exc:
                 raise RunnerError("spawn_error", f"Could not start {argv[0]}: {exc}") from exc
