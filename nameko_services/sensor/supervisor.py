@@ -90,8 +90,9 @@ class SensorRunner:
     def _run_once(self, restarted: bool) -> str:
         """Start the child, store what it emits until it exits; returns why it exited."""
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(WRAPPER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd=self.spec.pack_dir, start_new_session=True,
+            [sys.executable, "-I", "-B", str(WRAPPER)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.spec.pack_dir,
+            start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
         )
         self._proc = proc
