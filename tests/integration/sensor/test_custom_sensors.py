@@ -69,7 +69,8 @@ def test_one_replica_runs_a_sensor_and_another_takes_over_when_it_stops(
     replicas = [start_sensor(), start_sensor()]
 
     rows.wait_until(lambda: len(events_of(engine, trigger)) >= 5)
-    holders = [c for c in replicas if supervisor(c).running() == [sensor["ref"]]]
+    # Other tests' sensors may live in the same database: look at this one only.
+    holders = [c for c in replicas if sensor["ref"] in supervisor(c).running()]
     assert len(holders) == 1
     payloads = [e["payload"] for e in events_of(engine, trigger)]
     assert len({p["pid"] for p in payloads}) == 1  # one child process
@@ -87,7 +88,7 @@ def test_one_replica_runs_a_sensor_and_another_takes_over_when_it_stops(
     assert sensor_row(engine, sensor)["status"] == "stopped"
     with entrypoint_waiter(other, "on_pack_changed", timeout=15):
         dispatch(messages.GATEWAY, messages.PACK_CHANGED, {"pack_id": sensor["pack_id"]})
-    assert supervisor(other).running() == [sensor["ref"]]
+    assert sensor["ref"] in supervisor(other).running()
     rows.wait_until(lambda: any(e["payload"]["pid"] != first_pid
                                 for e in events_of(engine, trigger)))
 
