@@ -64,6 +64,21 @@ ensure_postgres() {
   fi
 }
 
+# Five platform processes with pooled connections, plus an e2e platform and the tests' own pools
+# during the suite: Debian's default of 100 connections is too tight. Raised once, idempotently.
+ensure_pg_connections() {
+  local wanted=300 current version
+  current="$(psql_super -c 'show max_connections')"
+  if [ "${current:-0}" -lt "$wanted" ]; then
+    say "raising PostgreSQL max_connections from $current to $wanted (restarts PostgreSQL)"
+    psql_super -c "alter system set max_connections = $wanted"
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+    for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
+    pg_up || die "PostgreSQL did not come back after the restart"
+  fi
+}
+
 psql_super() { need_root_or_sudo "creating the database"; $SUDO -u postgres psql -qtAX "$@" 2>/dev/null \
   || $SUDO runuser -u postgres -- psql -qtAX "$@"; }
 
@@ -121,6 +136,7 @@ ensure_docker() {
 ensure_infrastructure() {
   ensure_venv
   ensure_postgres
+  ensure_pg_connections
   ensure_rabbitmq
   ensure_node
   ensure_docker
