@@ -21,10 +21,16 @@ pytestmark = pytest.mark.integration
 def ws_url(app):
     listener = eventlet.listen(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+    handlers = eventlet.GreenPool()
     server = eventlet.spawn(eventlet.wsgi.server, listener, app, log_output=False,
-                            log=logging.getLogger("tests.wsgi"))
+                            log=logging.getLogger("tests.wsgi"), custom_pool=handlers)
     yield f"ws://127.0.0.1:{port}/ws"
     server.kill()
+    # Stop this test's connection handlers too: one left waiting on a socket keeps a hub
+    # listener on its fd, and the next test's database connection may get that fd number.
+    for handler in list(handlers.coroutines_running):
+        handler.kill()
+    listener.close()
 
 
 @pytest.fixture
