@@ -22,11 +22,11 @@ from .catalog import (
     Change,
     Outcome,
     check_writable,
-    count_and_page,
     drop_rules,
     get_visible,
     own_first,
     pack_ref_of,
+    page_visible,
     ref_of,
     visible,
     writable_pack,
@@ -112,10 +112,8 @@ def list_actions(
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
     """The tenant's and system actions (optionally of one pack), newest first, with the total."""
-    where = [visible(actions, tenant_id)]
-    if pack_ref:
-        where.append(actions.c.ref.startswith(f"{pack_ref}.", autoescape=True))
-    rows, total = count_and_page(conn, actions, where, limit, offset)
+    rows, total = page_visible(conn, actions, tenant_id, pack_ref=pack_ref, limit=limit,
+                               offset=offset)
     return [to_api(r) for r in rows], total
 
 

@@ -108,6 +108,17 @@ def count_and_page(
     return [dict(r) for r in rows], total
 
 
+def page_visible(
+    conn: Connection, table: Table, tenant_id: int, *, pack_ref: str | None, limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """The tenant's and system rows of `table` (optionally of one pack), newest first, total."""
+    where = [visible(table, tenant_id)]
+    if pack_ref:
+        where.append(table.c.ref.startswith(f"{pack_ref}.", autoescape=True))
+    return count_and_page(conn, table, where, limit, offset)
+
+
 class Problems:
     """Collects field → reason pairs and raises one ValidationError naming them all."""
 

@@ -17,11 +17,10 @@ from .catalog import (
     Problems,
     check_name,
     check_unknown,
-    count_and_page,
     get_visible,
     optional_bool,
     pack_ref_of,
-    visible,
+    page_visible,
 )
 from .db import isoformat
 from .errors import ValidationError
@@ -122,8 +121,6 @@ def list_sensors(
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
     """The tenant's and system sensors, newest first, with the total."""
-    where = [visible(sensors, tenant_id)]
-    if pack_ref:
-        where.append(sensors.c.ref.startswith(f"{pack_ref}.", autoescape=True))
-    rows, total = count_and_page(conn, sensors, where, limit, offset)
+    rows, total = page_visible(conn, sensors, tenant_id, pack_ref=pack_ref, limit=limit,
+                               offset=offset)
     return [to_api(r) for r in rows], total
