@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 from typing import Any
 
 from flask import Blueprint
 from flask_sock import Sock
+from simple_websocket import ConnectionClosed
 
 from nameko_services.domain.auth import Principal, verify_token
 from nameko_services.domain.errors import UnauthorizedError
@@ -25,6 +28,7 @@ sock = Sock()
 AUTH_TIMEOUT_SECONDS = 5.0
 UNAUTHORIZED = 4401
 RECEIVE_POLL_SECONDS = 5.0  # only to notice a hub-side close; frames wake us at once
+CLOSE_GRACE_SECONDS = 2.0  # how long a peer gets to answer our close frame
 
 
 def _setup(state: Any) -> None:
@@ -71,6 +75,13 @@ def fix_short_writes(ws: Any) -> Any:
 def notifications_feed(ws: Any) -> None:
     """WebSocket feed of the caller's tenant: subscribe to executions, inquiries, rules, events."""
     fix_short_writes(ws)
+    try:
+        _serve(ws)
+    finally:
+        finish(ws)
+
+
+def _serve(ws: Any) -> None:
     principal = _authenticate(ws)
     if principal is None:
         ws.close(UNAUTHORIZED, "Unauthorized")
@@ -89,6 +100,22 @@ def notifications_feed(ws: Any) -> None:
     finally:
         hub.unregister(client)
         client.close()
+
+
+def finish(ws: Any, grace: float = CLOSE_GRACE_SECONDS) -> None:
+    """Close the connection and wait until simple-websocket's reader thread has ended.
+
+    eventlet keeps a reader's listener on the fd number after the server closes the socket; a
+    database connection that reuses the number then fails ("Second simultaneous read"). A peer
+    that does not answer our close frame within `grace` has its socket shut down under it.
+    """
+    with contextlib.suppress(ConnectionClosed, OSError):  # closed already, by us or the peer
+        ws.close()
+    ws.thread.join(grace)
+    if ws.thread.is_alive():
+        with contextlib.suppress(OSError):
+            ws.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader with end-of-file
+        ws.thread.join(grace)
 
 
 def _verify(token: Any) -> Principal | None:

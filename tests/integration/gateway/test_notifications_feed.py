@@ -1,6 +1,8 @@
 """/ws over a real eventlet.wsgi server, and the broadcast relay that feeds it."""
 
 import logging
+import os
+from types import SimpleNamespace
 
 import eventlet
 import eventlet.wsgi
@@ -18,19 +20,26 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ws_url(app):
+def ws_server(app):
+    """The app on a real eventlet.wsgi server: its /ws URL and its pool of connection handlers."""
     listener = eventlet.listen(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     handlers = eventlet.GreenPool()
     server = eventlet.spawn(eventlet.wsgi.server, listener, app, log_output=False,
                             log=logging.getLogger("tests.wsgi"), custom_pool=handlers)
-    yield f"ws://127.0.0.1:{port}/ws"
+    yield SimpleNamespace(url=f"ws://127.0.0.1:{port}/ws", handlers=handlers)
     server.kill()
-    # Stop this test's connection handlers too: one left waiting on a socket keeps a hub
-    # listener on its fd, and the next test's database connection may get that fd number.
+    # Stop this test's connection handlers too, and wait until they have released their sockets.
     for handler in list(handlers.coroutines_running):
         handler.kill()
+    with eventlet.Timeout(10):
+        handlers.waitall()
     listener.close()
+
+
+@pytest.fixture
+def ws_url(ws_server):
+    return ws_server.url
 
 
 @pytest.fixture
@@ -102,6 +111,25 @@ def test_no_valid_auth_within_the_window_closes_4401(ws_url, sockets, monkeypatc
 
 def test_a_bad_bearer_header_closes_4401(ws_url, sockets):
     assert connect(sockets, ws_url, "forged.token.value").close_code() == 4401
+
+
+def readers_on_closed_fds() -> list[int]:
+    """File descriptors that are closed but still have an eventlet hub reader registered."""
+    hub = eventlet.hubs.get_hub()
+    stale = []
+    for fd in list(hub.listeners[hub.READ]):
+        try:
+            os.fstat(fd)
+        except OSError:
+            stale.append(fd)
+    return stale
+
+
+def test_a_server_side_close_leaves_no_reader_on_a_freed_fd(ws_server, sockets):
+    """A database connection reusing that fd number would fail with 'Second simultaneous read'."""
+    connect(sockets, ws_server.url, "forged.token.value")  # closed with 4401; we never answer
+    wait_until(lambda: ws_server.handlers.running() == 0)
+    assert readers_on_closed_fds() == []
 
 
 def test_other_tenants_messages_never_arrive(ws_url, hub, user, make_user, sockets):
