@@ -1,12 +1,15 @@
 """The long chaos run (issue 10): steady webhook load; 20 kill -9s of a random service and
 `attune up`; one RabbitMQ restart and one PostgreSQL restart; then the promise is audited.
 
-Run it by hand against a platform you started (it restarts the shared broker and database,
-which every other session on the machine uses):
+Run it by hand, on a platform of its own (it restarts the broker and database every other
+platform on the machine shares, so run nothing else meanwhile):
 
-    ATTUNE_RUN_DIR=.attune/chaos ATTUNE_API_PORT=18300 ... attune up --config config.e2e.yaml
-    ATTUNE_RUN_DIR=.attune/chaos ATTUNE_API_PORT=18300 .venv/bin/python -m bench.chaos \
-        --config config.e2e.yaml --kills 20
+    export ATTUNE_RUN_DIR=.attune/chaos ATTUNE_API_PORT=18300 \
+        ATTUNE_DATABASE_URL=postgresql+psycopg2://attune:attune@127.0.0.1:5432/attune_chaos \
+        ATTUNE_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/attune_chaos
+    .venv/bin/attune up --config config.e2e.yaml --fresh   # creates that database and vhost
+    .venv/bin/python -m bench.chaos --config config.e2e.yaml --kills 20 --seed 11
+    .venv/bin/attune down --config config.e2e.yaml
 
 Record the figures it prints in docs/reliability.md.
 """
@@ -23,9 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nameko_services.config import load_config
-from tests.support.chaos import Load, audit_outcome, chaos_rounds, setup_flow
+from tests.support.chaos import (
+    Load,
+    assert_queues_drained,
+    audit_outcome,
+    chaos_rounds,
+    setup_flow,
+)
 from tests.support.e2e import PROJECT_ROOT, register_user, wait_until
 from tests.support.services import health
+
+# The project's own stop-and-start steps (scripts/lib.sh), which work with or without systemd.
+BROKER_RESTART = "bash -c 'source scripts/lib.sh; restart_rabbitmq'"
+DATABASE_RESTART = "bash -c 'source scripts/lib.sh; restart_postgres'"
 
 
 @dataclass
@@ -41,7 +54,7 @@ class Target:
 def restart(command: str, platform: Target, what: str) -> float:
     """Run a restart command, wait for /health ok; seconds until healthy."""
     began = time.monotonic()
-    subprocess.run(shlex.split(command), check=True)
+    subprocess.run(shlex.split(command), check=True, cwd=PROJECT_ROOT)
     wait_until(lambda: health(platform).get("status") == "ok", timeout=300, interval=1.0,
                message=f"/health ok after the {what} restart")
     return time.monotonic() - began
@@ -54,8 +67,8 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=5.0, help="load seconds between faults")
     parser.add_argument("--rate", type=float, default=5.0, help="webhooks per second")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--broker-restart", default="systemctl restart rabbitmq-server")
-    parser.add_argument("--database-restart", default="systemctl restart postgresql")
+    parser.add_argument("--broker-restart", default=BROKER_RESTART)
+    parser.add_argument("--database-restart", default=DATABASE_RESTART)
     parser.add_argument("--skip-infra", action="store_true",
                         help="no RabbitMQ/PostgreSQL restarts (service kills only)")
     args = parser.parse_args()
@@ -88,6 +101,8 @@ def main() -> int:
     figures["refused"] = load.refused
     settle = time.monotonic()
     figures.update(audit_outcome(api, trigger, rule, load.accepted, timeout=900))
+    assert_queues_drained(platform)
+    figures["queues_drained"] = True
     figures["settle_seconds"] = round(time.monotonic() - settle, 1)
     print(json.dumps(figures, indent=2))
     return 0

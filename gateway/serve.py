@@ -29,7 +29,7 @@ from typing import Any
 import eventlet.event
 import eventlet.wsgi
 from greenlet import GreenletExit
-from nameko.events import BROADCAST, event_handler
+from nameko.events import BROADCAST
 from nameko.runners import ServiceRunner
 
 from gateway.app import create_app
@@ -37,6 +37,7 @@ from nameko_services import green
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
 from nameko_services.domain.settings import Settings
+from nameko_services.extensions import event_handler
 
 log = logging.getLogger("gateway.serve")
 

@@ -47,6 +47,7 @@ ensure_venv() {
 }
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n1; }
 
 ensure_postgres() {
   if ! command -v pg_ctlcluster >/dev/null && ! command -v psql >/dev/null; then
@@ -55,7 +56,7 @@ ensure_postgres() {
   if ! pg_up; then
     say "starting PostgreSQL"
     local version
-    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    version="$(pg_version)"
     [ -n "$version" ] || die "PostgreSQL is installed but has no cluster in /etc/postgresql"
     need_root_or_sudo "starting PostgreSQL"
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
@@ -72,7 +73,7 @@ ensure_pg_connections() {
   if [ "${current:-0}" -lt "$wanted" ]; then
     say "raising PostgreSQL max_connections from $current to $wanted (restarts PostgreSQL)"
     psql_super -c "alter system set max_connections = $wanted"
-    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    version="$(pg_version)"
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main restart
     for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
     pg_up || die "PostgreSQL did not come back after the restart"
@@ -108,6 +109,20 @@ ensure_rabbitmq() {
   fi
   need_root_or_sudo "configuring RabbitMQ"
   $SUDO rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+}
+
+# The broker and database faults of bench/chaos.py: stop, then start and wait as above.
+restart_rabbitmq() {
+  need_root_or_sudo "restarting RabbitMQ"
+  $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do rabbit_up || break; sleep 0.5; done
+  ensure_rabbitmq
+}
+
+restart_postgres() {
+  need_root_or_sudo "restarting PostgreSQL"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main stop || true
+  ensure_postgres
 }
 
 ensure_vhost() {

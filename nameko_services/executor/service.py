@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from nameko.events import BROADCAST, event_handler
-from nameko.rpc import rpc
+from nameko.events import BROADCAST
 from nameko.timer import timer
 
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider
+from ..extensions import Dispatcher, PlatformProvider, event_handler, rpc
 from . import due, enforcement, inquiry, parents, recovery, scheduling, workers
 from .timer_extensions import TimerWheel, timer_due
 

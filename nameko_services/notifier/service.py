@@ -6,12 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from nameko.events import event_handler
-from nameko.rpc import rpc
-
 from ..domain import messages as m
 from ..domain.db import transaction
-from ..extensions import Dispatcher, PlatformProvider
+from ..extensions import Dispatcher, PlatformProvider, event_handler, rpc
 from . import notifications as n
 from .coalescing import RuleTriggerCoalescing
 from .ordering import KeyedFifoLocks

@@ -9,12 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from nameko.events import BROADCAST, event_handler
-from nameko.rpc import rpc
+from nameko.events import BROADCAST
 from nameko.timer import timer
 
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider
+from ..extensions import Dispatcher, PlatformProvider, event_handler, rpc
 from . import timers
 from .supervisor import PackSensors
 from .timer_extensions import Timers, timer_due

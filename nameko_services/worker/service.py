@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nameko.events import event_handler
-from nameko.rpc import rpc
-
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider, draining_event_handler
+from ..extensions import Dispatcher, PlatformProvider, draining_event_handler, event_handler, rpc
 from . import execution, pack_environments
 from .pack_environments import PackEnvironmentBuilder
 from .runtime import WorkerRuntime

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from nameko_services.config import load_config
 from tests.support.e2e import (
     PROJECT_ROOT,
     ApiClient,
     NotificationSocket,
+    load_config_with,
     log_tails,
     register_user,
 )
@@ -70,13 +70,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 
 
 def _urls(env: dict[str, str]) -> tuple[str, str]:
-    saved = dict(os.environ)
-    os.environ.update(env)  # the config's ${VAR:default} see the same environment as `up`
-    try:
-        section = load_config(CONFIG)["ATTUNE"]
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    section = load_config_with(CONFIG, env)["ATTUNE"]
     host = section["api_host"]
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{host}:{section['api_port']}"

@@ -1,22 +1,26 @@
 """Steady webhook load plus faults, and the audit of what came out (tests/resilience, bench).
 
 The promise checked: every accepted webhook (202) has its event and its execution, each
-execution has exactly one terminal state (one terminal audit entry), and none is duplicated.
+execution has exactly one terminal state (one terminal audit entry), none is duplicated, and
+afterwards no message is left in the platform's RabbitMQ vhost, ready or unacknowledged.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import requests
 
-from tests.support.e2e import TERMINAL_STATUSES, ApiClient, wait_until
+from tests.support.e2e import TERMINAL_STATUSES, ApiClient, load_config_with, wait_until
 from tests.support.flows import list_all, make_rule, make_trigger
 from tests.support.services import bring_up, kill, wait_gone
 
@@ -124,3 +128,30 @@ def audit_outcome(api: ApiClient, trigger: dict, rule: dict, accepted: list[int]
         terminal = [a["action"] for a in entries if a["action"] in TERMINAL_AUDIT]
         assert len(terminal) == 1, f"execution {execution['id']}: terminal entries {terminal}"
     return {"accepted": len(wanted), "statuses": statuses}
+
+
+def queue_backlog(vhost: str) -> dict[str, tuple[int, int]]:
+    """Queues of `vhost` holding messages: name → (ready, unacknowledged), asked of rabbitmqctl."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_ready",
+         "messages_unacknowledged", "--formatter", "json"],
+        capture_output=True, text=True, check=True, timeout=120).stdout
+    return {q["name"]: (q["messages_ready"], q["messages_unacknowledged"])
+            for q in json.loads(listed) if q["messages_ready"] or q["messages_unacknowledged"]}
+
+
+def assert_queues_drained(platform: Any, timeout: float = 120.0) -> None:
+    """Wait until the platform's vhost holds no message at all (a moment's heartbeat may pass)."""
+    uri = load_config_with(platform.config, platform.env)["AMQP_URI"]
+    vhost = unquote(urlsplit(uri).path[1:]) or "/"
+    last: dict[str, tuple[int, int]] = {}
+
+    def drained() -> bool:
+        last.clear()
+        last.update(queue_backlog(vhost))
+        return not last
+
+    try:
+        wait_until(drained, timeout=timeout, interval=1.0, message="queues to drain")
+    except AssertionError as exc:
+        raise AssertionError(f"messages left in {vhost} (ready, unacked): {last}") from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 import uuid
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 import requests
 import websocket
 
+from nameko_services.config import load_config
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_PACKS = PROJECT_ROOT / "tests" / "fixtures" / "packs"
 PASSWORD = "password123"
@@ -25,6 +28,17 @@ SERVICE_NAMES = ("executor", "worker", "sensor", "notifier", "gateway")
 _ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|^Traceback \(most recent call last\)")
 
 T = TypeVar("T")
+
+
+def load_config_with(config: Path, env: dict[str, str]) -> dict[str, Any]:
+    """`config` parsed as a platform started with `env` sees it (its ${VAR:default}s)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return load_config(config)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def fixture_pack_path(name: str) -> Path:
