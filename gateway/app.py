@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import Engine
 
 from nameko_services.domain.crypto import Cipher
@@ -31,6 +34,26 @@ class Gateway:
     notifications: Any = None  # NotificationHub, set by serve.py
 
 
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, str, dict[str, Any]], None]
+
+
+def after_commit(publish: Publish) -> Publish:
+    """The views publish only after their transaction committed, so a broker outage must not
+    turn a request that was carried out into a 500: the executor's recovery sweep and the
+    sensor's resync find the committed rows without the message."""
+
+    def send(source: str, event_type: str, payload: dict[str, Any]) -> None:
+        try:
+            publish(source, event_type, payload)
+        except (BrokerUnavailable, OSError) as exc:
+            log.warning("%s not published (broker unavailable: %s); the recovery sweep "
+                        "picks up what it announced", event_type, exc)
+
+    return send
+
+
 def ctx() -> Gateway:
     return current_app.extensions["attune"]
 
@@ -46,7 +69,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
         settings=settings,
         engine=make_engine(settings.database_url, pool_size=20),
         cipher=Cipher(settings.encryption_keys, settings.active_key_id),
-        publish=publish or (lambda *_args: None),
+        publish=after_commit(publish or (lambda *_args: None)),
         rpc=rpc,
     )
     register_error_handlers(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 from werkzeug.exceptions import HTTPException
 
 from nameko_services.domain.errors import AttuneError, RateLimitedError
@@ -16,6 +17,7 @@ _HTTP_CODES = {
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
     415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
 }
+RETRY_AFTER_OUTAGE_SECONDS = 5
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None):
@@ -36,6 +38,15 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException):
         status = exc.code or 500
         return error_response(status, _HTTP_CODES.get(status, "error"), exc.description or exc.name)
+
+    @app.errorhandler(DatabaseUnavailable)
+    def _database(exc: DatabaseUnavailable):
+        # Connection refused, server shutting down or restarting: a moment's outage, not a bug.
+        log.warning("database unavailable: %s", str(exc.orig).strip() or type(exc.orig).__name__)
+        response = error_response(503, "unavailable", "The database is unavailable; retry shortly "
+                                  "(a webhook with the same Idempotency-Key)")
+        response.headers["Retry-After"] = str(RETRY_AFTER_OUTAGE_SECONDS)
+        return response
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception):
