@@ -6,10 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import eventlet
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from nameko import events, messaging
 from nameko import rpc as nameko_rpc
 from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
 from .domain.crypto import Cipher
 from .domain.db import make_engine
@@ -69,6 +72,10 @@ class Dispatcher(DependencyProvider):
 
 log = logging.getLogger(__name__)
 
+# Errors that mean "PostgreSQL or RabbitMQ is unreachable right now", not "this message is bad".
+OUTAGE_ERRORS = (DatabaseUnavailable, BrokerUnavailable)
+OUTAGE_RETRY_SECONDS = 1.0
+
 
 class QueueConsumer(messaging.QueueConsumer):
     """nameko's consumer, except that acking on a connection the broker just dropped is a no-op.
@@ -102,9 +109,22 @@ class Rpc(nameko_rpc.Rpc):
 
 
 class EventHandler(events.EventHandler):
-    """nameko's event handler on the tolerant queue consumer."""
+    """nameko's event handler on the tolerant queue consumer; an outage is retried, not dropped.
+
+    nameko acks a message whose handler raised. When the cause was PostgreSQL or RabbitMQ
+    being unreachable (a restart, say), the message goes back to the queue after a pause
+    instead, so the work happens once they are back rather than at the next recovery sweep.
+    """
 
     queue_consumer = QueueConsumer()
+
+    def handle_message_processed(self, message: Any, result: Any = None,
+                                 exc_info: Any = None) -> None:
+        if exc_info is not None and isinstance(exc_info[1], OUTAGE_ERRORS):
+            eventlet.sleep(OUTAGE_RETRY_SECONDS)
+            self.queue_consumer.requeue_message(message)
+            return
+        super().handle_message_processed(message, result, exc_info)
 
 
 rpc = Rpc.decorator

@@ -1,12 +1,16 @@
 """The AMQP entrypoints every service uses: one tolerant queue consumer behind rpc and events."""
 
+import sys
 from types import SimpleNamespace
 
 import pytest
+from kombu.exceptions import OperationalError as BrokerError
 from nameko import messaging
+from sqlalchemy.exc import OperationalError as DatabaseError
 
+from nameko_services import extensions
 from nameko_services.executor.service import ExecutorService
-from nameko_services.extensions import QueueConsumer
+from nameko_services.extensions import EventHandler, QueueConsumer
 from nameko_services.notifier.service import NotifierService
 from nameko_services.sensor.service import SensorService
 from nameko_services.worker.service import WorkerService
@@ -50,3 +54,35 @@ def test_every_amqp_entrypoint_uses_the_tolerant_consumer(service):
             if hasattr(owner, "queue_consumer"):
                 consumers.append(type(owner.queue_consumer))
     assert consumers and set(consumers) == {QueueConsumer}
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def ack_message(self, message):
+        self.calls.append("ack")
+
+    def requeue_message(self, message):
+        self.calls.append("requeue")
+
+
+def failure(exc):
+    try:
+        raise exc
+    except Exception:
+        return sys.exc_info()
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (DatabaseError("SELECT 1", {}, Exception("terminating connection")), ["requeue"]),
+    (BrokerError("[Errno 111] ECONNREFUSED"), ["requeue"]),
+    (ValueError("a bad message"), ["ack"]),  # retrying would never help: nameko's ack stands
+    (None, ["ack"]),
+])
+def test_an_outage_puts_the_message_back_anything_else_is_acked(monkeypatch, error, expected):
+    monkeypatch.setattr(extensions, "OUTAGE_RETRY_SECONDS", 0)
+    handler = EventHandler("executor", "execution.scheduled")
+    handler.queue_consumer = Recorder()
+    handler.handle_message_processed(object(), exc_info=failure(error) if error else None)
+    assert handler.queue_consumer.calls == expected
