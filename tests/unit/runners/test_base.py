@@ -1,6 +1,9 @@
 """Masking and the result shape: pure, no processes."""
 
-from runners.base import Masker, Outcome, RunRequest, RunResult
+import random
+import re
+
+from runners.base import MASK, Masker, Outcome, RunRequest, RunResult
 from runners.process import truncation_marker
 
 
@@ -32,6 +35,28 @@ def test_a_cut_never_reveals_the_prefix_of_a_secret_running_past_it():
     data = b"x" * 8 + b"SECRETVALUE" + b"tail"
     assert masker.cut(data, 10) == b"x" * 8 + b"***"
     assert masker.cut(data, 8) == b"x" * 8
+
+
+def test_masking_finds_what_a_longest_first_regex_alternation_finds():
+    """The substring scan agrees with the obvious (but slow to compile) regex, overlaps included."""
+    rng = random.Random(7)
+    for _ in range(2000):
+        secrets = {"".join(rng.choices("ab*", k=rng.randint(1, 4))) for _ in range(3)}
+        data = "".join(rng.choices("ab*x", k=rng.randint(0, 30)))
+        ordered = sorted(secrets, key=len, reverse=True)
+        pattern = re.compile("|".join(map(re.escape, ordered)))
+        masker = Masker(secrets)
+        assert masker.text(data) == pattern.sub(MASK, data), (secrets, data)
+        limit = rng.randint(0, 30)
+        expected = bytearray()
+        pos = 0
+        for match in pattern.finditer(data):
+            if match.start() >= limit:
+                break
+            expected += data[pos:match.start()].encode() + MASK.encode()
+            pos = match.end()
+        expected += data[pos:limit].encode() if pos < limit else b""
+        assert masker.cut(data.encode(), limit) == bytes(expected), (secrets, data, limit)
 
 
 def test_request_masks_secrets_secret_parameters_and_the_token(tmp_path):
