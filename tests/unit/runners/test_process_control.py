@@ -3,6 +3,9 @@
 import signal
 import threading
 
+import pytest
+
+from runners import process
 from runners.base import Outcome
 from runners.python import PythonRunner
 from runners.shell import ShellRunner
@@ -121,3 +124,17 @@ def test_killing_the_caller_kills_the_action(write, make_request, pack_dir):
     wait_until(lambda: read_pid(pidfile))
     thread.kill()
     wait_until(lambda: not process_alive(read_pid(pidfile)))
+
+
+def test_actions_start_through_setpriv_so_fork_can_be_a_vfork(tmp_path):
+    """No preexec_fn (which forces a full fork of the worker); setpriv sets the death signal."""
+    argv, preexec = process.spawn_options(["sh", "-c", "true"], str(tmp_path), {"PATH": "/bin"})
+    assert argv[:4] == [process._SETPRIV, "--pdeathsig", "KILL", "--"]
+    assert argv[4:] == ["sh", "-c", "true"] and preexec is None
+
+
+def test_a_missing_program_fails_before_the_spawn(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        process.spawn_options(["no-such-interpreter"], str(tmp_path), {"PATH": "/bin"})
+    with pytest.raises(FileNotFoundError):
+        process.spawn_options(["./missing.sh"], str(tmp_path), {"PATH": "/bin"})
