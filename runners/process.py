@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
 
@@ -182,6 +182,47 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
+class Child(Protocol):
+    """A started action: its leader's pid and how to watch, signal and reap it."""
+
+    pid: int
+
+    def exited(self) -> bool:
+        """Has the leader exited?"""
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the action's whole process group (only while the leader is unreaped)."""
+
+    def kill(self) -> None:
+        """The caller is going away: kill the group now."""
+
+    def finish(self) -> int:
+        """After the leader exited: kill what is left of the group, reap, the exit code."""
+
+
+class Spawned:
+    """A child started by Popen: a zombie leader is left unreaped so its pgid stays ours."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    def exited(self) -> bool:
+        return _leader_exited(self.pid)
+
+    def signal_group(self, sig: int) -> None:
+        _signal_group(self.pid, sig)
+
+    def kill(self) -> None:
+        _signal_group(self.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.proc.poll()
+
+    def finish(self) -> int:
+        _signal_group(self.pid, signal.SIGKILL)
+        return self.proc.wait()
+
+
 class ProcessRunner:
     """Base of the process runners: subclasses say which command and environment to use."""
 
@@ -200,6 +241,33 @@ class ProcessRunner:
     def environment(self, request: RunRequest) -> dict[str, str]:
         """The child's whole environment (nothing is inherited)."""
         return base_environment(request)
+
+    def start(
+        self, request: RunRequest, argv: list[str], env: dict[str, str],
+        stdio: tuple[int, int, int, int | None],
+    ) -> Child:
+        """Start `argv` in its own session with (stdin, stdout, stderr, result) as its pipes.
+
+        The cold path, a fresh process per run; the caller closes its copies of `stdio`.
+        """
+        stdin, stdout, stderr, result = stdio
+        try:
+            spawn_argv, preexec = spawn_options(argv, str(request.working_dir), env)
+            proc = subprocess.Popen(
+                spawn_argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=(result,) if result is not None else (),
+                cwd=str(request.working_dir),
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=preexec,
+            )
+        except OSError as exc:
+            raise RunnerError("spawn_error", f"Could not start {argv[0]}: {exc}") from exc
+        return Spawned(proc)
 
     # -- the Runner protocol ------------------------------------------------------------------
     def cancel(self) -> None:
@@ -240,22 +308,7 @@ class ProcessRunner:
                 fds += [res_r, res_w]
             argv = self.command(request, res_w)
             started = time.monotonic()
-            try:
-                spawn_argv, preexec = spawn_options(argv, str(request.working_dir), env)
-                proc = subprocess.Popen(
-                    spawn_argv,
-                    stdin=stdin_r,
-                    stdout=out_w,
-                    stderr=err_w,
-                    pass_fds=(res_w,) if res_w is not None else (),
-                    cwd=str(request.working_dir),
-                    env=env,
-                    start_new_session=True,
-                    close_fds=True,
-                    preexec_fn=preexec,
-                )
-            except OSError as exc:
-                raise RunnerError("spawn_error", f"Could not start {argv[0]}: {exc}") from exc
+            child = self.start(request, argv, env, (stdin_r, out_w, err_w, res_w))
         except BaseException:
             for fd in fds:
                 with contextlib.suppress(OSError):
@@ -286,17 +339,14 @@ class ProcessRunner:
         ).start()
 
         try:
-            ended_by = self._supervise(proc.pid, started + request.timeout_s, request.kill_grace_s)
+            ended_by = self._supervise(child, started + request.timeout_s, request.kill_grace_s)
         except BaseException:
             # The caller is going away (its greenthread killed, the worker dying): the action
             # must not outlive it.
-            _signal_group(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                proc.poll()
+            child.kill()
             raise
         # Whatever the action left running in its group goes with it (no leaks, no held pipes).
-        _signal_group(proc.pid, signal.SIGKILL)
-        exit_code = proc.wait()
+        exit_code = child.finish()
         duration_ms = round((time.monotonic() - started) * 1000)
         drain_until = time.monotonic() + DRAIN_SECONDS
         for stream in streams:
@@ -304,16 +354,16 @@ class ProcessRunner:
 
         return self._result(request, masker, ended_by, exit_code, duration_ms, out, err, res)
 
-    def _supervise(self, pid: int, deadline: float, grace: float) -> str | None:
+    def _supervise(self, child: Child, deadline: float, grace: float) -> str | None:
         """Wait for the leader to exit; returns "timeout"/"canceled" when we had to stop it."""
         interval = 0.001
-        while not _leader_exited(pid):
+        while not child.exited():
             if self._canceled.is_set():
-                self._terminate(pid, grace)
+                self._terminate(child, grace)
                 return "canceled"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._terminate(pid, grace)
+                self._terminate(child, grace)
                 return "timeout"
             if self._wake.is_set():
                 # Every pipe is closed: the leader is exiting right now (P10: poll finely).
@@ -324,15 +374,15 @@ class ProcessRunner:
         return None
 
     @staticmethod
-    def _terminate(pid: int, grace: float) -> None:
+    def _terminate(child: Child, grace: float) -> None:
         """SIGTERM to the whole group, SIGKILL after the grace period."""
-        _signal_group(pid, signal.SIGTERM)
+        child.signal_group(signal.SIGTERM)
         until = time.monotonic() + grace
         interval = 0.005
-        while not _leader_exited(pid) and time.monotonic() < until:
+        while not child.exited() and time.monotonic() < until:
             time.sleep(interval)
             interval = min(interval * 2, 0.1)
-        _signal_group(pid, signal.SIGKILL)
+        child.signal_group(signal.SIGKILL)
 
     def _result(
         self,

@@ -1,14 +1,19 @@
-"""Python actions: `python -I wrappers/python_wrapper.py RESULT_FD ENTRY` in the pack folder."""
+"""Python actions, warm: forked from a pre-imported interpreter per pack environment
+(`forkserver.py`); cold when no server can take the run: `python -I wrappers/python_wrapper.py
+RESULT_FD ENTRY` in the pack folder. Both run the same wrapper, so an action cannot tell."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from . import forkserver
 from .base import RunnerError, RunRequest
-from .process import ProcessRunner
+from .process import Child, ProcessRunner, base_environment
 
 WRAPPER = Path(__file__).resolve().parent / "wrappers" / "python_wrapper.py"
+# What a fork server's own environment holds: nothing of any run.
+SERVER_VARIABLES = ("PATH", "HOME", "LANG")
 
 
 class PythonRunner(ProcessRunner):
@@ -19,11 +24,30 @@ class PythonRunner(ProcessRunner):
     user site out; the wrapper puts the SDK, the entry point's folder and the pack on sys.path.
     """
 
-    def command(self, request: RunRequest, result_fd: int | None) -> list[str]:
-        if request.entry_point is None:
-            raise RunnerError("invalid_action", "A python action needs an entry point or code")
+    def interpreter(self, request: RunRequest) -> str:
         interpreter = request.interpreter or sys.executable
         if not interpreter:
             raise RunnerError("runner_unavailable", "No python interpreter is known")
+        return interpreter
+
+    def command(self, request: RunRequest, result_fd: int | None) -> list[str]:
+        if request.entry_point is None:
+            raise RunnerError("invalid_action", "A python action needs an entry point or code")
         # -B: no bytecode in pack folders, so a reloaded file can never run from a stale .pyc
-        return [interpreter, "-I", "-B", str(WRAPPER), str(result_fd), str(request.entry_point)]
+        return [self.interpreter(request), "-I", "-B", str(WRAPPER), str(result_fd),
+                str(request.entry_point)]
+
+    def start(
+        self, request: RunRequest, argv: list[str], env: dict[str, str],
+        stdio: tuple[int, int, int, int | None],
+    ) -> Child:
+        stdin, stdout, stderr, result = stdio
+        assert result is not None and request.entry_point is not None
+        server_env = {k: v for k, v in base_environment(request).items() if k in SERVER_VARIABLES}
+        try:
+            return forkserver.launch(
+                self.interpreter(request), server_env, str(request.working_dir), env,
+                str(request.entry_point), (stdin, stdout, stderr, result), self._wake.set,
+            )
+        except forkserver.ForkServerUnavailable:
+            return super().start(request, argv, env, stdio)

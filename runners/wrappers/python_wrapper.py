@@ -1,4 +1,5 @@
-"""Runs one python action in its own interpreter: `python -I python_wrapper.py RESULT_FD ENTRY`.
+"""Runs one python action: `python -I python_wrapper.py RESULT_FD ENTRY` (the cold path), or
+`run_action` called in a child of `python_forkserver.py` (the warm path).
 
 Reads the stdin document, configures the `attune` SDK, then either calls the entry point's
 `run(**parameters)` (its return value goes to the result pipe as {"output": ...}) or, when the
@@ -17,6 +18,8 @@ import sys
 
 WRAPPER_FILE = os.path.abspath(__file__)
 SDK_DIR = os.path.join(os.path.dirname(os.path.dirname(WRAPPER_FILE)), "sdk", "python")
+# Frames of these files are the platform's, not the action's: left out of tracebacks.
+PLATFORM_FILES = {WRAPPER_FILE, os.path.join(os.path.dirname(WRAPPER_FILE), "python_forkserver.py")}
 
 
 def _defines_run(tree: ast.Module) -> bool:
@@ -58,7 +61,7 @@ def _print_traceback(exc: BaseException) -> None:
     import runpy
     import traceback
 
-    skip = {WRAPPER_FILE, runpy.__file__}
+    skip = {*PLATFORM_FILES, runpy.__file__}
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in skip:
         tb = tb.tb_next
@@ -73,9 +76,12 @@ def _load_module(entry: str, code: object) -> object:
     return module
 
 
-def main() -> int:
-    result_fd = int(sys.argv[1])
-    entry = os.path.abspath(sys.argv[2])
+def run_action(result_fd: int, entry: str) -> int:
+    """Read the stdin document, run the entry point, report on `result_fd`; the exit code.
+
+    SystemExit raised by a script propagates, as it would from the interpreter's top level.
+    """
+    entry = os.path.abspath(entry)
     os.set_inheritable(result_fd, False)  # processes the action starts do not hold it open
     raw = sys.stdin.buffer.read()
     document = json.loads(raw) if raw.strip() else {}
@@ -124,4 +130,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_action(int(sys.argv[1]), sys.argv[2]))

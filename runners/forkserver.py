@@ -1,0 +1,221 @@
+"""The worker's side of the warm python path: one fork server per interpreter (a pack's
+virtualenv or the default), started on first use, forking one child per run.
+
+Forking a parent that has already imported the wrapper and the SDK costs a few milliseconds
+where a cold `python` costs 30-40 (stack-notes.md §5). The protocol is described in
+`wrappers/python_forkserver.py`. Any failure to reach a server raises `ForkServerUnavailable`
+before the run's pipes were handed over, and the caller starts the action cold instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+SERVER = Path(__file__).resolve().parent / "wrappers" / "python_forkserver.py"
+# How long a server may take to answer a launch with the child's pid (it is started lazily, so
+# the first launch includes its start-up).
+LAUNCH_TIMEOUT_SECONDS = 10.0
+# Servers kept per worker process; the least recently used one beyond this is retired (its
+# running actions finish first).
+MAX_SERVERS = 8
+# An interpreter whose new server failed its first launch is run cold for this long.
+BROKEN_SECONDS = 60.0
+
+
+class ForkServerUnavailable(Exception):
+    """The server could not take the run; nothing was started."""
+
+
+class ForkedProcess:
+    """A running action forked by a server: the same questions a Popen answers."""
+
+    def __init__(self, reply: socket.socket, pid: int, on_exit: Callable[[], None]) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._reply = reply
+        self._ended = threading.Event()
+        self._on_exit = on_exit
+        threading.Thread(target=self._read, daemon=True, name=f"attune-forked-{pid}").start()
+
+    def _read(self) -> None:
+        buffer = b""
+        try:
+            while b"\n" not in buffer:
+                chunk = self._reply.recv(64)
+                if not chunk:
+                    break
+                buffer += chunk
+        except OSError:
+            pass
+        line = buffer.split(b"\n", 1)[0]
+        # No exit line: the server died, and its children with it (death signal SIGKILL).
+        self.returncode = int(line[5:]) if line.startswith(b"exit ") else -signal.SIGKILL
+        with contextlib.suppress(OSError):
+            self._reply.close()
+        self._ended.set()
+        self._on_exit()
+
+    def exited(self) -> bool:
+        """Has the leader exited (and its group been killed and the leader reaped)?"""
+        return self._ended.is_set()
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the action's process group through the server (only while it is unreaped)."""
+        if not self._ended.is_set():
+            with contextlib.suppress(OSError):
+                self._reply.sendall(b"kill %d\n" % sig)
+
+    def kill(self) -> None:
+        """Caller going away: closing the reply socket makes the server kill the group."""
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self._reply.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> int:
+        """The exit code, once the server reaped the leader (it killed the group first)."""
+        self._ended.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+class ForkServer:
+    """One server process for one interpreter."""
+
+    def __init__(self, interpreter: str, env: Mapping[str, str]) -> None:
+        self.interpreter = interpreter
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = subprocess.Popen(
+                [interpreter, "-I", "-B", str(SERVER), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, cwd="/", env=dict(env), start_new_session=True,
+            )
+        except OSError as exc:
+            ours.close()
+            raise ForkServerUnavailable(f"Could not start {interpreter}: {exc}") from exc
+        finally:
+            theirs.close()
+        self.control = ours
+        self.served = False
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def launch(
+        self, cwd: str, env: Mapping[str, str], entry: str, stdio: tuple[int, int, int, int],
+        on_exit: Callable[[], None],
+    ) -> ForkedProcess:
+        """Fork a child running `entry` with (stdin, stdout, stderr, result) as its fds 0-3.
+
+        The caller keeps its copies of the four fds until this returns, so that a failure
+        leaves them usable for the cold path.
+        """
+        message = json.dumps({"cwd": cwd, "env": dict(env), "entry": entry}).encode()
+        reply, theirs = socket.socketpair()
+        try:
+            try:
+                self._send(message, [theirs.fileno(), *stdio])
+            finally:
+                theirs.close()
+            reply.settimeout(LAUNCH_TIMEOUT_SECONDS)
+            buffer = b""
+            while b"\n" not in buffer:
+                chunk = reply.recv(64)
+                if not chunk:
+                    raise ForkServerUnavailable(f"The fork server of {self.interpreter} is gone")
+                buffer += chunk
+            reply.settimeout(None)
+        except (OSError, ForkServerUnavailable) as exc:
+            reply.close()
+            if isinstance(exc, ForkServerUnavailable):
+                raise
+            raise ForkServerUnavailable(f"Fork server of {self.interpreter}: {exc}") from exc
+        line, _, rest = buffer.partition(b"\n")
+        if not line.startswith(b"pid ") or rest:
+            reply.close()
+            raise ForkServerUnavailable(f"Fork server of {self.interpreter} said {line!r}")
+        self.served = True
+        return ForkedProcess(reply, int(line[4:]), on_exit)
+
+    def _send(self, message: bytes, fds: list[int]) -> None:
+        """One datagram with the fds; a full socket buffer is waited out (green-friendly)."""
+        while True:
+            try:
+                socket.send_fds(self.control, [message], fds)
+                return
+            except BlockingIOError:
+                time.sleep(0.001)
+
+    def retire(self) -> None:
+        """No new runs; the server exits once its running children have ended."""
+        with contextlib.suppress(OSError):
+            self.control.close()
+        threading.Thread(target=self.process.wait, daemon=True).start()
+
+
+class ForkServers:
+    """Servers by interpreter path, started on first use and restarted if they died."""
+
+    def __init__(self, max_servers: int = MAX_SERVERS) -> None:
+        self._servers: OrderedDict[str, ForkServer] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_servers
+        self._broken: dict[str, float] = {}  # interpreter → when to try a server again
+
+    def get(self, interpreter: str, env: Mapping[str, str]) -> ForkServer:
+        with self._lock:
+            if self._broken.get(interpreter, 0.0) > time.monotonic():
+                raise ForkServerUnavailable(f"The fork server of {interpreter} keeps failing")
+            server = self._servers.get(interpreter)
+            if server is not None and not server.alive():
+                server.retire()
+                server = None
+            if server is None:
+                server = ForkServer(interpreter, env)
+                self._servers[interpreter] = server
+            self._servers.move_to_end(interpreter)
+            while len(self._servers) > self._max:
+                self._servers.popitem(last=False)[1].retire()
+            return server
+
+    def failed(self, server: ForkServer) -> None:
+        """A launch failed: a server that never served marks its interpreter broken."""
+        if not server.served:
+            with self._lock:
+                self._broken[server.interpreter] = time.monotonic() + BROKEN_SECONDS
+
+    def close(self) -> None:
+        """Retire every server (tests; a worker's servers also go when the worker exits)."""
+        with self._lock:
+            for server in self._servers.values():
+                server.retire()
+            self._servers.clear()
+            self._broken.clear()
+
+
+SERVERS = ForkServers()
+
+
+def launch(
+    interpreter: str, server_env: Mapping[str, str], cwd: str, env: Mapping[str, str],
+    entry: str, stdio: tuple[int, int, int, int], on_exit: Callable[[], None],
+) -> ForkedProcess:
+    """Fork `entry` from this process's server for `interpreter` (one retry if it had died)."""
+    for attempt in (1, 2):
+        server = SERVERS.get(interpreter, server_env)
+        try:
+            return server.launch(cwd, env, entry, stdio, on_exit)
+        except ForkServerUnavailable:
+            if attempt == 2 or server.alive():
+                SERVERS.failed(server)
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,218 @@
+"""A warm python for actions: `python -I -B python_forkserver.py CONTROL_FD` (architecture.md,
+principle 4). Started by a worker once per interpreter; forks one child per action.
+
+Protocol (the worker side is `runners/forkserver.py`). On the control socket (SOCK_SEQPACKET,
+held only by the worker), one message per run: a JSON document {"cwd", "env", "entry"} with
+five file descriptors: the run's reply socket, then the action's stdin, stdout, stderr and
+result pipe. The child starts its own session, dies with this server, takes the pipes as fds
+0-3 and runs `python_wrapper.run_action` as a fresh interpreter would. On the reply socket this
+server writes `pid N` at once and `exit CODE` (negative: killed by that signal) once the child
+is reaped; the worker writes `kill SIG` to signal the child's process group. The group is
+signalled only while its leader is unreaped, so a recycled pid is never hit.
+
+When the worker closes the reply socket, the group is killed. When the control socket closes
+and the worker is gone, every group is killed and the server exits; when the worker merely
+retired this server, running children finish first.
+
+Standard library only, and nothing an action could notice: the action's own modules are never
+imported here, so a reloaded pack's next run sees its new code.
+"""
+
+from __future__ import annotations
+
+# Besides what the server needs, pre-imported for every child: what the wrapper (runpy) and
+# the attune SDK (urllib) import anyway.
+import contextlib
+import ctypes
+import json
+import os
+import runpy  # noqa: F401
+import selectors
+import signal
+import socket
+import sys
+import traceback
+import urllib.error
+import urllib.request  # noqa: F401
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import python_wrapper
+
+sys.path.pop(0)
+sys.path.insert(0, python_wrapper.SDK_DIR)
+import attune  # noqa: F401
+
+sys.path.pop(0)
+
+MAX_MESSAGE = 1 << 20
+FDS_PER_RUN = 5
+RESULT_FD = 3
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """What the interpreter's top level makes of a SystemExit."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _child(request: dict, fds: list[int]) -> None:
+    """In the forked child: become the action. Never returns."""
+    code = 70
+    try:
+        os.setsid()
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the server died between fork and prctl
+            os._exit(code)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _, stdin, stdout, stderr, result = fds
+        for source, target in ((stdin, 0), (stdout, 1), (stderr, 2), (result, RESULT_FD)):
+            os.dup2(source, target)
+        os.closerange(RESULT_FD + 1, os.sysconf("SC_OPEN_MAX"))
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        try:
+            code = python_wrapper.run_action(RESULT_FD, request["entry"])
+        except SystemExit as exc:
+            code = _exit_code(exc)
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            threading._shutdown()  # join non-daemon threads, as interpreter exit does
+        import atexit
+
+        atexit._run_exitfuncs()
+    except BaseException:  # the child must end in os._exit whatever happens
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+        os._exit(code & 0xFF)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class Server:
+    """The select loop: launch requests, `kill` lines, and reaping on SIGCHLD."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.worker = os.getppid()
+        self.selector = selectors.DefaultSelector()
+        self.children: dict[int, socket.socket | None] = {}  # pid → reply socket
+        self.accepting = True
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._wake_w = wake_w  # kept open for the life of the server
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.selector.register(control, selectors.EVENT_READ, "control")
+        self.selector.register(wake_r, selectors.EVENT_READ, "reap")
+
+    def serve(self) -> None:
+        while self.accepting or self.children:
+            for key, _ in self.selector.select():
+                if key.data == "control":
+                    self._on_control()
+                elif key.data == "reap":
+                    while True:
+                        try:
+                            if not key.fileobj.recv(4096):
+                                break
+                        except BlockingIOError:
+                            break
+                    self._reap()
+                else:
+                    self._on_reply(key.data)
+
+    def _on_control(self) -> None:
+        try:
+            message, fds, _, _ = socket.recv_fds(self.control, MAX_MESSAGE, FDS_PER_RUN)
+        except OSError:
+            message, fds = b"", []
+        if not message:
+            self.selector.unregister(self.control)
+            self.accepting = False
+            if os.getppid() != self.worker:  # the worker died: its actions die with it
+                for pid in self.children:
+                    _signal_group(pid, signal.SIGKILL)
+            return
+        if len(fds) != FDS_PER_RUN:
+            for fd in fds:
+                os.close(fd)
+            return
+        request = json.loads(message)
+        pid = os.fork()
+        if pid == 0:
+            _child(request, fds)
+        for fd in fds[1:]:
+            os.close(fd)
+        reply = socket.socket(fileno=fds[0])
+        try:
+            reply.sendall(b"pid %d\n" % pid)
+        except OSError:
+            _signal_group(pid, signal.SIGKILL)
+            reply.close()
+            self.children[pid] = None
+            return
+        self.children[pid] = reply
+        self.selector.register(reply, selectors.EVENT_READ, pid)
+
+    def _on_reply(self, pid: int) -> None:
+        reply = self.children.get(pid)
+        if reply is None:
+            return
+        try:
+            data = reply.recv(4096)
+        except OSError:
+            data = b""
+        if not data:  # the worker stopped waiting for this run: the action goes
+            _signal_group(pid, signal.SIGKILL)
+            self.selector.unregister(reply)
+            reply.close()
+            self.children[pid] = None
+            return
+        for line in data.split(b"\n"):
+            if line.startswith(b"kill "):
+                _signal_group(pid, int(line[5:]))
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None:
+                return
+            pid = info.si_pid
+            # Whatever the action left running in its group goes with it, before the pid
+            # can be recycled.
+            _signal_group(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            reply = self.children.pop(pid, None)
+            if reply is not None:
+                self.selector.unregister(reply)
+                with contextlib.suppress(OSError):
+                    reply.sendall(b"exit %d\n" % os.waitstatus_to_exitcode(status))
+                reply.close()
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    Server(control).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Warm python actions: forked from a per-interpreter server, with real processes."""
+
+import os
+import signal
+import threading
+
+import pytest
+
+from runners import forkserver
+from runners.base import Outcome
+from runners.python import PythonRunner
+from tests.support.factories import wait_until
+from tests.unit.runners.processes import process_alive, zombie_children
+
+WHO = """
+    import os
+    def run():
+        return {"pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0),
+                "cwd": os.getcwd(), "execution": os.environ.get("ATTUNE_EXECUTION_ID")}
+"""
+
+
+@pytest.fixture(autouse=True)
+def fresh_servers():
+    """Each test starts without servers and leaves none behind."""
+    forkserver.SERVERS.close()
+    yield
+    forkserver.SERVERS.close()
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().decode().split("\0")
+
+
+def run(request):
+    return PythonRunner().run(request)
+
+
+def test_runs_are_forked_by_one_server_per_interpreter(write, make_request, pack_dir):
+    entry = write("actions/who.py", WHO)
+    first = run(make_request(entry, execution_id=1)).output
+    second = run(make_request(entry, execution_id=2)).output
+    assert first["ppid"] == second["ppid"] != os.getpid()
+    assert str(forkserver.SERVER) in cmdline(first["ppid"])
+    assert first["pid"] != second["pid"]
+    # Each run is its own session in the pack folder with its own environment.
+    assert first["pgid"] == first["pid"]
+    assert first["cwd"] == str(pack_dir)
+    assert (first["execution"], second["execution"]) == ("1", "2")
+
+
+def test_module_state_does_not_leak_between_runs(write, make_request):
+    write("actions/counter.py", "calls = []\n")
+    entry = write("actions/count.py", """
+        import counter
+        def run():
+            counter.calls.append(1)
+            return len(counter.calls)
+    """)
+    assert [run(make_request(entry)).output for _ in range(3)] == [1, 1, 1]
+
+
+def test_a_changed_file_runs_its_new_code(write, make_request):
+    entry = write("actions/v.py", "def run():\n    return 1\n")
+    assert run(make_request(entry)).output == 1
+    write("actions/v.py", "def run():\n    return 2\n")
+    assert run(make_request(entry)).output == 2
+
+
+def test_script_exit_codes_threads_and_atexit_behave_as_in_a_fresh_interpreter(
+    write, make_request
+):
+    entry = write("actions/script.py", """
+        import atexit, sys, threading, time
+        atexit.register(lambda: print("atexit ran", flush=True))
+        def late():
+            time.sleep(0.2)
+            print("thread finished", flush=True)
+        threading.Thread(target=late).start()
+        sys.exit(3)
+    """)
+    result = run(make_request(entry))
+    assert result.outcome is Outcome.FAILED and result.exit_code == 3
+    assert result.stdout == "thread finished\natexit ran\n"
+    message = write("actions/message.py", 'import sys\nsys.exit("bad input")\n')
+    result = run(make_request(message))
+    assert result.exit_code == 1 and result.stderr == "bad input\n"
+
+
+def test_timeout_and_cancel_reach_the_forked_group(write, make_request, pack_dir):
+    grandchild = pack_dir / "grandchild.pid"
+    entry = write("actions/hang.py", f"""
+        import os, subprocess, time
+        def run():
+            child = subprocess.Popen(["sleep", "300"])
+            print("started", flush=True)
+            with open("grandchild.tmp", "w") as handle:
+                handle.write(str(child.pid))
+            os.rename("grandchild.tmp", {str(grandchild)!r})
+            time.sleep(300)
+    """)
+    result = run(make_request(entry, timeout_s=2, kill_grace_s=0.2))
+    assert result.error["type"] == "timeout" and result.stdout == "started\n"
+    wait_until(lambda: not process_alive(int(grandchild.read_text())))
+
+    grandchild.unlink()
+    runner = PythonRunner()
+    results = []
+    thread = threading.Thread(target=lambda: results.append(runner.run(make_request(entry))))
+    thread.start()
+    wait_until(grandchild.exists)
+    runner.cancel()
+    thread.join()
+    assert results[0].outcome is Outcome.CANCELED and results[0].stdout == "started\n"
+    wait_until(lambda: not process_alive(int(grandchild.read_text())))
+    assert zombie_children() == []
+
+
+def test_a_killed_server_fails_its_runs_and_the_next_run_gets_a_new_one(
+    write, make_request, pack_dir
+):
+    who = write("actions/who.py", WHO)
+    server = run(make_request(who)).output["ppid"]
+    marker = pack_dir / "pid"
+    entry = write("actions/wait.py", f"""
+        import os, time
+        def run():
+            open({str(marker)!r}, "w").write(str(os.getpid()))
+            time.sleep(300)
+    """)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(run(make_request(entry))))
+    thread.start()
+    action = int(wait_until(lambda: marker.exists() and marker.read_text()))
+    os.kill(server, signal.SIGKILL)
+    thread.join(timeout=20)
+    assert results and results[0].outcome is Outcome.FAILED
+    assert results[0].exit_code == -signal.SIGKILL
+    wait_until(lambda: not process_alive(action))
+    assert run(make_request(who)).output["ppid"] not in (server, os.getpid())
+
+
+def test_without_a_working_server_actions_run_cold(write, make_request, monkeypatch, tmp_path):
+    broken = tmp_path / "broken_server.py"
+    broken.write_text("raise SystemExit(1)\n")
+    monkeypatch.setattr(forkserver, "SERVER", broken)
+    entry = write("actions/who.py", WHO)
+    for _ in range(2):  # the second run does not try the broken server again
+        result = run(make_request(entry))
+        assert result.outcome is Outcome.SUCCEEDED
+        assert result.output["ppid"] == os.getpid()
+        assert result.output["execution"] == "42"
+
+
+def test_the_server_environment_holds_nothing_of_a_run(write, make_request):
+    entry = write("actions/who.py", WHO)
+    output = run(make_request(entry, secrets={"api_key": "s3cr3t-value"})).output
+    with open(f"/proc/{output['ppid']}/environ", "rb") as handle:
+        names = {item.split(b"=", 1)[0] for item in handle.read().split(b"\0") if item}
+    assert names <= {b"PATH", b"HOME", b"LANG"}
