@@ -70,10 +70,12 @@ def evaluate_event(
             conn, tenant_id, event_id, rule["id"], decision.matched, decision.error
         )
         if decision.matched:
-            execution = _enforce(conn, rule, event, context)
-            if execution is not None:
+            enforced = _enforce(conn, rule, event, context)
+            execution = None
+            if enforced is not None:
+                execution, action = enforced
                 out.append(created(execution))
-                planned += scheduling.plan(conn, execution, cipher)
+                planned += scheduling.plan(conn, execution, cipher, action)
             if rule["notify_on_trigger"]:
                 out.append(_rule_triggered(rule, event, execution))
     return out + planned
@@ -91,8 +93,9 @@ def handle_event(
 
 def _enforce(
     conn: Connection, rule: dict[str, Any], event: dict[str, Any], context: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Create the enforcement and its execution; None when there is no execution to run."""
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Create the enforcement and its execution: (execution, its action), or None when there
+    is no execution to run."""
     tenant_id = event["tenant_id"]
     enforcement = repository.create_enforcement(conn, tenant_id, rule["id"], event["id"])
     if enforcement is None:  # this rule already enforced this event
@@ -129,7 +132,7 @@ def _enforce(
         status=EnforcementStatus.FAILED if failed else None,
         error=(execution["result"] or {}).get("error", {}).get("message") if failed else None,
     )
-    return execution
+    return execution, action
 
 
 def _rule_triggered(
