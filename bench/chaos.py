@@ -67,6 +67,8 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=5.0, help="load seconds between faults")
     parser.add_argument("--rate", type=float, default=5.0, help="webhooks per second")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--action", default="core.noop",
+                        help="what the rule runs (core.echo: a python action, forked warm)")
     parser.add_argument("--broker-restart", default=BROKER_RESTART)
     parser.add_argument("--database-restart", default=DATABASE_RESTART)
     parser.add_argument("--skip-infra", action="store_true",
@@ -78,9 +80,9 @@ def main() -> int:
     api_url = f"http://127.0.0.1:{section['api_port']}"
     platform = Target(api_url, (PROJECT_ROOT / section["run_dir"]).resolve(), config)
     api = register_user(api_url)
-    trigger, rule = setup_flow(api)
+    trigger, rule = setup_flow(api, args.action)
     load = Load(api, trigger, rate=args.rate)
-    figures: dict[str, object] = {"kills": args.kills}
+    figures: dict[str, object] = {"kills": args.kills, "action": args.action}
     began = time.monotonic()
     load.start()
     try:
