@@ -10,23 +10,13 @@ completed executions per second. Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import threading
 import time
-import uuid
-from datetime import datetime
 
 import requests
 
-
-def parse_ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+from .common import parse_ts, register, summary
 
 
 def main() -> int:
@@ -38,12 +28,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
 
-    session = requests.Session()
-    user = f"bench-{uuid.uuid4().hex[:8]}"
-    reg = session.post(f"{args.url}/auth/register",
-                       json={"username": user, "password": "bench-password"}, timeout=10)
-    reg.raise_for_status()
-    session.headers["Authorization"] = f"Bearer {reg.json()['data']['access_token']}"
+    session, _ = register(args.url)
     trigger = session.post(f"{args.url}/api/v1/triggers",
                            json={"name": "bench_hook", "type": "webhook", "parameters": {}},
                            timeout=10).json()["data"]
@@ -101,10 +86,8 @@ def main() -> int:
         print("no executions finished")
         return 1
     span = max(parse_ts(e["finished_at"]) for e in done) - start
-    for label, values in (("webhook→started ", started), ("webhook→finished", finished)):
-        ms = [v * 1000 for v in values]
-        print(f"{label}  p50 {pct(ms, 50):7.1f} ms  p95 {pct(ms, 95):7.1f} ms  "
-              f"p99 {pct(ms, 99):7.1f} ms  mean {statistics.mean(ms):7.1f} ms")
+    for label, values in (("webhook→started", started), ("webhook→finished", finished)):
+        print(summary(label, [v * 1000 for v in values]))
     print(f"completed {len(done)}/{len(sent)} ({failed} not succeeded), "
           f"{len(done) / span:.1f} executions/s end to end")
     return 0 if len(done) == len(sent) and failed == 0 else 1

@@ -14,28 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import threading
 import time
-import uuid
-from datetime import datetime
 from typing import Any
 
-import requests
 import websocket
+
+from .common import parse_ts, register, summary
 
 STAMP_OF_STATUS = {"requested": "created_at", "scheduled": "scheduled_at",
                    "running": "started_at", "succeeded": "finished_at", "failed": "finished_at"}
-
-
-def parse_ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def committed_at(message: dict[str, Any]) -> float | None:
@@ -44,12 +33,6 @@ def committed_at(message: dict[str, Any]) -> float | None:
     stamp = execution.get("updated_at") or execution.get(
         STAMP_OF_STATUS.get(message["data"].get("status"), ""))
     return parse_ts(stamp) if stamp else None
-
-
-def summary(name: str, values: list[float]) -> str:
-    ms = [v * 1000 for v in values]
-    return (f"{name:<28} n={len(ms):<5} p50={pct(ms, 50):6.1f} ms  p95={pct(ms, 95):6.1f} ms  "
-            f"p99={pct(ms, 99):6.1f} ms  max={max(ms):6.1f} ms  mean={statistics.mean(ms):6.1f}")
 
 
 def main() -> int:
@@ -61,12 +44,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
 
-    session = requests.Session()
-    reg = session.post(f"{args.url}/auth/register", json={
-        "username": f"bench-{uuid.uuid4().hex[:8]}", "password": "bench-password"}, timeout=10)
-    reg.raise_for_status()
-    token = reg.json()["data"]["access_token"]
-    session.headers["Authorization"] = f"Bearer {token}"
+    session, token = register(args.url)
 
     ws = websocket.create_connection(args.url.replace("http", "ws", 1) + "/ws",
                                      header=[f"Authorization: Bearer {token}"], timeout=10)
@@ -121,7 +99,7 @@ def main() -> int:
         if stamp is None or message.get("entity_id") not in started:
             continue
         key = f"{message['event']}:{message['data'].get('status')}"
-        by_event.setdefault(key, []).append(at - stamp)
+        by_event.setdefault(key, []).append((at - stamp) * 1000)
     if not by_event:
         print("no notifications received", file=sys.stderr)
         return 1

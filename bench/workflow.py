@@ -16,40 +16,23 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
 import sys
 import threading
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import requests
+from .common import cpu_seconds, parse_ts, pct, register, rss_mib, service_pids
 
 TERMINAL = {"succeeded", "succeeded_with_errors", "failed", "canceled"}
-
-
-def ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class Api:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self.session = requests.Session()
-        user = f"bench-{uuid.uuid4().hex[:8]}"
-        reg = self.session.post(f"{self.url}/auth/register",
-                                json={"username": user, "password": "bench-password"},
-                                timeout=10)
-        reg.raise_for_status()
-        self.session.headers["Authorization"] = f"Bearer {reg.json()['data']['access_token']}"
+        self.session, _ = register(self.url)
         self.call("POST", "/api/v1/packs", json={"ref": "bench", "version": "1.0.0"})
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -88,10 +71,7 @@ class RssSampler:
     time each used meanwhile (robust to a busy machine, unlike wall-clock figures)."""
 
     def __init__(self, run_dir: Path | None) -> None:
-        self.pids: dict[str, int] = {}
-        if run_dir is not None:
-            for pid_file in sorted((run_dir / "pids").glob("*.pid")):
-                self.pids[pid_file.stem] = int(pid_file.read_text().strip())
+        self.pids = service_pids(run_dir)
         self.peak: dict[str, float] = {}
         self.start_rss: dict[str, float] = {}
         self.cpu_start: dict[str, float] = {}
@@ -99,29 +79,10 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def rss(pid: int) -> float | None:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
-
-    @staticmethod
-    def cpu(pid: int) -> float | None:
-        """utime + stime of the process, in seconds."""
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def _run(self) -> None:
         while not self._stop.is_set():
             for name, pid in self.pids.items():
-                value = self.rss(pid)
+                value = rss_mib(pid)
                 if value is not None:
                     self.start_rss.setdefault(name, value)
                     self.peak[name] = max(self.peak.get(name, 0.0), value)
@@ -129,7 +90,7 @@ class RssSampler:
 
     def __enter__(self) -> RssSampler:
         for name, pid in self.pids.items():
-            self.cpu_start[name] = self.cpu(pid) or 0.0
+            self.cpu_start[name] = cpu_seconds(pid) or 0.0
         self._thread.start()
         return self
 
@@ -137,7 +98,7 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         for name, pid in self.pids.items():
-            self.cpu_used[name] = (self.cpu(pid) or 0.0) - self.cpu_start.get(name, 0.0)
+            self.cpu_used[name] = (cpu_seconds(pid) or 0.0) - self.cpu_start.get(name, 0.0)
 
     def report(self, per: int = 1, unit: str = "") -> str:
         if not self.pids:
@@ -159,12 +120,12 @@ def sequential(api: Api, count: int, sampler_dir: Path | None) -> None:
         done = api.run(ref)
     kids = sorted(api.children(done["id"]), key=lambda k: k["id"])
     assert done["status"] == "succeeded" and len(kids) == count, done["status"]
-    total = ts(done["finished_at"]) - ts(done["started_at"])
-    inside = sum(ts(k["finished_at"]) - ts(k["started_at"]) for k in kids)
+    total = parse_ts(done["finished_at"]) - parse_ts(done["started_at"])
+    inside = sum(parse_ts(k["finished_at"]) - parse_ts(k["started_at"]) for k in kids)
     pairs = list(itertools.pairwise(kids))
-    gaps = [ts(b["started_at"]) - ts(a["finished_at"]) for a, b in pairs]
-    executor = [ts(b["created_at"]) - ts(a["finished_at"]) for a, b in pairs]
-    dispatch = [ts(k["started_at"]) - ts(k["created_at"]) for k in kids]
+    gaps = [parse_ts(b["started_at"]) - parse_ts(a["finished_at"]) for a, b in pairs]
+    executor = [parse_ts(b["created_at"]) - parse_ts(a["finished_at"]) for a, b in pairs]
+    dispatch = [parse_ts(k["started_at"]) - parse_ts(k["created_at"]) for k in kids]
     ms = [g * 1000 for g in gaps]
     print(f"sequential: {count} chained core.noop tasks")
     print(f"  total {total:.2f} s; inside tasks {inside:.2f} s "
@@ -188,7 +149,7 @@ def items(api: Api, count: int, concurrency: int, sampler_dir: Path | None) -> N
         done = api.run(ref, {"items": list(range(count))})
         wall = time.time() - t0
     assert done["status"] == "succeeded", done["result"]
-    elapsed = ts(done["finished_at"]) - ts(done["started_at"])
+    elapsed = parse_ts(done["finished_at"]) - parse_ts(done["started_at"])
     print(f"with-items: {count} x core.noop at concurrency {concurrency}")
     print(f"  workflow {elapsed:.2f} s ({count / elapsed:.0f} items/s, "
           f"{elapsed / count * 1000:.2f} ms per item); client wall {wall:.2f} s")
