@@ -3,8 +3,10 @@ virtualenv or the default), started on first use, forking one child per run.
 
 Forking a parent that has already imported the wrapper and the SDK costs a few milliseconds
 where a cold `python` costs 30-40 (stack-notes.md §5). The protocol is described in
-`wrappers/python_forkserver.py`. Any failure to reach a server raises `ForkServerUnavailable`
-before the run's pipes were handed over, and the caller starts the action cold instead.
+`wrappers/python_forkserver.py`. When a server is known not to have started the run (it could
+not be started, or it died with the request unanswered) `ForkServerUnavailable` is raised and
+the caller starts the action cold instead. A server that does not answer in time may still
+fork the request later, so that run fails (`runner_unavailable`) rather than running twice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from .base import RunnerError
 
 SERVER = Path(__file__).resolve().parent / "wrappers" / "python_forkserver.py"
 # How long a server may take to answer a launch with the child's pid (it is started lazily, so
@@ -134,6 +138,15 @@ class ForkServer:
                     raise ForkServerUnavailable(f"The fork server of {self.interpreter} is gone")
                 buffer += chunk
             reply.settimeout(None)
+        except TimeoutError as exc:
+            # Closing our end first: a server that reaches the request later sees it and
+            # skips it (or kills the child at once if it forked in between).
+            reply.close()
+            raise RunnerError(
+                "runner_unavailable",
+                f"The python fork server of {self.interpreter} did not answer within "
+                f"{LAUNCH_TIMEOUT_SECONDS:g} s",
+            ) from exc
         except (OSError, ForkServerUnavailable) as exc:
             reply.close()
             if isinstance(exc, ForkServerUnavailable):
@@ -187,6 +200,13 @@ class ForkServers:
                 self._servers.popitem(last=False)[1].retire()
             return server
 
+    def discard(self, server: ForkServer) -> None:
+        """Stop using `server` (it exits once its running children have ended)."""
+        with self._lock:
+            if self._servers.get(server.interpreter) is server:
+                del self._servers[server.interpreter]
+        server.retire()
+
     def failed(self, server: ForkServer) -> None:
         """A launch failed: a server that never served marks its interpreter broken."""
         if not server.served:
@@ -214,6 +234,9 @@ def launch(
         server = SERVERS.get(interpreter, server_env)
         try:
             return server.launch(cwd, env, entry, stdio, on_exit)
+        except RunnerError:
+            SERVERS.discard(server)  # stuck: the next run gets a new server
+            raise
         except ForkServerUnavailable:
             if attempt == 2 or server.alive():
                 SERVERS.failed(server)

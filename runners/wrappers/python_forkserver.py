@@ -8,7 +8,8 @@ result pipe. The child starts its own session, dies with this server, takes the 
 0-3 and runs `python_wrapper.run_action` as a fresh interpreter would. On the reply socket this
 server writes `pid N` at once and `exit CODE` (negative: killed by that signal) once the child
 is reaped; the worker writes `kill SIG` to signal the child's process group. The group is
-signalled only while its leader is unreaped, so a recycled pid is never hit.
+signalled only while its leader is unreaped, so a recycled pid is never hit. A request whose
+reply socket the worker has already closed (it stopped waiting) is dropped, not started.
 
 When the worker closes the reply socket, the group is killed. When the control socket closes
 and the worker is gone, every group is killed and the server exits; when the worker merely
@@ -98,6 +99,16 @@ def _child(request: dict, fds: list[int]) -> None:
         os._exit(code & 0xFF)
 
 
+def _closed(sock: socket.socket) -> bool:
+    """Has the peer closed this socket? (EOF is readable; an open, quiet peer is not.)"""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -154,12 +165,17 @@ class Server:
                 os.close(fd)
             return
         request = json.loads(message)
+        reply = socket.socket(fileno=fds[0])
+        if _closed(reply):  # the worker gave up waiting for this run: it must not start
+            reply.close()
+            for fd in fds[1:]:
+                os.close(fd)
+            return
         pid = os.fork()
         if pid == 0:
             _child(request, fds)
         for fd in fds[1:]:
             os.close(fd)
-        reply = socket.socket(fileno=fds[0])
         try:
             reply.sendall(b"pid %d\n" % pid)
         except OSError:

@@ -1,7 +1,11 @@
 """Warm python actions: forked from a per-interpreter server, with real processes."""
 
+import json
 import os
+import select
 import signal
+import socket
+import sys
 import threading
 
 import pytest
@@ -159,3 +163,40 @@ def test_the_server_environment_holds_nothing_of_a_run(write, make_request):
     with open(f"/proc/{output['ppid']}/environ", "rb") as handle:
         names = {item.split(b"=", 1)[0] for item in handle.read().split(b"\0") if item}
     assert names <= {b"PATH", b"HOME", b"LANG"}
+
+
+def test_a_server_that_does_not_answer_fails_the_run_without_running_it_cold(
+    write, make_request, monkeypatch, tmp_path, pack_dir
+):
+    """It might still fork the request later: running it cold as well could run it twice."""
+    silent = tmp_path / "silent_server.py"
+    silent.write_text("import time\ntime.sleep(5)\n")
+    monkeypatch.setattr(forkserver, "SERVER", silent)
+    monkeypatch.setattr(forkserver, "LAUNCH_TIMEOUT_SECONDS", 0.5)
+    marker = pack_dir / "ran"
+    entry = write("actions/mark.py", f"open({str(marker)!r}, 'w').write('x')\n")
+    result = run(make_request(entry))
+    assert result.outcome is Outcome.FAILED
+    assert result.error["type"] == "runner_unavailable"
+    assert "did not answer within 0.5 s" in result.error["message"]
+    assert not marker.exists()
+    assert sys.executable not in forkserver.SERVERS._servers  # the next run gets a new one
+
+
+def test_a_request_given_up_on_before_the_server_reads_it_is_never_started(write, pack_dir):
+    entry = write("actions/say.py", "print('ran')\n")
+    server = forkserver.SERVERS.get(sys.executable, {"PATH": os.environ["PATH"]})
+    reply, theirs = socket.socketpair()
+    reply.close()  # the worker stopped waiting before the server got to the request
+    (stdin_r, stdin_w), (out_r, out_w), (err_r, err_w), (res_r, res_w) = (
+        os.pipe() for _ in range(4))
+    request = {"cwd": str(pack_dir), "env": {"PATH": os.environ["PATH"]}, "entry": str(entry)}
+    server._send(json.dumps(request).encode(), [theirs.fileno(), stdin_r, out_w, err_w, res_w])
+    theirs.close()
+    for fd in (stdin_r, stdin_w, out_w, err_w, res_w):
+        os.close(fd)
+    # A started child would hold stdout open and print; a dropped request closes it at once.
+    assert select.select([out_r], [], [], 10)[0] == [out_r]
+    assert os.read(out_r, 100) == b""
+    for fd in (out_r, err_r, res_r):
+        os.close(fd)
