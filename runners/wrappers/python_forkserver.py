@@ -171,11 +171,18 @@ class Server:
             for fd in fds[1:]:
                 os.close(fd)
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN, ENOMEM: unanswered, so the worker runs it cold
+            print(f"attune fork server: fork failed: {exc}", file=sys.stderr, flush=True)
+            pid = -1
         if pid == 0:
             _child(request, fds)
         for fd in fds[1:]:
             os.close(fd)
+        if pid < 0:
+            reply.close()
+            return
         try:
             reply.sendall(b"pid %d\n" % pid)
         except OSError:

@@ -200,3 +200,42 @@ def test_a_request_given_up_on_before_the_server_reads_it_is_never_started(write
     assert os.read(out_r, 100) == b""
     for fd in (out_r, err_r, res_r):
         os.close(fd)
+
+
+def test_a_fork_that_fails_runs_that_action_cold_and_spares_the_servers_other_runs(
+    write, make_request, monkeypatch, tmp_path, pack_dir
+):
+    # A server whose second fork fails (EAGAIN), as under a process limit.
+    flaky = tmp_path / "flaky_fork_server.py"
+    flaky.write_text(
+        "import errno, os, runpy\n"
+        "real_fork, calls = os.fork, []\n"
+        "def fork():\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        raise OSError(errno.EAGAIN, 'Resource temporarily unavailable')\n"
+        "    return real_fork()\n"
+        "os.fork = fork\n"
+        f"runpy.run_path({str(forkserver.SERVER)!r}, run_name='__main__')\n"
+    )
+    monkeypatch.setattr(forkserver, "SERVER", flaky)
+    started = pack_dir / "started"
+    release = pack_dir / "release"
+    slow = write("actions/slow.py", f"""
+        import os, time
+        def run():
+            open({str(started)!r}, "w").close()
+            while not os.path.exists({str(release)!r}):
+                time.sleep(0.01)
+            return os.getppid()
+    """)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(run(make_request(slow))))
+    thread.start()
+    wait_until(started.exists)
+    second = run(make_request(write("actions/who.py", WHO)))
+    assert second.outcome is Outcome.SUCCEEDED and second.output["ppid"] == os.getpid()
+    release.touch()
+    thread.join(timeout=20)
+    assert results[0].outcome is Outcome.SUCCEEDED, results[0]
+    assert results[0].output != os.getpid()  # it ran forked, and its server survived
