@@ -31,6 +31,8 @@ LAUNCH_TIMEOUT_SECONDS = 10.0
 # Servers kept per worker process; the least recently used one beyond this is retired (its
 # running actions finish first).
 MAX_SERVERS = 8
+# How long `ForkServers.close` waits for each retired server to exit.
+CLOSE_WAIT_SECONDS = 5.0
 # An interpreter whose new server failed its first launch is run cold for this long.
 BROKEN_SECONDS = 60.0
 
@@ -168,11 +170,16 @@ class ForkServer:
             except BlockingIOError:
                 time.sleep(0.001)
 
-    def retire(self) -> None:
-        """No new runs; the server exits once its running children have ended."""
+    def retire(self, wait: float | None = None) -> None:
+        """No new runs; the server exits once its running children have ended. Reaped within
+        `wait` seconds if given, else by a background thread."""
         with contextlib.suppress(OSError):
             self.control.close()
-        threading.Thread(target=self.process.wait, daemon=True).start()
+        if wait is None:
+            threading.Thread(target=self.process.wait, daemon=True).start()
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=wait)
 
 
 class ForkServers:
@@ -214,10 +221,11 @@ class ForkServers:
                 self._broken[server.interpreter] = time.monotonic() + BROKEN_SECONDS
 
     def close(self) -> None:
-        """Retire every server (tests; a worker's servers also go when the worker exits)."""
+        """Retire every server and reap the idle ones (tests; a worker's servers also go when
+        the worker exits)."""
         with self._lock:
             for server in self._servers.values():
-                server.retire()
+                server.retire(wait=CLOSE_WAIT_SECONDS)
             self._servers.clear()
             self._broken.clear()
 

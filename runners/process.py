@@ -215,8 +215,8 @@ class Spawned:
 
     def kill(self) -> None:
         _signal_group(self.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            self.proc.poll()
+        # Reaped once it is dead, without keeping the caller that is going away.
+        threading.Thread(target=self.proc.wait, daemon=True, name="attune-reap").start()
 
     def finish(self) -> int:
         _signal_group(self.pid, signal.SIGKILL)

@@ -122,6 +122,7 @@ class Server:
         self.worker = os.getppid()
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket | None] = {}  # pid → reply socket
+        self.partial: dict[int, bytes] = {}  # pid → an unfinished line from the worker
         self.accepting = True
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
@@ -207,8 +208,12 @@ class Server:
             reply.close()
             self.children[pid] = None
             return
-        for line in data.split(b"\n"):
-            if line.startswith(b"kill "):
+        lines = self.partial.pop(pid, b"") + data
+        *complete, rest = lines.split(b"\n")
+        if rest:
+            self.partial[pid] = rest
+        for line in complete:
+            if line.startswith(b"kill ") and line[5:].isdigit():
                 _signal_group(pid, int(line[5:]))
 
     def _reap(self) -> None:
@@ -225,6 +230,7 @@ class Server:
             _signal_group(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
             reply = self.children.pop(pid, None)
+            self.partial.pop(pid, None)
             if reply is not None:
                 self.selector.unregister(reply)
                 with contextlib.suppress(OSError):

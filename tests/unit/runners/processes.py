@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 
 
-def zombie_children() -> list[int]:
-    """Pids of this process's children that are zombies (never reaped)."""
+def zombie_children() -> list[str]:
+    """This process's children that are zombies (never reaped), as "pid (command)"."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
+                head, _, tail = handle.read().rpartition(")")
         except OSError:
             continue
+        fields = tail.split()
         if fields[0] == "Z" and int(fields[1]) == os.getpid():
-            found.append(int(name))
+            found.append(f"{name} ({head.partition('(')[2]})")
     return found
 
 

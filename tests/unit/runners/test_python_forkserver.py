@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import pytest
 
@@ -118,7 +119,7 @@ def test_timeout_and_cancel_reach_the_forked_group(write, make_request, pack_dir
     thread.join()
     assert results[0].outcome is Outcome.CANCELED and results[0].stdout == "started\n"
     wait_until(lambda: not process_alive(int(grandchild.read_text())))
-    assert zombie_children() == []
+    wait_until(lambda: zombie_children() == [])  # reaped, if only by a background reaper
 
 
 def test_a_killed_server_fails_its_runs_and_the_next_run_gets_a_new_one(
@@ -239,3 +240,34 @@ def test_a_fork_that_fails_runs_that_action_cold_and_spares_the_servers_other_ru
     thread.join(timeout=20)
     assert results[0].outcome is Outcome.SUCCEEDED, results[0]
     assert results[0].output != os.getpid()  # it ran forked, and its server survived
+
+
+def test_a_signal_request_split_across_reads_is_one_signal(write, make_request, pack_dir):
+    """`kill 15` arriving as `kill 1` + `5` must not become a SIGHUP."""
+    ready = pack_dir / "ready"
+    entry = write("actions/trap.py", f"""
+        import signal, sys, time
+        def on(sig, _):
+            print(signal.Signals(sig).name, flush=True)
+            sys.exit(0)
+        signal.signal(signal.SIGHUP, on)
+        signal.signal(signal.SIGTERM, on)
+        open({str(ready)!r}, "w").close()
+        time.sleep(60)
+    """)
+    server = forkserver.SERVERS.get(sys.executable, {"PATH": os.environ["PATH"]})
+    (stdin_r, stdin_w), (out_r, out_w), (err_r, err_w), (res_r, res_w) = (
+        os.pipe() for _ in range(4))
+    ended = threading.Event()
+    child = server.launch(str(pack_dir), {"PATH": os.environ["PATH"]}, str(entry),
+                          (stdin_r, out_w, err_w, res_w), ended.set)
+    for fd in (stdin_r, stdin_w, out_w, err_w, res_w):
+        os.close(fd)
+    wait_until(ready.exists)
+    child._reply.sendall(b"kill 1")
+    time.sleep(0.2)  # the server reads the first part on its own
+    child._reply.sendall(b"5\n")
+    assert child.finish() == 0 and ended.is_set()
+    assert os.read(out_r, 100) == b"SIGTERM\n"
+    for fd in (out_r, err_r, res_r):
+        os.close(fd)
