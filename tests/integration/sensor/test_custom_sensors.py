@@ -119,6 +119,7 @@ def test_a_lost_lock_session_stops_the_sensors_and_takes_them_again(
 
     with entrypoint_waiter(container, "on_pack_changed", timeout=15):
         dispatch(messages.GATEWAY, messages.PACK_CHANGED, {"pack_id": sensor["pack_id"]})
-    assert held.running() == [sensor["ref"]]
+    # Other tests' sensors may live in the same database (and be taken too): this one counts.
+    assert sensor["ref"] in held.running()
     rows.wait_until(lambda: any(e["payload"]["pid"] != first_pid
                                 for e in events_of(engine, trigger)))
