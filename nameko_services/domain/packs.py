@@ -38,7 +38,6 @@ from .models import actions, packs, rules, sensors, triggers
 from .pack_loader import Item, PackDefinition
 from .yaml_source import located_error
 
-ENV_STATUSES = ("ready", "building", "failed")
 _CHILDREN = (("actions", actions), ("triggers", triggers), ("sensors", sensors), ("rules", rules))
 
 
@@ -113,16 +112,6 @@ def find_own(conn: Connection, tenant_id: int | None, ref: str) -> dict[str, Any
     owner = packs.c.tenant_id.is_(None) if tenant_id is None else packs.c.tenant_id == tenant_id
     row = conn.execute(select(packs).where(owner, packs.c.ref == ref)).mappings().first()
     return dict(row) if row else None
-
-
-def set_env_status(
-    conn: Connection, pack_id: int, status: str, error: str | None = None
-) -> None:
-    """Record the state of a pack's environment (virtualenv, node_modules), set by its builder."""
-    if status not in ENV_STATUSES:
-        raise ValueError(f"env_status must be one of {ENV_STATUSES}")
-    conn.execute(update(packs).where(packs.c.id == pack_id)
-                 .values(env_status=status, env_error=error, updated_at=func.now()))
 
 
 def _sync_triggers(conn: Connection, pack: Mapping[str, Any], items: list[Item],

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from runners.environments import EnvironmentBuildError, Environments, PackEnvironment, PackSource
 
@@ -56,12 +56,16 @@ def source_of(pack: Mapping[str, Any] | None) -> PackSource | None:
 
 
 def record(engine: Engine, pack: Mapping[str, Any], status: str, error: str | None) -> bool:
-    """Set env_status/env_error if the pack is unchanged since `pack` was read."""
+    """Set env_status/env_error if the pack is unchanged since `pack` was read and they
+    differ. A state recorded again leaves the row alone: `updated_at` is part of what makes
+    the sensor service restart a pack's sensors."""
     with transaction(engine) as conn:
         done = conn.execute(
             update(packs)
             .where(packs.c.id == pack["id"], packs.c.version == pack["version"],
-                   packs.c.source_path == pack["source_path"], packs.c.meta == pack["meta"])
+                   packs.c.source_path == pack["source_path"], packs.c.meta == pack["meta"],
+                   or_(packs.c.env_status.is_distinct_from(status),
+                       packs.c.env_error.is_distinct_from(error)))
             .values(env_status=status, env_error=error, updated_at=func.now())
         )
     return bool(done.rowcount)

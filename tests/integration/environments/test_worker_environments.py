@@ -137,3 +137,16 @@ def test_a_stale_build_never_overwrites_a_newer_reload(engine, requests_pack, se
     assert pack_row(engine, newer["id"])["env_status"] == "building"
     assert pack_environments.build_for_pack(engine, settings, newer["id"]) == "ready"
     assert pack_row(engine, newer["id"])["env_status"] == "ready"
+
+
+def test_recording_the_state_a_pack_already_has_leaves_its_row_alone(engine, requests_pack):
+    """A pack without dependencies is registered `ready`; the worker's `ready` must not bump
+    `updated_at`, which would make the sensor service restart the pack's sensors."""
+    before = pack_row(engine, requests_pack["id"])
+    assert before["env_status"] == "ready"
+    assert not pack_environments.record(engine, before, "ready", None)
+    assert pack_row(engine, requests_pack["id"])["updated_at"] == before["updated_at"]
+    assert pack_environments.record(engine, before, "failed", "pip said no")
+    after = pack_row(engine, requests_pack["id"])
+    assert (after["env_status"], after["env_error"]) == ("failed", "pip said no")
+    assert after["updated_at"] > before["updated_at"]
