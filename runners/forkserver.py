@@ -41,11 +41,25 @@ class ForkServerUnavailable(Exception):
     """The server could not take the run; nothing was started."""
 
 
+def _read_line(sock: socket.socket, buffer: bytes = b"") -> tuple[bytes | None, bytes]:
+    """The next line from the server (without its newline; None at end of file before it)
+    and what was read after it: `pid` and `exit` can arrive in one read."""
+    while b"\n" not in buffer:
+        chunk = sock.recv(64)
+        if not chunk:
+            return None, b""
+        buffer += chunk
+    line, _, rest = buffer.partition(b"\n")
+    return line, rest
+
+
 class ForkedProcess:
     """A running action forked by a server: the same questions a Popen answers."""
 
-    def __init__(self, reply: socket.socket, pid: int, on_exit: Callable[[], None]) -> None:
+    def __init__(self, reply: socket.socket, pid: int, on_exit: Callable[[], None],
+                 pending: bytes = b"") -> None:
         self.pid = pid
+        self._pending = pending  # read with the pid line
         self.returncode: int | None = None
         self._reply = reply
         self._ended = threading.Event()
@@ -53,18 +67,13 @@ class ForkedProcess:
         threading.Thread(target=self._read, daemon=True, name=f"attune-forked-{pid}").start()
 
     def _read(self) -> None:
-        buffer = b""
         try:
-            while b"\n" not in buffer:
-                chunk = self._reply.recv(64)
-                if not chunk:
-                    break
-                buffer += chunk
+            line, _ = _read_line(self._reply, self._pending)
         except OSError:
-            pass
-        line = buffer.split(b"\n", 1)[0]
+            line = None
         # No exit line: the server died, and its children with it (death signal SIGKILL).
-        self.returncode = int(line[5:]) if line.startswith(b"exit ") else -signal.SIGKILL
+        ok = line is not None and line.startswith(b"exit ")
+        self.returncode = int(line[5:]) if ok else -signal.SIGKILL
         with contextlib.suppress(OSError):
             self._reply.close()
         self._ended.set()
@@ -133,12 +142,7 @@ class ForkServer:
             finally:
                 theirs.close()
             reply.settimeout(LAUNCH_TIMEOUT_SECONDS)
-            buffer = b""
-            while b"\n" not in buffer:
-                chunk = reply.recv(64)
-                if not chunk:
-                    raise ForkServerUnavailable(f"The fork server of {self.interpreter} is gone")
-                buffer += chunk
+            line, rest = _read_line(reply)
             reply.settimeout(None)
         except TimeoutError as exc:
             # Closing our end first: a server that reaches the request later sees it and
@@ -149,17 +153,17 @@ class ForkServer:
                 f"The python fork server of {self.interpreter} did not answer within "
                 f"{LAUNCH_TIMEOUT_SECONDS:g} s",
             ) from exc
-        except (OSError, ForkServerUnavailable) as exc:
+        except OSError as exc:
             reply.close()
-            if isinstance(exc, ForkServerUnavailable):
-                raise
             raise ForkServerUnavailable(f"Fork server of {self.interpreter}: {exc}") from exc
-        line, _, rest = buffer.partition(b"\n")
-        if not line.startswith(b"pid ") or rest:
+        if line is None:
+            reply.close()
+            raise ForkServerUnavailable(f"The fork server of {self.interpreter} is gone")
+        if not line.startswith(b"pid "):
             reply.close()
             raise ForkServerUnavailable(f"Fork server of {self.interpreter} said {line!r}")
         self.served = True
-        return ForkedProcess(reply, int(line[4:]), on_exit)
+        return ForkedProcess(reply, int(line[4:]), on_exit, rest)
 
     def _send(self, message: bytes, fds: list[int]) -> None:
         """One datagram with the fds; a full socket buffer is waited out (green-friendly)."""

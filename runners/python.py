@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import forkserver
 from .base import RunnerError, RunRequest
-from .process import Child, ProcessRunner, base_environment
+from .process import Child, ProcessRunner
 
 WRAPPER = Path(__file__).resolve().parent / "wrappers" / "python_wrapper.py"
 # What a fork server's own environment holds: nothing of any run.
@@ -43,7 +43,7 @@ class PythonRunner(ProcessRunner):
     ) -> Child:
         stdin, stdout, stderr, result = stdio
         assert result is not None and request.entry_point is not None
-        server_env = {k: v for k, v in base_environment(request).items() if k in SERVER_VARIABLES}
+        server_env = {k: v for k, v in env.items() if k in SERVER_VARIABLES}
         try:
             return forkserver.launch(
                 self.interpreter(request), server_env, str(request.working_dir), env,
