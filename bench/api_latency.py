@@ -24,7 +24,9 @@ import time
 
 import requests
 
-from .common import register, summary
+from tests.support.e2e import register_user
+
+from .common import summary
 
 PATHS = ("/api/v1/me", "/api/v1/actions?limit=20", "/api/v1/executions?limit=20",
          "/api/v1/rules?limit=20")
@@ -40,7 +42,8 @@ def main() -> int:
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated GET paths")
     args = parser.parse_args()
 
-    session, token = register(args.url)
+    api = register_user(args.url)
+    session, token = api.session, api.token
     for _ in range(args.seed):
         session.post(f"{args.url}/api/v1/executions", json={"action": "core.noop"},
                      timeout=10).raise_for_status()

@@ -1,15 +1,13 @@
-"""What every benchmark needs: a registered user's session, timestamps, percentiles, and the
-service processes of a run dir with their memory and CPU time read from /proc."""
+"""What every benchmark needs: timestamps, percentiles, and the service processes of a run dir
+with their memory and CPU time read from /proc. (A registered user's client, and the webhook
+load, come from tests/support: `e2e.register_user`, `chaos.Load`.)"""
 
 from __future__ import annotations
 
 import os
 import statistics
-import uuid
 from datetime import datetime
 from pathlib import Path
-
-import requests
 
 
 def parse_ts(value: str) -> float:
@@ -27,17 +25,6 @@ def summary(label: str, ms: list[float]) -> str:
     """One line: p50 / p95 / p99 / max / mean of millisecond figures."""
     return (f"{label:<28} n={len(ms):<5} p50 {pct(ms, 50):7.1f} ms  p95 {pct(ms, 95):7.1f} ms  "
             f"p99 {pct(ms, 99):7.1f} ms  max {max(ms):7.1f} ms  mean {statistics.mean(ms):7.1f} ms")
-
-
-def register(url: str) -> tuple[requests.Session, str]:
-    """A session authenticated as a new user of its own tenant, and its access token."""
-    session = requests.Session()
-    reply = session.post(f"{url}/auth/register", json={
-        "username": f"bench-{uuid.uuid4().hex[:8]}", "password": "bench-password"}, timeout=10)
-    reply.raise_for_status()
-    token = reply.json()["data"]["access_token"]
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session, token
 
 
 def service_pids(run_dir: Path | None) -> dict[str, int]:
@@ -60,15 +47,25 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def rss_mib(pid: int) -> float | None:
-    """VmRSS of a process in MiB (None once it is gone)."""
+def _kib_field(path: str, key: str) -> float | None:
+    """A `Key:   N kB` line of a /proc file, in MiB (None when the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def rss_mib(pid: int) -> float | None:
+    """VmRSS of a process in MiB (None once it is gone)."""
+    return _kib_field(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_mib(pid: int) -> float | None:
+    """Proportional set size (shared pages split between their users) in MiB."""
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -16,7 +16,9 @@ import time
 
 import requests
 
-from .common import parse_ts, register, summary
+from tests.support.e2e import register_user
+
+from .common import parse_ts, summary
 
 
 def main() -> int:
@@ -28,7 +30,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
 
-    session, _ = register(args.url)
+    session = register_user(args.url).session
     trigger = session.post(f"{args.url}/api/v1/triggers",
                            json={"name": "bench_hook", "type": "webhook", "parameters": {}},
                            timeout=10).json()["data"]

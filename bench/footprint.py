@@ -16,25 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .common import children, rss_mib, service_pids
-
-
-def pss_mib(pid: int) -> float:
-    """Proportional set size of a process in MiB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return 0.0
-    return 0.0
+from .common import children, pss_mib, rss_mib, service_pids
 
 
 def infrastructure_mib(name: str) -> float:
     """Summed PSS of the processes called `name` (PostgreSQL's backends share their buffers,
     so their RSS would count them once per backend)."""
     found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
-    return sum(pss_mib(int(pid)) for pid in found.stdout.split())
+    return sum(pss_mib(int(pid)) or 0.0 for pid in found.stdout.split())
 
 
 def main() -> int:
@@ -49,7 +38,7 @@ def main() -> int:
     for name, pid in pids.items():
         family = [pid, *children(pid)]
         rss = sum(rss_mib(member) or 0.0 for member in family)
-        pss = sum(pss_mib(member) for member in family)
+        pss = sum(pss_mib(member) or 0.0 for member in family)
         rss_total += rss
         pss_total += pss
         print(f"{name:<9} RSS {rss:7.1f} MiB  PSS {pss:7.1f} MiB  ({len(family)} process(es))")

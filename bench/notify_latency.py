@@ -21,7 +21,9 @@ from typing import Any
 
 import websocket
 
-from .common import parse_ts, register, summary
+from tests.support.e2e import register_user
+
+from .common import parse_ts, summary
 
 STAMP_OF_STATUS = {"requested": "created_at", "scheduled": "scheduled_at",
                    "running": "started_at", "succeeded": "finished_at", "failed": "finished_at"}
@@ -44,7 +46,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
 
-    session, token = register(args.url)
+    api = register_user(args.url)
+    session, token = api.session, api.token
 
     ws = websocket.create_connection(args.url.replace("http", "ws", 1) + "/ws",
                                      header=[f"Authorization: Bearer {token}"], timeout=10)

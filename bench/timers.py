@@ -17,41 +17,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import threading
 import time
-import uuid
 
-import requests
+from tests.support.chaos import Load, setup_flow
+from tests.support.e2e import register_user
+from tests.support.flows import list_all, make_rule, make_trigger
 
-from .common import parse_ts, register, summary
-
-
-def webhook_load(url: str, session: requests.Session, rate: float, stop: threading.Event,
-                 counts: dict[str, int]) -> None:
-    """Fire webhooks at `rate`/s (a thread per request, like bench.flow) until `stop`."""
-    trigger = session.post(f"{url}/api/v1/triggers", json={
-        "name": f"load_{uuid.uuid4().hex[:6]}", "type": "webhook", "parameters": {}},
-        timeout=10).json()["data"]
-    session.post(f"{url}/api/v1/rules", json={
-        "name": f"load_{uuid.uuid4().hex[:6]}", "trigger": trigger["id"],
-        "action": "core.noop"}, timeout=10).raise_for_status()
-    hook = requests.Session()
-    headers = {"X-Attune-Webhook-Token": trigger["webhook_token"]}
-
-    def fire() -> None:
-        try:
-            status = hook.post(f"{url}{trigger['webhook_url']}", json={}, headers=headers,
-                               timeout=30).status_code
-        except requests.RequestException:
-            status = 0
-        counts[str(status)] = counts.get(str(status), 0) + 1
-
-    start = time.time()
-    for n in itertools.count():
-        due = start + n / rate
-        if stop.wait(max(0.0, due - time.time())):
-            return
-        threading.Thread(target=fire, daemon=True).start()
+from .common import parse_ts, summary
 
 
 def main() -> int:
@@ -62,32 +34,20 @@ def main() -> int:
     parser.add_argument("--load-rate", type=float, default=0.0, help="webhooks per second")
     args = parser.parse_args()
 
-    session, _ = register(args.url)
-    stop = threading.Event()
-    counts: dict[str, int] = {}
+    api = register_user(args.url)
+    load = None
     if args.load_rate > 0:
-        threading.Thread(target=webhook_load, daemon=True,
-                         args=(args.url, session, args.load_rate, stop, counts)).start()
-    trigger = session.post(f"{args.url}/api/v1/triggers", json={
-        "name": f"tick_{uuid.uuid4().hex[:6]}", "type": "interval",
-        "parameters": {"seconds": args.interval}}, timeout=10).json()["data"]
-    rule = session.post(f"{args.url}/api/v1/rules", json={
-        "name": f"tick_{uuid.uuid4().hex[:6]}", "trigger": trigger["id"],
-        "action": "core.noop"}, timeout=10)
-    rule.raise_for_status()
+        load = Load(api, setup_flow(api)[0], rate=args.load_rate)
+        load.start()
+    trigger = make_trigger(api, "interval", {"seconds": args.interval})
+    rule = make_rule(api, trigger, "core.noop")
     time.sleep(args.seconds)
-    stop.set()
+    if load is not None:
+        load.stop()
     # Without an enabled rule the timer stops.
-    session.delete(f"{args.url}/api/v1/rules/{rule.json()['data']['id']}",
-                   timeout=10).raise_for_status()
+    api.delete(f"/api/v1/rules/{rule['id']}").raise_for_status()
 
-    events: list[dict] = []
-    offset: int | None = 0
-    while offset is not None:
-        page = session.get(f"{args.url}/api/v1/events", params={
-            "trigger_id": trigger["id"], "limit": 200, "offset": offset}, timeout=30).json()
-        events += page["data"]
-        offset = page["pagination"]["next_offset"]
+    events = list_all(api, "/api/v1/events", trigger_id=trigger["id"])
     if not events:
         print("the timer never fired", file=sys.stderr)
         return 1
@@ -98,9 +58,13 @@ def main() -> int:
     stored = [(parse_ts(e["created_at"]) - s) * 1000
               for e, s in zip(events, scheduled, strict=True)]
     missed = sum(round((b - a) / args.interval) - 1 for a, b in itertools.pairwise(scheduled))
-    load = f", webhook load {args.load_rate:g}/s ({counts})" if args.load_rate else ", idle"
-    print(f"{len(events)} firings of a {args.interval:g} s timer in {args.seconds:g} s{load}; "
-          f"missed {missed}")
+    if load is None:
+        conditions = ", idle"
+    else:
+        conditions = (f", webhook load {args.load_rate:g}/s ({len(load.accepted)} accepted, "
+                      f"refused {load.refused})")
+    print(f"{len(events)} firings of a {args.interval:g} s timer in {args.seconds:g} s"
+          f"{conditions}; missed {missed}")
     print(summary("deviation (fired - scheduled)", deviation))
     print(summary("event stored (- scheduled)", stored))
     return 0 if missed == 0 else 1

@@ -24,7 +24,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .common import cpu_seconds, parse_ts, pct, register, rss_mib, service_pids
+from tests.support.e2e import register_user
+
+from .common import cpu_seconds, parse_ts, pct, rss_mib, service_pids
 
 TERMINAL = {"succeeded", "succeeded_with_errors", "failed", "canceled"}
 
@@ -32,7 +34,7 @@ TERMINAL = {"succeeded", "succeeded_with_errors", "failed", "canceled"}
 class Api:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self.session, _ = register(self.url)
+        self.session = register_user(self.url).session
         self.call("POST", "/api/v1/packs", json={"ref": "bench", "version": "1.0.0"})
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -7,6 +7,7 @@ afterwards no message is left in the platform's RabbitMQ vhost, ready or unackno
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
@@ -51,9 +52,11 @@ class Load:
 
     def _run(self) -> None:
         session = requests.Session()
-        n = 0
-        while not self._stop.is_set():
-            n += 1
+        began = time.monotonic()
+        for n in itertools.count(1):
+            # On a schedule, not a pause after each reply, so `rate` is what is sent.
+            if self._stop.wait(max(0.0, began + (n - 1) / self.rate - time.monotonic())):
+                return
             try:
                 response = session.post(
                     self.trigger["webhook_url"], json={"n": n}, timeout=10,
@@ -66,7 +69,6 @@ class Load:
             except requests.RequestException as exc:
                 key = type(exc).__name__
                 self.refused[key] = self.refused.get(key, 0) + 1
-            self._stop.wait(1.0 / self.rate)
 
 
 def setup_flow(api: ApiClient, action: str = "core.noop") -> tuple[dict, dict]:

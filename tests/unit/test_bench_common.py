@@ -3,7 +3,15 @@
 import os
 import subprocess
 
-from bench.common import children, cpu_seconds, parse_ts, pct, rss_mib, service_pids
+from bench.common import (
+    children,
+    cpu_seconds,
+    parse_ts,
+    pct,
+    pss_mib,
+    rss_mib,
+    service_pids,
+)
 from tests.support.factories import wait_until
 
 
@@ -29,7 +37,8 @@ def test_children_finds_grandchildren_and_proc_figures_read(tmp_path):
         child.kill()
         child.wait()
     assert rss_mib(os.getpid()) > 1 and cpu_seconds(os.getpid()) > 0
-    assert rss_mib(child.pid) is None
+    assert 0 < pss_mib(os.getpid()) <= rss_mib(os.getpid())
+    assert rss_mib(child.pid) is None and pss_mib(child.pid) is None
     (tmp_path / "pids").mkdir()
     (tmp_path / "pids" / "worker.pid").write_text("123\n")
     assert service_pids(tmp_path) == {"worker": 123} and service_pids(None) == {}
