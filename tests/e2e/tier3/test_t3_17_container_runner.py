@@ -96,7 +96,7 @@ def test_a_container_action_that_times_out_is_removed(api, engine):
     api.data(api.post("/api/v1/packs", json={"ref": pack, "version": "1.0.0"}), 201)
     action = api.data(api.post("/api/v1/actions", json={
         "pack": pack, "name": "sleeper", "runner_type": "container", "code": SLEEPER,
-        "timeout": 2, "container_config": {"image": "python:3.11-slim"}}), 201)
+        "timeout": 4, "container_config": {"image": "python:3.11-slim"}}), 201)
     run = execute(api, action["ref"])
     assert run["status"] == "failed"
     assert run["result"]["error"]["type"] == "timeout"

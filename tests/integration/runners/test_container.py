@@ -190,10 +190,10 @@ def test_a_nonzero_exit_fails_with_its_code_and_stderr(engine, execution_id):
 
 def test_a_timeout_stops_and_removes_the_container(engine, execution_id):
     request = make_request(execution_id, pack_action("sleep.py"), parameters={"seconds": 120},
-                           timeout_s=2)
+                           timeout_s=4)
     result = ContainerRunner().run(request)
     assert result.outcome is Outcome.FAILED
-    assert result.error == {"type": "timeout", "message": "Action timed out after 2 s"}
+    assert result.error == {"type": "timeout", "message": "Action timed out after 4 s"}
     assert result.stdout == "sleeping 120\n"  # output up to the timeout is kept
     assert left_behind(engine, execution_id) == []
 
@@ -208,7 +208,7 @@ def test_an_action_that_closes_its_output_early_still_obeys_the_timeout(
         os.close(2)
         time.sleep(120)
     """)
-    request = make_request(execution_id, entry, working_dir=scratch_pack, timeout_s=2)
+    request = make_request(execution_id, entry, working_dir=scratch_pack, timeout_s=4)
     result = ContainerRunner().run(request)
     assert result.outcome is Outcome.FAILED
     assert result.error["type"] == "timeout"
