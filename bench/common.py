@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -75,3 +76,54 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServiceSampler:
+    """Peak VmRSS (MiB) of each service process, sampled every 50 ms in a thread, and the CPU
+    time each used meanwhile (robust to a busy machine, unlike wall-clock figures)."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.pids = service_pids(run_dir)
+        self.peak: dict[str, float] = {}
+        self.start_rss: dict[str, float] = {}
+        self.cpu_start: dict[str, float] = {}
+        self.cpu_used: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.pids.items():
+                value = rss_mib(pid)
+                if value is not None:
+                    self.start_rss.setdefault(name, value)
+                    self.peak[name] = max(self.peak.get(name, 0.0), value)
+            self._stop.wait(0.05)
+
+    def start(self) -> ServiceSampler:
+        for name, pid in self.pids.items():
+            self.cpu_start[name] = cpu_seconds(pid) or 0.0
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for name, pid in self.pids.items():
+            self.cpu_used[name] = (cpu_seconds(pid) or 0.0) - self.cpu_start.get(name, 0.0)
+
+    def __enter__(self) -> ServiceSampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def report(self, per: int = 1, unit: str = "") -> str:
+        if not self.pids:
+            return "  (no --run-dir: service memory not sampled)"
+        return "\n".join(
+            f"  {name:<9} start {self.start_rss.get(name, 0):6.1f} MiB  "
+            f"peak {self.peak.get(name, 0):6.1f} MiB  "
+            f"cpu {self.cpu_used.get(name, 0):6.2f} s"
+            + (f" ({self.cpu_used.get(name, 0) / per * 1000:.1f} ms per {unit})" if unit else "")
+            for name in self.pids)

@@ -2,9 +2,11 @@
 
 Fires N webhooks at a fixed rate at a rule running `core.noop` (or --action), then reads the
 executions back and prints webhook→started and webhook→finished latency (p50/p95/p99) and the
-completed executions per second. Usage:
+completed executions per second; with --run-dir, each service's CPU time per execution.
+Usage:
 
-    .venv/bin/python -m bench.flow --url http://127.0.0.1:8080 --count 200 --rate 20
+    .venv/bin/python -m bench.flow --url http://127.0.0.1:8080 --count 200 --rate 20 \
+        --run-dir .attune/dev
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import argparse
 import sys
 import threading
 import time
+from pathlib import Path
 
 import requests
 
 from tests.support.e2e import register_user
 
-from .common import parse_ts, summary
+from .common import ServiceSampler, parse_ts, summary
 
 
 def main() -> int:
@@ -28,6 +31,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="webhooks per second")
     parser.add_argument("--action", default="core.noop")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--run-dir", type=Path,
+                        help="the platform's run dir (its pids/ give each service's CPU time)")
     args = parser.parse_args()
 
     session = register_user(args.url).session
@@ -52,6 +57,7 @@ def main() -> int:
             with lock:
                 sent[r.json()["data"]["event_id"]] = t0
 
+    sampler = ServiceSampler(args.run_dir).start()
     start = time.time()
     threads = []
     for i in range(args.count):
@@ -79,6 +85,7 @@ def main() -> int:
         if len(done) >= len(sent):
             break
         time.sleep(0.5)
+    sampler.stop()
     started = [parse_ts(e["started_at"]) - sent[e["event_id"]] for e in done
                if e["started_at"] and e["event_id"] in sent]
     finished = [parse_ts(e["finished_at"]) - sent[e["event_id"]] for e in done
@@ -92,6 +99,8 @@ def main() -> int:
         print(summary(label, [v * 1000 for v in values]))
     print(f"completed {len(done)}/{len(sent)} ({failed} not succeeded), "
           f"{len(done) / span:.1f} executions/s end to end")
+    if args.run_dir:
+        print(sampler.report(per=len(done), unit="execution"))
     return 0 if len(done) == len(sent) and failed == 0 else 1
 
 

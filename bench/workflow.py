@@ -18,7 +18,6 @@ import argparse
 import itertools
 import statistics
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 from tests.support.e2e import register_user
 
-from .common import cpu_seconds, parse_ts, pct, rss_mib, service_pids
+from .common import ServiceSampler, parse_ts, pct
 
 TERMINAL = {"succeeded", "succeeded_with_errors", "failed", "canceled"}
 
@@ -68,57 +67,12 @@ class Api:
         return items
 
 
-class RssSampler:
-    """Peak VmRSS (MiB) of each service process, sampled every 50 ms in a thread, and the CPU
-    time each used meanwhile (robust to a busy machine, unlike wall-clock figures)."""
-
-    def __init__(self, run_dir: Path | None) -> None:
-        self.pids = service_pids(run_dir)
-        self.peak: dict[str, float] = {}
-        self.start_rss: dict[str, float] = {}
-        self.cpu_start: dict[str, float] = {}
-        self.cpu_used: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, pid in self.pids.items():
-                value = rss_mib(pid)
-                if value is not None:
-                    self.start_rss.setdefault(name, value)
-                    self.peak[name] = max(self.peak.get(name, 0.0), value)
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> RssSampler:
-        for name, pid in self.pids.items():
-            self.cpu_start[name] = cpu_seconds(pid) or 0.0
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        for name, pid in self.pids.items():
-            self.cpu_used[name] = (cpu_seconds(pid) or 0.0) - self.cpu_start.get(name, 0.0)
-
-    def report(self, per: int = 1, unit: str = "") -> str:
-        if not self.pids:
-            return "  (no --run-dir: service memory not sampled)"
-        return "\n".join(
-            f"  {name:<9} start {self.start_rss.get(name, 0):6.1f} MiB  "
-            f"peak {self.peak.get(name, 0):6.1f} MiB  "
-            f"cpu {self.cpu_used.get(name, 0):6.2f} s"
-            + (f" ({self.cpu_used.get(name, 0) / per * 1000:.1f} ms per {unit})" if unit else "")
-            for name in self.pids)
-
-
 def sequential(api: Api, count: int, sampler_dir: Path | None) -> None:
     tasks = [{"name": f"t{n:04d}", "action": "core.noop"} for n in range(count)]
     for previous, task in itertools.pairwise(tasks):
         task["depends_on"] = [previous["name"]]
     ref = api.workflow(f"seq_{count}_{uuid.uuid4().hex[:6]}", {"tasks": tasks})
-    with RssSampler(sampler_dir) as sampler:
+    with ServiceSampler(sampler_dir) as sampler:
         done = api.run(ref)
     kids = sorted(api.children(done["id"]), key=lambda k: k["id"])
     assert done["status"] == "succeeded" and len(kids) == count, done["status"]
@@ -146,7 +100,7 @@ def items(api: Api, count: int, concurrency: int, sampler_dir: Path | None) -> N
     ref = api.workflow(f"items_{count}_{uuid.uuid4().hex[:6]}", {"tasks": [
         {"name": "each", "action": "core.noop", "with_items": "{{ params.items }}",
          "concurrency": concurrency}]}, parameters={"items": {"type": "array"}})
-    with RssSampler(sampler_dir) as sampler:
+    with ServiceSampler(sampler_dir) as sampler:
         t0 = time.time()
         done = api.run(ref, {"items": list(range(count))})
         wall = time.time() - t0
