@@ -17,6 +17,8 @@ from nameko.events import get_event_exchange
 from nameko.serialization import setup as setup_serialization
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from .domain import executions, messages
+
 
 class RpcPool:
     """Started ClusterRpcProxy objects, one per concurrent user; broken ones are replaced."""
@@ -72,7 +74,13 @@ class Publisher:
         )
 
     def __call__(self, source_service: str, event_type: str, payload: dict[str, Any]) -> None:
+        """Publish; a status change the executor acts on also goes to EXECUTION_FOLLOW_UP
+        (decided here, so no publishing service can forget it, and in the same publish: the
+        broker copies it to that routing key too, by RabbitMQ's `CC` header)."""
         exchange = get_event_exchange(source_service, self._config)
+        follow_up = (event_type == messages.EXECUTION_STATUS_CHANGED
+                     and executions.needs_follow_up(payload))
         self._publisher.publish(
-            payload, exchange=exchange, routing_key=event_type, declare=[exchange]
+            payload, exchange=exchange, routing_key=event_type, declare=[exchange],
+            headers={"CC": [messages.EXECUTION_FOLLOW_UP]} if follow_up else {},
         )

@@ -12,7 +12,7 @@ from . import parameters as params_mod
 from .db import isoformat
 from .errors import NotFoundError, ValidationError
 from .models import executions
-from .states import TIMESTAMP_COLUMN, ExecutionStatus, sources_of
+from .states import TERMINAL_STATES, TIMESTAMP_COLUMN, ExecutionStatus, sources_of
 
 S = ExecutionStatus
 
@@ -189,6 +189,27 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": isoformat(row["finished_at"]),
         "updated_at": isoformat(row["updated_at"]),
     }
+
+
+def moves_parent(payload: Mapping[str, Any]) -> bool:
+    """Does this status change move the parent? Terminal, paused, and resumed children do."""
+    status, previous = payload.get("status"), payload.get("previous")
+    return bool(payload.get("parent_execution_id")) and (
+        status in TERMINAL_STATES or status == ExecutionStatus.PAUSED
+        or (status == ExecutionStatus.RUNNING and previous == ExecutionStatus.PAUSED)
+    )
+
+
+def canceled_while_paused(payload: Mapping[str, Any]) -> bool:
+    """Canceled at once while paused: its children and its inquiry must follow."""
+    return (payload.get("status") == ExecutionStatus.CANCELED
+            and payload.get("previous") == ExecutionStatus.PAUSED)
+
+
+def needs_follow_up(payload: Mapping[str, Any]) -> bool:
+    """Must the executor see this status message (EXECUTION_FOLLOW_UP)? Most need nothing from
+    it: a top-level execution being scheduled, started or finished, a child being started."""
+    return moves_parent(payload) or canceled_while_paused(payload)
 
 
 def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, Any]:

@@ -16,10 +16,14 @@ PACK_CHANGED = "pack.changed"
 EXECUTION_REQUESTED = "execution.requested"
 # Executor → worker work message: {"execution_id", "tenant_id"}.
 EXECUTION_SCHEDULED = "execution.scheduled"
-# Any service (source EXECUTIONS) → notifier and executor, after commit:
+# Any service (source EXECUTIONS) → notifier, after commit:
 # {"execution_id", "tenant_id", "status", "previous", "execution": <full api dict>}.
 EXECUTION_STATUS_CHANGED = "execution.status_changed"
 EXECUTION_CREATED = "execution.created"
+# → executor: the same message, for the few status changes it acts on (needs_follow_up in
+# domain.executions). green.Publisher adds this routing key (RabbitMQ's `CC` header) to those
+# EXECUTION_STATUS_CHANGED publishes, so the executor never consumes the rest.
+EXECUTION_FOLLOW_UP = "execution.follow_up"
 # Gateway → executor: {"execution_id", "tenant_id", "actor"}.
 EXECUTION_CANCEL_REQUESTED = "execution.cancel_requested"
 # Rule matched with notify_on_trigger: {"rule_id", "tenant_id", "event_id", "execution_id"}.

@@ -54,28 +54,18 @@ def refresh(
     send(dispatch, out)
 
 
-def concerns_parent(payload: Mapping[str, Any]) -> bool:
-    """Does this status change move the parent? Terminal, paused, and resumed children do."""
-    status, previous = payload.get("status"), payload.get("previous")
-    return bool(payload.get("parent_execution_id")) and (
-        status in TERMINAL_STATES or status == S.PAUSED
-        or (status == S.RUNNING and previous == S.PAUSED)
-    )
-
-
 def on_execution_news(
     engine: Engine, cipher: Cipher, dispatch: Dispatch, payload: Mapping[str, Any]
 ) -> None:
-    """EXECUTION_STATUS_CHANGED: cascade a cancel downwards, then let the parent react."""
+    """EXECUTION_FOLLOW_UP: cascade a cancel downwards, then let the parent react."""
     tenant_id = payload["tenant_id"]
-    if payload.get("status") == S.CANCELED and payload.get("previous") == S.PAUSED:
-        # Canceled at once while paused (execution_control): its children and inquiry follow.
+    if executions.canceled_while_paused(payload):
         with transaction(engine) as conn:
             row = repository.lock_execution(conn, tenant_id, payload["execution_id"])
             out = cancel_children(conn, cipher, row, "Canceled with its parent") if row else []
             out += inquiry.close_for(conn, payload["execution_id"])
         send(dispatch, out)
-    if concerns_parent(payload):
+    if executions.moves_parent(payload):
         refresh(engine, cipher, dispatch, payload["parent_execution_id"], tenant_id)
 
 

@@ -45,8 +45,8 @@ class ExecutorService:
             payload["execution_id"], payload["tenant_id"],
         )
 
-    @event_handler(messages.EXECUTIONS, messages.EXECUTION_STATUS_CHANGED)
-    def on_execution_status_changed(self, payload: dict[str, Any]) -> None:
+    @event_handler(messages.EXECUTIONS, messages.EXECUTION_FOLLOW_UP)
+    def on_execution_follow_up(self, payload: dict[str, Any]) -> None:
         """A child ended, paused or resumed: its workflow / with-items / retry parent moves on."""
         parents.on_execution_news(
             self.platform.engine, self.platform.cipher, self.dispatch, payload

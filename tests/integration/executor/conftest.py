@@ -1,9 +1,9 @@
 """Fixtures for executor tests: a tenant per test, a listener, an executor container."""
 
 import pytest
-from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_waiter
 
+from nameko_services import green
 from nameko_services.domain import messages
 from nameko_services.executor.service import ExecutorService
 from tests.integration import rows
@@ -42,5 +42,6 @@ def executor(tenant, container_factory, config, received):
 
 @pytest.fixture
 def dispatch(config):
-    """Publish as another service would: dispatch(source, event_type, payload)."""
-    return event_dispatcher(config)
+    """Publish as another service would: dispatch(source, event_type, payload) (with the
+    follow-ups the services' publisher derives)."""
+    return green.Publisher(config)

@@ -96,7 +96,7 @@ def test_concurrency_one_runs_one_child_at_a_time_and_a_failure_fails_the_parent
                     == ["succeeded", "scheduled", "requested"])
 
     # a duplicated status message must not schedule a second child
-    with entrypoint_waiter(executor, "on_execution_status_changed", timeout=15,
+    with entrypoint_waiter(executor, "on_execution_follow_up", timeout=15,
                            callback=lambda ctx, *_: ctx.args[0]["execution_id"] == first["id"]):
         dispatch(messages.EXECUTIONS, messages.EXECUTION_STATUS_CHANGED,
                  executions.status_message(execution(engine, first["id"]), "running"))

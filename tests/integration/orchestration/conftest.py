@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import select
 
+from nameko_services import green
 from nameko_services.domain import executions, messages, models
 from nameko_services.executor.service import ExecutorService
 from nameko_services.worker.service import WorkerService
@@ -141,4 +141,4 @@ def platform(tenant, container_factory, config, worker_config, received, start_e
 
 @pytest.fixture
 def flow(platform, engine, tenant, config, received) -> Flow:
-    return Flow(engine, tenant, event_dispatcher(config), received)
+    return Flow(engine, tenant, green.Publisher(config), received)
