@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -70,6 +70,20 @@ class PackSource:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder).absolute())
+
+    @classmethod
+    def of_pack(cls, pack: Mapping[str, Any] | None) -> PackSource | None:
+        """The source of a pack row (tenant_id, ref, version, source_path, meta); None for a
+        pack without a folder on this host."""
+        if not pack or not pack.get("source_path"):
+            return None
+        runtime = (pack.get("meta") or {}).get("runtime")
+        python = runtime.get("python") if isinstance(runtime, Mapping) else None
+        return cls(
+            owner="system" if pack["tenant_id"] is None else str(pack["tenant_id"]),
+            ref=pack["ref"], version=pack["version"], folder=Path(pack["source_path"]),
+            python=None if python in (None, "") else str(python),
+        )
 
     def kinds(self) -> tuple[str, ...]:
         """The environments this pack needs: python for requirements.txt, node for
@@ -455,3 +469,10 @@ def _link_node_modules(pack_folder: Path, node_modules: Path) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+@lru_cache(maxsize=8)
+def of_run_dir(run_dir: Path) -> Environments:
+    """The environments of a host's run dir (`<run_dir>/envs`), shared by its worker and sensor
+    processes (builds are serialised by file locks)."""
+    return Environments(run_dir.resolve() / "envs")

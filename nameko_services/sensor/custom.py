@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, or_, select, update
 
+from runners.environments import PackSource
+
 from ..domain import events, messages
 from ..domain.db import isoformat, transaction
 from ..domain.models import packs, sensors, triggers
@@ -45,6 +47,7 @@ class SensorSpec:
     trigger_types: tuple[str, ...]
     config: dict[str, Any] = field(compare=False)
     fingerprint: str = ""
+    source: PackSource | None = None  # names the pack's environments (requirements.txt)
 
     def wrapper_input(self) -> dict[str, Any]:
         """The stdin document of sensor_wrapper.py."""
@@ -70,16 +73,21 @@ def _spec(row: Mapping[str, Any]) -> SensorSpec | None:
     fingerprint = json.dumps(
         [str(entry), _mtime(entry), row["config"], poll, trigger_types,
          isoformat(row["pack_updated_at"])], sort_keys=True, default=str)
+    source = PackSource.of_pack({"tenant_id": row["pack_tenant_id"], "ref": row["pack_ref"],
+                                 "version": row["pack_version"], "meta": row["pack_meta"],
+                                 "source_path": row["source_path"]})
     return SensorSpec(sensor_id=row["id"], ref=row["ref"], tenant_id=row["tenant_id"],
                       pack_dir=str(pack_dir), entry_point=str(entry), poll_interval=poll,
                       trigger_types=trigger_types, config=dict(row["config"] or {}),
-                      fingerprint=fingerprint)
+                      fingerprint=fingerprint, source=source)
 
 
 def load_all(conn: Connection) -> list[SensorSpec]:
     """Every enabled pack sensor, across tenants."""
     rows = conn.execute(
-        select(sensors, packs.c.source_path, packs.c.updated_at.label("pack_updated_at"))
+        select(sensors, packs.c.source_path, packs.c.updated_at.label("pack_updated_at"),
+               packs.c.tenant_id.label("pack_tenant_id"), packs.c.ref.label("pack_ref"),
+               packs.c.version.label("pack_version"), packs.c.meta.label("pack_meta"))
         .join(packs, packs.c.id == sensors.c.pack_id)
         .where(sensors.c.enabled.is_(True))
         .order_by(sensors.c.id)

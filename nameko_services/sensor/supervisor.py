@@ -24,6 +24,9 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 
+from runners import environments
+from runners.environments import EnvironmentBuildError
+
 from ..domain.db import make_engine
 from ..domain.settings import Settings
 from ..green import Publisher
@@ -87,10 +90,24 @@ class SensorRunner:
         with contextlib.suppress(Exception):
             custom.record_state(engine, self.spec.sensor_id, custom.STOPPED)
 
+    def _interpreter(self) -> str:
+        """The pack's virtualenv python when it has a requirements.txt (built now if this host
+        has none yet, as for its actions), else the service's own interpreter."""
+        source = self.spec.source
+        if source is None or environments.PYTHON not in source.kinds():
+            return sys.executable
+        envs = environments.of_run_dir(self._supervisor.run_dir)
+        return str(envs.ensure(source, [environments.PYTHON]).python)
+
     def _run_once(self, restarted: bool) -> str:
         """Start the child, store what it emits until it exits; returns why it exited."""
+        try:
+            python = self._interpreter()
+        except EnvironmentBuildError as exc:
+            # the installer's tail: the sensor's last_error keeps 4,000 characters
+            return f"the pack's python environment failed to build: {exc.message[-3000:]}"
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(WRAPPER)], stdin=subprocess.PIPE,
+            [python, "-I", "-B", str(WRAPPER)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.spec.pack_dir,
             start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
@@ -150,6 +167,7 @@ class PackSensors(DependencyProvider):
 
     def setup(self) -> None:
         settings = Settings.from_mapping(self.container.config)
+        self.run_dir = settings.run_dir
         self.engine = make_engine(settings.database_url, pool_size=2)
         self._publisher = Publisher(self.container.config)
         self._lock_conn: Any = None

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine, func, or_, select, update
 
-from runners.environments import EnvironmentBuildError, Environments, PackEnvironment, PackSource
+from runners import environments
+from runners.environments import EnvironmentBuildError, PackEnvironment, PackSource
 
 from ..domain.db import transaction
 from ..domain.models import packs
@@ -30,29 +29,6 @@ from . import repository
 log = logging.getLogger(__name__)
 
 READY, BUILDING, FAILED = "ready", "building", "failed"
-
-
-@lru_cache(maxsize=8)
-def _environments(root: Path) -> Environments:
-    return Environments(root)
-
-
-def environments(settings: Settings) -> Environments:
-    """The environments of this worker: `<run_dir>/envs` (one cache per host and run dir)."""
-    return _environments(settings.run_dir.resolve() / "envs")
-
-
-def source_of(pack: Mapping[str, Any] | None) -> PackSource | None:
-    """What names a pack's environments; None for a pack without a folder on this host."""
-    if not pack or not pack.get("source_path"):
-        return None
-    runtime = (pack.get("meta") or {}).get("runtime")
-    python = runtime.get("python") if isinstance(runtime, Mapping) else None
-    return PackSource(
-        owner="system" if pack["tenant_id"] is None else str(pack["tenant_id"]),
-        ref=pack["ref"], version=pack["version"], folder=Path(pack["source_path"]),
-        python=None if python in (None, "") else str(python),
-    )
 
 
 def record(engine: Engine, pack: Mapping[str, Any], status: str, error: str | None) -> bool:
@@ -79,14 +55,14 @@ def build_for_pack(engine: Engine, settings: Settings, pack_id: int, *,
         pack = repository.pack(conn, pack_id)
     if pack is None:
         return None
-    source = source_of(pack)
+    source = PackSource.of_pack(pack)
     if source is None or not source.kinds() or not source.folder.is_dir():
         record(engine, pack, READY, None)
         return READY
     if pack["env_status"] != BUILDING:
         record(engine, pack, BUILDING, None)
     try:
-        environments(settings).ensure(source, retry_failed=retry_failed)
+        environments.of_run_dir(settings.run_dir).ensure(source, retry_failed=retry_failed)
     except EnvironmentBuildError as exc:
         # One line: what failed; the installer's whole output is on the pack (env_error).
         log.warning("environment of pack %s %s failed: %s (see env_error)", pack["ref"],
@@ -124,12 +100,12 @@ def for_run(engine: Engine, settings: Settings, pack: Mapping[str, Any] | None,
             runner_type: str) -> PackEnvironment | None:
     """The environment a run of `runner_type` needs from its pack (built now if missing);
     None when the pack has none. EnvironmentBuildError names the installer's error."""
-    source = source_of(pack)
+    source = PackSource.of_pack(pack)
     if source is None or runner_type not in source.kinds():
         return None
     assert pack is not None
     try:
-        env = environments(settings).ensure(source, [runner_type])
+        env = environments.of_run_dir(settings.run_dir).ensure(source, [runner_type])
     except EnvironmentBuildError as exc:
         if pack["env_status"] != FAILED:
             record(engine, pack, FAILED, exc.message)

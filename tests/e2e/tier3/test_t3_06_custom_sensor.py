@@ -1,6 +1,7 @@
 """T3.6 — a pack sensor watching a file: loaded at registration and reload, run in its own
 process on its poll_interval, its payloads become events (source "sensor") that fire rules,
-and a crashing sensor is restarted with its error shown by GET /api/v1/sensors."""
+and a crashing sensor is restarted with its error shown by GET /api/v1/sensors. A pack with a
+requirements.txt runs its sensors in its own virtualenv, as its actions."""
 
 from __future__ import annotations
 
@@ -194,3 +195,67 @@ def test_a_crashing_sensor_is_restarted_with_its_error_shown(api, tmp_path):
                message="the sensor to run again")
     # The watcher of the same pack was never disturbed by its neighbour's crashes.
     assert sensor(api, f"{ref}.file_watch")["restarts"] == 0
+
+
+VERSIONS = '''
+import sys
+
+import requests
+
+
+class Versions:
+    """Reports, once, which requests it imported and from which interpreter prefix."""
+
+    def __init__(self):
+        self.sent = False
+
+    def poll(self):
+        if self.sent:
+            return []
+        self.sent = True
+        return [{"requests": requests.__version__, "prefix": sys.prefix}]
+'''
+
+
+def write_requirements_pack(root: Path, ref: str, requirement: str) -> Path:
+    pack = root / ref
+    (pack / "sensors").mkdir(parents=True)
+    (pack / "triggers").mkdir()
+    (pack / "pack.yaml").write_text(f"ref: {ref}\nversion: 1.0.0\ndescription: pinned\n")
+    (pack / "requirements.txt").write_text(requirement + "\n")
+    (pack / "triggers" / "seen.yaml").write_text("name: seen\ntype: custom\nparameters: {}\n")
+    (pack / "sensors" / "versions.py").write_text(VERSIONS)
+    (pack / "sensors" / "versions.yaml").write_text(textwrap.dedent(f"""\
+        name: versions
+        entry_point: sensors/versions.py
+        poll_interval: 0.5
+        trigger_types: [{ref}.seen]
+    """))
+    return pack
+
+
+def test_a_sensor_imports_its_packs_own_requirements(api, tmp_path):
+    ref = unique_name("pinned_sensor").replace("-", "_")
+    pack_dir = write_requirements_pack(tmp_path, ref, "requests==2.25.0")
+    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    seen = trigger_of(api, f"{ref}.seen")
+
+    event = wait_until(lambda: sensor_events(api, seen), timeout=240,
+                       message="the sensor's event (after the pack's pip install)")[0]
+    # The platform's own interpreter has another requests: this one is the pack's pin.
+    assert event["payload"]["requests"] == "2.25.0"
+    assert "/envs/python/" in event["payload"]["prefix"]
+    assert sensor(api, f"{ref}.versions")["status"] == "running"
+
+
+def test_a_sensor_whose_requirements_fail_to_install_shows_pips_error(api, tmp_path):
+    ref = unique_name("unbuildable_sensor").replace("-", "_")
+    pack_dir = write_requirements_pack(tmp_path, ref, "attune-no-such-package-xyz==9.9.9")
+    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+
+    failing = wait_until(lambda: (s := sensor(api, f"{ref}.versions"))["last_error"] and s,
+                         timeout=240, message="the sensor's build error")
+    assert "environment failed to build" in failing["last_error"]
+    assert "attune-no-such-package-xyz" in failing["last_error"]
+    assert failing["status"] == "restarting"
+    assert sensor_events(api, trigger_of(api, f"{ref}.seen")) == []
