@@ -106,6 +106,8 @@ class SensorRunner:
         except EnvironmentBuildError as exc:
             # the installer's tail: the sensor's last_error keeps 4,000 characters
             return f"the pack's python environment failed to build: {exc.message[-3000:]}"
+        if self._stopped.is_set():  # stopped while the environment was being built
+            return "stopped before it started"
         proc = subprocess.Popen(
             [python, "-I", "-B", str(WRAPPER)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.spec.pack_dir,
@@ -113,6 +115,9 @@ class SensorRunner:
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
         )
         self._proc = proc
+        if self._stopped.is_set():  # stop() ran while the process was being spawned
+            self._terminate()
+            return "stopped while starting"
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(self.spec.wrapper_input()).encode())
         proc.stdin.close()

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from nameko_services.executor.enforcement import chain_error
-from nameko_services.sensor.supervisor import WRAPPER, backoff_seconds
+from nameko_services.sensor.custom import SensorSpec
+from nameko_services.sensor.supervisor import WRAPPER, SensorRunner, backoff_seconds
 
 SENSOR = '''
 class Counter:
@@ -64,3 +65,18 @@ def test_an_event_deeper_than_the_limit_is_refused_with_a_clear_error():
     error = chain_error({"chain_depth": 11, "caused_by_execution_id": 7}, 10)
     assert error is not None
     assert "chain depth 11 exceeds the limit of 10" in error and "execution 7" in error
+
+
+def test_a_sensor_stopped_while_its_environment_builds_starts_no_process(tmp_path):
+    spec = SensorSpec(sensor_id=1, ref="p.s", tenant_id=None, pack_dir=str(tmp_path),
+                      entry_point=str(tmp_path / "sensor.py"), poll_interval=1.0,
+                      trigger_types=(), config={})
+    runner = SensorRunner(spec, supervisor=None)  # type: ignore[arg-type]
+
+    def building_when_stopped() -> str:
+        runner._stopped.set()  # stop() arrives while pip is still installing
+        return sys.executable
+
+    runner._interpreter = building_when_stopped  # type: ignore[method-assign]
+    assert runner._run_once(restarted=False) == "stopped before it started"
+    assert runner._proc is None  # no orphan sensor process that nobody would stop
