@@ -64,17 +64,20 @@ class Crash:
 '''
 
 
-def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
+def pack_folder(root: Path, ref: str, description: str, triggers: list[str]) -> Path:
+    """A pack folder with pack.yaml, its custom trigger types and an empty sensors/."""
     pack = root / ref
     (pack / "sensors").mkdir(parents=True)
     (pack / "triggers").mkdir()
-    (pack / "pack.yaml").write_text(f"ref: {ref}\nversion: 1.0.0\ndescription: file sensor\n")
-    (pack / "triggers" / "file_changed.yaml").write_text(textwrap.dedent("""\
-        name: file_changed
-        type: custom
-        parameters: {}
-    """))
-    (pack / "triggers" / "ticked.yaml").write_text("name: ticked\ntype: custom\nparameters: {}\n")
+    (pack / "pack.yaml").write_text(f"ref: {ref}\nversion: 1.0.0\ndescription: {description}\n")
+    for name in triggers:
+        (pack / "triggers" / f"{name}.yaml").write_text(
+            f"name: {name}\ntype: custom\nparameters: {{}}\n")
+    return pack
+
+
+def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
+    pack = pack_folder(root, ref, "file sensor", ["file_changed", "ticked"])
     (pack / "sensors" / "file_watch.py").write_text(WATCH)
     (pack / "sensors" / "file_watch.yaml").write_text(textwrap.dedent(f"""\
         name: file_watch
@@ -218,12 +221,8 @@ class Versions:
 
 
 def write_requirements_pack(root: Path, ref: str, requirement: str) -> Path:
-    pack = root / ref
-    (pack / "sensors").mkdir(parents=True)
-    (pack / "triggers").mkdir()
-    (pack / "pack.yaml").write_text(f"ref: {ref}\nversion: 1.0.0\ndescription: pinned\n")
+    pack = pack_folder(root, ref, "pinned", ["seen"])
     (pack / "requirements.txt").write_text(requirement + "\n")
-    (pack / "triggers" / "seen.yaml").write_text("name: seen\ntype: custom\nparameters: {}\n")
     (pack / "sensors" / "versions.py").write_text(VERSIONS)
     (pack / "sensors" / "versions.yaml").write_text(textwrap.dedent(f"""\
         name: versions
