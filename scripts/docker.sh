@@ -7,23 +7,13 @@
 # Prints nothing on success but `export DOCKER_HOST=...`, so `eval "$(scripts/docker.sh env)"`
 # works. Exits non-zero with dockerd's log tail when the engine cannot start: CI fails, it
 # never silently skips the container tests.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Keep it short: containerd's socket path under it must stay below 108 characters.
 ENGINE_DIR="${ATTUNE_DOCKER_DIR:-/tmp/attune-docker}"
 SOCK="$ENGINE_DIR/docker.sock"
 IMAGE="${ATTUNE_DOCKER_IMAGE:-python:3.11-slim}"
-APT=(apt-get -o DPkg::Lock::Timeout=600 -qq)
 export DOCKER_HOST="unix://$SOCK"
-
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-sudo_prefix() {
-  if [ "$(id -u)" -eq 0 ]; then echo ""; elif command -v sudo >/dev/null; then echo "sudo";
-  else die "the Docker engine needs root (or sudo)"; fi
-}
 
 ping_engine() { curl -sf --max-time 2 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1; }
 
@@ -34,26 +24,22 @@ docker_cli() {  # Debian's client, or any docker CLI on PATH (both negotiate API
 
 # docker.io: the engine. docker-registry: a local registry the tests pull from for real
 # (127.0.0.0/8 is an insecure registry by default), since Docker Hub is not reachable here.
+# curl pings the engine; dpkg-deb and tar build the image.
 install_engine() {
+  ensure_tools
   command -v dockerd >/dev/null && command -v docker-registry >/dev/null && return
-  local sudo; sudo="$(sudo_prefix)"
-  log "installing docker.io and docker-registry with apt (once)"
-  $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y --no-install-recommends \
-      docker.io docker-registry >/dev/null 2>&1 || {
-    $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" update
-    $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y --no-install-recommends \
-        docker.io docker-registry >/dev/null; }
+  apt_install docker.io docker-registry
   command -v dockerd >/dev/null || die "docker.io installed but dockerd is not on PATH"
 }
 
 start_engine() {
   ping_engine && return
-  local sudo; sudo="$(sudo_prefix)"
-  log "starting dockerd on $SOCK"
+  need_root_or_sudo "starting the Docker engine"
+  say "starting dockerd on $SOCK"
   # --bridge=none --iptables=false: no docker0 or NAT rules on the host; actions run with
   # network none anyway. setsid: the engine outlives this script, like PostgreSQL and RabbitMQ;
   # 9>&-: it must not inherit (and hold forever) the start lock.
-  $sudo setsid dockerd --host "unix://$SOCK" --data-root "$ENGINE_DIR/data" \
+  $SUDO setsid dockerd --host "unix://$SOCK" --data-root "$ENGINE_DIR/data" \
       --exec-root "$ENGINE_DIR/exec" --pidfile "$ENGINE_DIR/dockerd.pid" \
       --bridge=none --iptables=false </dev/null >"$ENGINE_DIR/dockerd.log" 2>&1 9>&- &
   for _ in $(seq 1 150); do ping_engine && return; sleep 0.2; done
@@ -63,7 +49,7 @@ start_engine() {
 
 # python:3.11-slim stand-in: Debian's python3.11 and its libraries unpacked (~6 s, ~52 MB).
 build_python_image() {
-  log "building the local $IMAGE image from Debian packages (once)"
+  say "building the local $IMAGE image from Debian packages (once)"
   local work; work="$(mktemp -d "$ENGINE_DIR/img.XXXX")"
   mkdir -p "$work/debs" "$work/root"
   local pkgs="libc6 gcc-12-base libgcc-s1 libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libffi8 liblzma5
@@ -73,7 +59,8 @@ build_python_image() {
     python3.11-minimal python3.11 media-types tzdata ca-certificates busybox-static"
   # shellcheck disable=SC2086
   (cd "$work/debs" && apt-get download $pkgs >/dev/null 2>&1) || {
-    $(sudo_prefix) "${APT[@]}" update
+    need_root_or_sudo "refreshing the package lists"
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 -qq update >&2
     (cd "$work/debs" && apt-get download $pkgs >/dev/null); }
   for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
   ( cd "$work/root"
@@ -111,7 +98,8 @@ start() {
 
 stop() {
   local pid; pid="$(cat "$ENGINE_DIR/dockerd.pid" 2>/dev/null)" || return 0
-  $(sudo_prefix) kill "$pid" 2>/dev/null || true
+  need_root_or_sudo "stopping the Docker engine"
+  $SUDO kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
   die "dockerd ($pid) did not stop within 15 s"
 }

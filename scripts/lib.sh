@@ -5,7 +5,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+# Progress goes to standard error: a function whose output is captured ($(find_python)) stays clean.
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 need_root_or_sudo() {
@@ -13,12 +14,29 @@ need_root_or_sudo() {
     die "$1 needs root (or sudo) and neither is available"; fi
 }
 
+# apt-get's messages go to standard error (its progress nowhere); the lists are refreshed once per run.
+APT_UPDATED=""
 apt_install() {
   need_root_or_sudo "installing $*"
   command -v apt-get >/dev/null || die "apt-get not found: install $* by hand"
   say "installing $* with apt"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  local apt=($SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq)
+  if [ -z "$APT_UPDATED" ]; then "${apt[@]}" update >/dev/null; APT_UPDATED=1; fi
+  "${apt[@]}" install -y --no-install-recommends "$@" >/dev/null </dev/null
+}
+
+# Every program the scripts, the README tour and the tests call, installed where missing (a
+# minimal Debian has none of them). Pairs of "command package".
+TOOLS=(
+  "curl curl" "pgrep procps" "flock util-linux" "python3 python3"
+)
+ensure_tools() {
+  local pair missing=()
+  for pair in "${TOOLS[@]}"; do
+    command -v "${pair% *}" >/dev/null || missing+=("${pair#* }")
+  done
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+  [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 }
 
 # A Python 3.11 interpreter by absolute path (never a pyenv shim: it costs 150 ms per spawn).
@@ -28,6 +46,7 @@ find_python() {
     [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
   done
   apt_install python3.11 python3.11-venv python3.11-dev
+  [ -x /usr/bin/python3.11 ] || die "python3.11 was installed but /usr/bin/python3.11 is missing"
   echo /usr/bin/python3.11
 }
 
@@ -149,6 +168,7 @@ ensure_docker() {
 
 # Everything both commands need: interpreter, venv, PostgreSQL, RabbitMQ, databases and vhosts.
 ensure_infrastructure() {
+  ensure_tools
   ensure_venv
   ensure_postgres
   ensure_pg_connections
