@@ -39,21 +39,25 @@ ensure_tools() {
   [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 }
 
-# A Python 3.11 interpreter by absolute path (never a pyenv shim: it costs 150 ms per spawn).
+# A Python 3.11 interpreter that can make virtualenvs (Debian's needs python3.11-venv for
+# ensurepip), by absolute path (never a pyenv shim: it costs 150 ms per spawn).
 find_python() {
+  local candidate
   for candidate in "${ATTUNE_PYTHON:-}" /root/.pyenv/versions/3.11*/bin/python3.11 \
                    /usr/local/bin/python3.11 /usr/bin/python3.11; do
-    [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
+    [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import ensurepip' 2>/dev/null \
+      && { echo "$candidate"; return; }
   done
   apt_install python3.11 python3.11-venv python3.11-dev
-  [ -x /usr/bin/python3.11 ] || die "python3.11 was installed but /usr/bin/python3.11 is missing"
+  /usr/bin/python3.11 -c 'import ensurepip' || die "python3.11 and python3.11-venv did not install"
   echo /usr/bin/python3.11
 }
 
 ensure_venv() {
   local stamp="$VENV/.installed"
-  if [ ! -x "$PY" ]; then
+  if [ ! -x "$PY" ] || ! "$PY" -m pip --version >/dev/null 2>&1; then
     say "creating virtualenv $VENV"
+    rm -rf "$VENV"
     "$(find_python)" -m venv "$VENV"
   fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
