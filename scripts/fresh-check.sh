@@ -61,10 +61,10 @@ stop_host_services() {
 cleanup() {
   local status=$?
   trap - EXIT
+  [ ! -f "$REPORT" ] || { say "fresh check report"; cat "$REPORT" >&2; }
   if [ -n "$KEEP" ]; then say "kept $WORK"; else rm -rf --one-file-system "$WORK"; fi
   [ -z "$HOST_PG" ] || ensure_postgres
   [ -z "$HOST_RABBIT" ] || ensure_rabbitmq
-  [ ! -f "$REPORT" ] || { say "fresh check report"; cat "$REPORT" >&2; }
   exit "$status"
 }
 

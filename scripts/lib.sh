@@ -103,8 +103,12 @@ ensure_pg_connections() {
   fi
 }
 
-psql_super() { need_root_or_sudo "creating the database"; $SUDO -u postgres psql -qtAX "$@" 2>/dev/null \
-  || $SUDO runuser -u postgres -- psql -qtAX "$@"; }
+# psql as the postgres superuser, from / (the checkout may be unreadable to that user).
+psql_super() {
+  need_root_or_sudo "creating the database"
+  if [ -z "$SUDO" ]; then (cd / && runuser -u postgres -- psql -qtAX "$@")
+  else (cd / && sudo -u postgres psql -qtAX "$@"); fi
+}
 
 # The attune role (password attune, CREATEDB so the e2e harness can recreate its own database).
 ensure_database() {
