@@ -199,6 +199,20 @@ def _node_version() -> str:
     return done.stdout.strip()
 
 
+_ERROR_PREFIXES = ("ERROR:", "npm ERR!", "npm error")
+
+
+def _headline(output: str) -> str:
+    """The installer's first telling error line: pip's first ERROR, npm's first error after
+    its `code` line (npm 9 says `npm ERR!`, npm 10+ `npm error`; both end with a log path)."""
+    for line in output.splitlines():
+        prefix = next((p for p in _ERROR_PREFIXES if line.startswith(p)), None)
+        said = line[len(prefix):].strip() if prefix else ""
+        if said and not said.startswith(("code ", "A complete log", "/")):
+            return line
+    return "see its output below"
+
+
 def _tail(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     text = text.strip()
     return text if len(text) <= limit else "... " + text[-limit:]
@@ -381,9 +395,7 @@ class Environments:
             raise EnvironmentBuildError(f"{what} could not start: {exc}") from exc
         output = (done.stdout or "") + (done.stderr or "")
         if done.returncode != 0:
-            errors = [line for line in output.splitlines()
-                      if line.startswith(("ERROR:", "npm ERR!", "npm error"))]
-            headline = errors[-1] if errors else "see its output below"
+            headline = _headline(output)
             raise EnvironmentBuildError(
                 f"{what} failed (exit code {done.returncode}): {headline[:500]}\n"
                 f"{_tail(output)}")

@@ -6,14 +6,17 @@ touches the folder running executions use, so they finish with the code they sta
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
+import os
 import shutil
 import tarfile
 import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from . import pack_loader
 from .errors import ValidationError
@@ -50,6 +53,20 @@ def _check_member(member: tarfile.TarInfo) -> None:
             raise _bad(f"link '{member.name}' points outside the pack")
 
 
+# tarfile's "data" filter exists from Python 3.11.4; Debian 12's python3.11 is 3.11.2, so the
+# members are also made plain data here (`_as_data`), whichever interpreter extracts them.
+_DATA_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+def _as_data(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A copy owned by whoever extracts, readable by all (the sandbox's user reads it), without
+    set-id, sticky or group/other write bits."""
+    plain = copy.copy(member)
+    plain.uid, plain.gid, plain.uname, plain.gname = os.getuid(), os.getgid(), "", ""
+    plain.mode = (member.mode & 0o755) | (0o755 if member.isdir() else 0o644)
+    return plain
+
+
 def _unpack(data: bytes, into: Path) -> None:
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
@@ -61,8 +78,8 @@ def _unpack(data: bytes, into: Path) -> None:
                     raise _bad(f"more than {MAX_MEMBERS} entries or "
                                f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MiB unpacked")
                 _check_member(member)
-                members.append(member)
-            tar.extractall(into, members=members, filter="data")
+                members.append(_as_data(member))
+            tar.extractall(into, members=members, **_DATA_FILTER)  # noqa: S202 - checked above
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise _bad(f"not a readable .tar.gz archive ({exc})") from exc
 
