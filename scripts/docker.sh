@@ -35,6 +35,10 @@ install_engine() {
 start_engine() {
   ping_engine && return
   need_root_or_sudo "starting the Docker engine"
+  # A dockerd that was killed (or a machine that lost power) leaves its pid file, and a new
+  # dockerd refuses to start beside it.
+  local old; old="$(cat "$ENGINE_DIR/dockerd.pid" 2>/dev/null || true)"
+  if [ -n "$old" ] && ! grep -qs dockerd "/proc/$old/comm"; then rm -f "$ENGINE_DIR/dockerd.pid"; fi
   say "starting dockerd on $SOCK"
   # --bridge=none --iptables=false: no docker0 or NAT rules on the host; actions run with
   # network none anyway. setsid: the engine outlives this script, like PostgreSQL and RabbitMQ;

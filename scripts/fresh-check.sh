@@ -140,8 +140,9 @@ run_inside() {
   inside_script >"$NEWROOT/check.sh"
   say "running the README's commands inside the new root (log: $WORK/inside.log)"
   local started=$SECONDS status=0
-  # A new mount namespace (private): the root is made a mount point (dockerd and bubblewrap
-  # pivot into new roots and need it), with its own /proc, /dev, /sys, /run and /dev/shm.
+  # A new mount namespace (private) whose root *is* the new root (pivot_root, not chroot:
+  # runc and bubblewrap inside must see a real mount-namespace root, as on a machine), with
+  # its own /proc, /dev, /sys, /run and /dev/shm; the old root is detached.
   unshare --pid --fork --kill-child --mount --propagation private -- bash -euc '
     r="$1"
     mount --bind "$r" "$r"
@@ -150,9 +151,13 @@ run_inside() {
     mount --rbind /dev "$r/dev"
     mount -t tmpfs -o mode=1777 tmpfs "$r/dev/shm"
     mount -t tmpfs tmpfs "$r/run"
-    exec chroot "$r" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
-      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      /bin/bash /check.sh' fresh-check "$NEWROOT" >"$WORK/inside.log" 2>&1 || status=$?
+    mkdir -p "$r/.oldroot"
+    cd "$r"
+    pivot_root . .oldroot
+    exec chroot . /bin/bash -c "umount -l /.oldroot && rmdir /.oldroot && exec /usr/bin/env -i \
+      HOME=/root LANG=C.UTF-8 TERM=dumb \
+      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash /check.sh"
+    ' fresh-check "$NEWROOT" >"$WORK/inside.log" 2>&1 || status=$?
   cp "$NEWROOT/report" "$REPORT" 2>/dev/null || true
   echo "whole check: exit $status after $(( SECONDS - started )) s inside the root" >>"$REPORT"
   [ "$status" -eq 0 ] || { tail -40 "$WORK/inside.log" >&2; KEEP=1; die "the fresh check failed"; }
