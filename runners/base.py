@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from .destinations import DestinationPolicy
+
 MASK = "***"
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
 
@@ -61,6 +63,9 @@ class RunRequest:
     module_paths: tuple[str, ...] = ()
     # http runner: method, url, headers, body, timeout, success_status, already rendered.
     http_config: Mapping[str, Any] | None = None
+    # http runner: where it may connect (ATTUNE.http_runner.allow); the default refuses every
+    # internal and own-host address.
+    destination_policy: DestinationPolicy = field(default_factory=DestinationPolicy)
     # container runner: image, command, memory, cpus, network, pull (as declared).
     container_config: Mapping[str, Any] | None = None
 

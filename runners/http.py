@@ -1,20 +1,109 @@
-"""HTTP actions: one request from an already rendered `http_config` (packs.md, http runner)."""
+"""HTTP actions: one request from an already rendered `http_config` (packs.md, http runner).
+
+Every connection, redirects included, goes through `destinations.connect`: internal and
+own-host addresses are refused before a byte is sent (docs/security.md, "http runner
+destinations"). Proxies and other settings from the worker's environment are not used.
+"""
 
 from __future__ import annotations
 
 import codecs
+import functools
 import json
+import os
+import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
+from . import destinations
 from .base import Masker, Outcome, RunRequest, RunResult, error
+from .destinations import DestinationPolicy, DestinationRefused
 from .process import truncation_marker
 
 CHUNK = 64 * 1024
+
+
+class _CheckedConnection(HTTPConnection):
+    """Connects only to an address the policy accepts, checked right before connecting."""
+
+    def __init__(self, *args: Any, policy: DestinationPolicy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+
+    def _new_conn(self) -> socket.socket:
+        """urllib3's own `_new_conn` (same errors), with `destinations.connect` as transport."""
+        try:
+            sock = destinations.connect(
+                self.host.strip("[]"), self.port, self.policy, self.timeout,
+                self.source_address, self.socket_options)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out."
+                                            f" (connect timeout={self.timeout})") from exc
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+
+class _CheckedHTTPSConnection(_CheckedConnection, HTTPSConnection):
+    """TLS on top: SNI and certificate checks still use the URL's host name."""
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _CheckedAdapter(HTTPAdapter):
+    """requests' adapter whose pools make `_Checked*Connection`s, and which names the URL of
+    the hop (the first request or a redirect) a refusal is about."""
+
+    def __init__(self, policy: DestinationPolicy) -> None:
+        self._policy = policy
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # A pool passes its extra keywords on to every connection it makes.
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": functools.partial(_CheckedHTTPPool, policy=self._policy),
+            "https": functools.partial(_CheckedHTTPSPool, policy=self._policy),
+        }
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+             ) -> requests.Response:
+        try:
+            return super().send(request, *args, **kwargs)
+        except DestinationRefused as exc:
+            exc.url = request.url
+            raise
+
+
+def checked_session(policy: DestinationPolicy) -> requests.Session:
+    """A session that connects only where `policy` allows and ignores proxy variables and
+    .netrc (trust_env off); a CA bundle named by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE is kept."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                      or True)
+    adapter = _CheckedAdapter(policy)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _success_statuses(value: Any) -> frozenset[int] | None:
@@ -89,7 +178,7 @@ class HttpRunner:
             )
 
         try:
-            with requests.request(
+            with checked_session(request.destination_policy) as session, session.request(
                 method, url, headers=headers, timeout=(timeout, timeout), stream=True, **kwargs
             ) as response:
                 data, total = bytearray(), 0
@@ -108,6 +197,9 @@ class HttpRunner:
                 status, reason = response.status_code, response.reason or ""
                 response_headers = {k: masker.text(v) for k, v in response.headers.items()}
                 encoding = response.encoding or "utf-8"
+        except DestinationRefused as exc:
+            hop = "" if exc.url in (None, url) else f"{where} redirected: "
+            return failed("destination_refused", f"{hop}{exc}")
         except requests.Timeout:
             return failed("timeout", f"{where} timed out after {timeout:g} s")
         except requests.ConnectionError as exc:

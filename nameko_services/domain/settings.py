@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners.destinations import DestinationPolicy
+
 from .errors import ConfigurationError
 
 
@@ -68,6 +70,27 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpRunnerSettings:
+    """ATTUNE.http_runner: `allow` opens internal destinations to http actions (security.md)."""
+
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> HttpRunnerSettings:
+        """Parse the block; an unknown key or a bad `allow` entry fails naming it."""
+        unknown = set(section) - {"allow"}
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.http_runner: {sorted(unknown)}")
+        allow = section.get("allow") or []
+        if not isinstance(allow, list) or not all(isinstance(e, str) for e in allow):
+            raise ConfigurationError("ATTUNE.http_runner.allow must be a list of strings")
+        try:
+            return cls(DestinationPolicy.from_entries(allow))
+        except ValueError as exc:
+            raise ConfigurationError(f"bad entry in ATTUNE.http_runner.allow: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a process needs to know, read once at start-up; a bad key fails loudly."""
 
@@ -90,6 +113,7 @@ class Settings:
     max_chain_depth: int = 10
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -103,6 +127,8 @@ class Settings:
         section = dict(config.get("ATTUNE") or {})
         worker = dict(section.pop("worker", None) or {})
         rate_limit = RateLimitSettings.from_mapping(dict(section.pop("rate_limit", None) or {}))
+        http_runner = HttpRunnerSettings.from_mapping(
+            dict(section.pop("http_runner", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -141,6 +167,7 @@ class Settings:
                 max_chain_depth=int(section.get("max_chain_depth", 10)),
                 worker=WorkerSettings(**worker),
                 rate_limit=rate_limit,
+                http_runner=http_runner,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

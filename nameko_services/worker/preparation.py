@@ -125,6 +125,7 @@ def prepare(
         max_output_bytes=cap,
         max_result_bytes=max(cap, MIN_RESULT_BYTES),
         http_config=http_config,
+        destination_policy=settings.http_runner.policy,
         container_config=action.get("container_config"),
     )
     return Prepared(runner_type, request, temp_dir, pack)
