@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.e2e import (
+    E2E_CONFIG,
     PROJECT_ROOT,
     ApiClient,
     NotificationSocket,
@@ -28,7 +29,7 @@ from tests.support.e2e import (
     register_user,
 )
 
-CONFIG = PROJECT_ROOT / "config.e2e.yaml"
+CONFIG = E2E_CONFIG
 ATTUNE = PROJECT_ROOT / ".venv" / "bin" / "attune"
 UP_TIMEOUT_SECONDS = 240
 DOWN_TIMEOUT_SECONDS = 90

@@ -22,6 +22,7 @@ from nameko_services.config import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_PACKS = PROJECT_ROOT / "tests" / "fixtures" / "packs"
+E2E_CONFIG = PROJECT_ROOT / "config.e2e.yaml"
 PASSWORD = "password123"
 TERMINAL_STATUSES = ("succeeded", "succeeded_with_errors", "failed", "canceled")
 SERVICE_NAMES = ("executor", "worker", "sensor", "notifier", "gateway")

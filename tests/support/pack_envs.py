@@ -3,7 +3,10 @@ env_status, run an action, and a local HTTP server that records what it was sent
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
+import os
 import shutil
 import threading
 import time
@@ -14,7 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.support.e2e import FIXTURE_PACKS, ApiClient, wait_for_execution, wait_until
+from nameko_services.domain.settings import HttpRunnerSettings
+from tests.support.e2e import (
+    E2E_CONFIG,
+    FIXTURE_PACKS,
+    ApiClient,
+    load_config_with,
+    wait_for_execution,
+    wait_until,
+)
 
 
 def copy_fixture_pack(name: str, into: Path) -> Path:
@@ -78,9 +89,32 @@ class RecordingServer:
     routes: dict[str, tuple[int, Any, float]] = field(default_factory=dict)
 
 
+def allowed_test_ports() -> range:
+    """The widest 127.0.0.1 port range config.e2e.yaml's ATTUNE.http_runner.allow opens: the
+    platform's http runner may reach a test server there (and nowhere else on loopback)."""
+    section = load_config_with(E2E_CONFIG, dict(os.environ))["ATTUNE"]["http_runner"]
+    loopback = ipaddress.ip_network("127.0.0.1/32")
+    ranges = [range(e.ports[0], e.ports[1] + 1)
+              for e in HttpRunnerSettings.from_mapping(section).policy.allow
+              if e.network == loopback and e.ports]
+    return max(ranges, key=len)
+
+
+def _bind_allowed_port(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server on the first free port of `allowed_test_ports()` (parallel sessions share it)."""
+    for port in allowed_test_ports():
+        try:
+            return ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise RuntimeError(f"every port of {allowed_test_ports()} is in use")
+
+
 @contextmanager
 def recording_server() -> Iterator[RecordingServer]:
-    """A local HTTP server the test controls; unknown paths answer 200 {"ok": true}."""
+    """A local HTTP server the test controls, on a port the e2e platform's http runner may
+    reach (`allowed_test_ports`); unknown paths answer 200 {"ok": true}."""
     state = RecordingServer(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -103,7 +137,7 @@ def recording_server() -> Iterator[RecordingServer]:
 
         do_GET = do_POST = do_PUT = do_DELETE = _handle
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = _bind_allowed_port(Handler)
     httpd.daemon_threads = True
     httpd.block_on_close = False
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"

@@ -12,6 +12,7 @@ from nameko_services.domain import templating
 from nameko_services.domain.pack_loader import load_pack
 from runners import get_runner
 from runners.base import Outcome, RunRequest, RunResult
+from runners.destinations import DestinationPolicy
 
 CORE = PROJECT_ROOT / "packs" / "core"
 
@@ -24,7 +25,8 @@ def defaults(declared: dict[str, Any]) -> dict[str, Any]:
     return {k: v["default"] for k, v in declared.items() if v and "default" in v}
 
 
-def run_core(name: str, **parameters: Any) -> RunResult:
+def run_core(name: str, allow: tuple[str, ...] = (), **parameters: Any) -> RunResult:
+    """Run core.<name>; `allow` is ATTUNE.http_runner.allow (the http runner's destinations)."""
     action = spec(name)
     params = {**defaults(action.get("parameters") or {}), **parameters}
     http_config = None
@@ -33,6 +35,7 @@ def run_core(name: str, **parameters: Any) -> RunResult:
     request = RunRequest(
         execution_id=1, action_ref=f"core.{name}", runner_type=action["runner_type"],
         working_dir=CORE, parameters=params, timeout_s=30, http_config=http_config,
+        destination_policy=DestinationPolicy.from_entries(allow),
         entry_point=CORE / action["entry_point"] if action.get("entry_point") else None,
     )
     return get_runner(action["runner_type"])().run(request)
@@ -86,7 +89,7 @@ def test_shell_runs_the_command():
 def test_http_calls_the_url(datastore_server):
     datastore_server["store"]["k"] = 1
     result = run_core("http", url=f"{datastore_server['url']}/api/v1/datastore/k",
-                      headers={"X-Test": "yes"})
+                      headers={"X-Test": "yes"}, allow=(f"127.0.0.1:{datastore_server['port']}",))
     assert result.outcome is Outcome.SUCCEEDED
     assert result.output == {"data": {"key": "k", "value": 1}}
     assert datastore_server["calls"][-1][2]["X-Test"] == "yes"
@@ -94,9 +97,18 @@ def test_http_calls_the_url(datastore_server):
 
 def test_http_posts_a_json_body(datastore_server):
     result = run_core("http", method="POST", url=f"{datastore_server['url']}/api/v1/datastore",
-                      body={"key": "a", "value": 2})
+                      body={"key": "a", "value": 2},
+                      allow=(f"127.0.0.1:{datastore_server['port']}",))
     assert result.status_code == 201
     assert datastore_server["store"] == {"a": 2}
+
+
+def test_http_refuses_the_same_server_without_an_allow_list_entry(datastore_server):
+    result = run_core("http", url=f"{datastore_server['url']}/api/v1/datastore/k")
+    assert result.outcome is Outcome.FAILED
+    assert result.error["type"] == "destination_refused"
+    assert "a loopback address" in result.error["message"]
+    assert datastore_server["calls"] == []
 
 
 def test_ask_is_an_inquiry_handled_by_the_executor():

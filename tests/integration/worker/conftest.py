@@ -87,6 +87,8 @@ def worker_config(config, api_server):
     cfg = copy.deepcopy(config)
     cfg["ATTUNE"]["api_host"] = "127.0.0.1"
     cfg["ATTUNE"]["api_port"] = api_server["port"]
+    # What an operator would open for an http action's destination (the stand-in server).
+    cfg["ATTUNE"]["http_runner"] = {"allow": [f"127.0.0.1:{api_server['port']}"]}
     cfg["max_workers"] = 4
     return cfg
 

@@ -288,6 +288,21 @@ def test_an_http_action_renders_its_config_with_params_and_secrets(
     assert api_server["calls"][-1][2]["Authorization"] == "Bearer tok-abc-123"
 
 
+def test_an_http_action_outside_the_configured_allow_list_fails_destination_refused(
+    worker, make_action, make_execution, schedule, finished, api_server
+):
+    # worker_config opens 127.0.0.1:<api_server port> only; the next port is not opened.
+    url = f"http://127.0.0.1:{api_server['port'] + 1}/anything"
+    execution = make_execution(make_action(runner_type="http", http_config={"url": url}))
+    schedule(execution)
+    row = finished(execution["id"])
+    assert row["status"] == "failed"
+    assert row["result"]["error"] == {
+        "type": "destination_refused",
+        "message": f"{url} resolves to 127.0.0.1, a loopback address; refused"
+                   " (ATTUNE.http_runner.allow opens a destination)"}
+
+
 def test_the_worker_heartbeats_in_the_workers_table(worker, engine):
     name = next(d for d in worker.dependencies if isinstance(d, WorkerRuntime)).runtime.name
 

@@ -36,3 +36,27 @@ def test_short_jwt_secrets_and_unknown_worker_keys_are_refused():
     cfg["ATTUNE"]["worker"]["bogus"] = 1
     with pytest.raises(ConfigurationError, match="bogus"):
         Settings.from_mapping(cfg)
+
+
+def test_the_http_runner_allow_list_is_parsed_into_the_destination_policy():
+    assert Settings.from_mapping(base()).http_runner.policy.allow == ()  # refuse by default
+    cfg = base()
+    cfg["ATTUNE"]["http_runner"] = {"allow": ["127.0.0.1:18099", "10.20.0.0/16"]}
+    policy = Settings.from_mapping(cfg).http_runner.policy
+    assert policy.refusal("127.0.0.1", 18099) is None
+    assert policy.refusal("10.20.1.2", 443) is None
+    assert policy.refusal("10.21.1.2", 443) == "a private address"
+
+
+@pytest.mark.parametrize(("block", "named"), [
+    ({"allow": ["internal.example.com"]}, "ATTUNE.http_runner.allow: 'internal.example.com'"),
+    ({"allow": ["127.0.0.1:99999"]}, "ATTUNE.http_runner.allow: '127.0.0.1:99999'"),
+    ({"allow": "10.0.0.0/8"}, "ATTUNE.http_runner.allow must be a list"),
+    ({"allow": [10]}, "ATTUNE.http_runner.allow must be a list"),
+    ({"allowed": []}, r"unknown key\(s\) in ATTUNE.http_runner: \['allowed'\]"),
+])
+def test_bad_http_runner_blocks_fail_at_start_up_naming_the_key(block, named):
+    cfg = base()
+    cfg["ATTUNE"]["http_runner"] = block
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.from_mapping(cfg)

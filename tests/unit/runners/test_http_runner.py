@@ -1,12 +1,15 @@
-"""The http runner against a local HTTP server."""
+"""The http runner against a local HTTP server (opened to it as an operator would, by an
+allow-list entry for its exact address and port: test_destinations.py covers the refusals)."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 
 from runners.base import Outcome
+from runners.destinations import DestinationPolicy
 from runners.http import HttpRunner
 
 
@@ -58,8 +61,17 @@ def server():
     httpd.server_close()
 
 
+def allowing(url):
+    """The policy an operator would configure for this test's destination: its address:port."""
+    if not url:
+        return DestinationPolicy()
+    parts = urlsplit(url)
+    return DestinationPolicy.from_entries([f"{parts.hostname}:{parts.port}"])
+
+
 def run(make_request, **config):
-    return HttpRunner().run(make_request(None, runner_type="http", http_config=config))
+    return HttpRunner().run(make_request(None, runner_type="http", http_config=config,
+                                         destination_policy=allowing(config.get("url"))))
 
 
 def test_a_json_body_is_parsed_into_the_output_with_status_and_headers(server, make_request):
@@ -117,7 +129,8 @@ def test_a_slow_server_fails_with_timeout(server, make_request):
 
 def test_a_large_body_is_truncated(server, make_request):
     request = make_request(None, runner_type="http", max_output_bytes=100,
-                           http_config={"url": f"{server}/big"})
+                           http_config={"url": f"{server}/big"},
+                           destination_policy=allowing(server))
     result = HttpRunner().run(request)
     assert result.truncated is True
     assert result.output == "b" * 100 + "... (output truncated after 100 bytes)"
@@ -126,7 +139,8 @@ def test_a_large_body_is_truncated(server, make_request):
 def test_secrets_are_masked_in_headers_and_errors(server, make_request):
     request = make_request(None, runner_type="http", secrets={"t": "tok-secret-1"},
                            http_config={"url": f"{server}/missing?key=tok-secret-1",
-                                        "headers": {"X-Token": "tok-secret-1"}})
+                                        "headers": {"X-Token": "tok-secret-1"}},
+                           destination_policy=allowing(server))
     result = HttpRunner().run(request)
     assert result.headers["X-Echo"] == "***"
     assert "tok-secret-1" not in result.error["message"]
