@@ -27,18 +27,21 @@ class BucketSettings:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
-    """ATTUNE.rate_limit: per user (admin exempt), per webhook trigger, per failed-login name."""
+    """ATTUNE.rate_limit: per user, per admin, per webhook trigger, per failed-login name and
+    per login client address."""
 
     enabled: bool = True
     user: BucketSettings = BucketSettings(rate=50.0, burst=100)
+    admin: BucketSettings = BucketSettings(rate=200.0, burst=400)
     webhook: BucketSettings = BucketSettings(rate=500.0, burst=1000)
     login_failures: BucketSettings = BucketSettings(rate=0.2, burst=10)
+    login_address: BucketSettings = BucketSettings(rate=1.0, burst=20)
 
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> RateLimitSettings:
         """Parse the block; an unknown key or a non-positive number fails naming it."""
         default = cls()
-        buckets = {"user", "webhook", "login_failures"}
+        buckets = {"user", "admin", "webhook", "login_failures", "login_address"}
         unknown = set(section) - buckets - {"enabled"}
         if unknown:
             raise ConfigurationError(f"unknown key(s) in ATTUNE.rate_limit: {sorted(unknown)}")
@@ -67,6 +70,34 @@ class RateLimitSettings:
         return cls(**values)
 
 
+REGISTRATION_MODES = ("open", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """ATTUNE.auth: whether anyone may sign up (`POST /auth/register`) or only an operator
+    creates users (`attune create-user`); closed unless the configuration says otherwise."""
+
+    registration: str = "closed"
+
+    @property
+    def registration_open(self) -> bool:
+        return self.registration == "open"
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> AuthSettings:
+        """Parse the block; an unknown key or a registration other than open/closed fails."""
+        unknown = set(section) - {"registration"}
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.auth: {sorted(unknown)}")
+        given = section.get("registration", cls().registration)
+        registration = given.strip().lower() if isinstance(given, str) else given
+        if registration not in REGISTRATION_MODES:
+            raise ConfigurationError(
+                f"ATTUNE.auth.registration must be 'open' or 'closed', not {given!r}")
+        return cls(registration=registration)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a process needs to know, read once at start-up; a bad key fails loudly."""
@@ -90,6 +121,7 @@ class Settings:
     max_chain_depth: int = 10
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -103,6 +135,7 @@ class Settings:
         section = dict(config.get("ATTUNE") or {})
         worker = dict(section.pop("worker", None) or {})
         rate_limit = RateLimitSettings.from_mapping(dict(section.pop("rate_limit", None) or {}))
+        auth = AuthSettings.from_mapping(dict(section.pop("auth", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -141,6 +174,7 @@ class Settings:
                 max_chain_depth=int(section.get("max_chain_depth", 10)),
                 worker=WorkerSettings(**worker),
                 rate_limit=rate_limit,
+                auth=auth,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:
