@@ -7,6 +7,7 @@ from flask import Blueprint
 from nameko_services.domain import users
 from nameko_services.domain.auth import issue_token, verify_token
 from nameko_services.domain.db import transaction
+from nameko_services.green import in_os_thread
 
 from ..app import ctx
 from ..auth import PUBLIC, permission, principal
@@ -35,7 +36,7 @@ def register():
     body = json_body({"username", "password", "tenant"}, {"username", "password"})
     with transaction(ctx().engine) as conn:
         user = users.register(conn, username=body["username"], password=body["password"],
-                              tenant=body.get("tenant"))
+                              tenant=body.get("tenant"), offload=in_os_thread)
     return one(_token_pair(user), 201)
 
 
@@ -44,7 +45,8 @@ def register():
 def login():
     body = json_body({"username", "password"}, {"username", "password"})
     with transaction(ctx().engine) as conn:
-        user = users.login(conn, str(body["username"]), str(body["password"]))
+        user = users.login(conn, str(body["username"]), str(body["password"]),
+                           offload=in_os_thread)
     return one(_token_pair(user))
 
 
@@ -73,7 +75,8 @@ def create_user():
     who = principal()
     with transaction(ctx().engine) as conn:
         user = users.create_user(conn, tenant_id=who.tenant_id, username=body["username"],
-                                 password=body["password"], role=body["role"], actor=who.actor)
+                                 password=body["password"], role=body["role"],
+                                 actor_type="user", actor=who.actor, offload=in_os_thread)
     return one(users.to_api(user), 201)
 
 
