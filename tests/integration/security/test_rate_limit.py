@@ -10,11 +10,9 @@ import pytest
 
 from gateway import ratelimit
 from gateway.app import create_app
-from tests.support.factories import make_trigger
+from tests.support.factories import PASSWORD, make_admin, make_trigger
 
 pytestmark = pytest.mark.integration
-
-PASSWORD = "password123"
 
 
 class Clock:
@@ -135,7 +133,7 @@ def test_rate_limits_can_be_switched_off(config, engine, make_app):
     app = make_app(cfg)
     client = app.test_client()
     name = f"off-{uuid.uuid4().hex[:8]}"
-    client.post("/auth/register", json={"username": name, "password": PASSWORD})
+    make_admin(engine, name)
     admin = {"Authorization": "Bearer " + client.post("/auth/login", json={
         "username": name, "password": PASSWORD}).json["data"]["access_token"]}
     assert client.post("/api/v1/users", headers=admin, json={
