@@ -1,10 +1,12 @@
-"""Rate limits in front of the views: per user, per webhook trigger, per failed-login user name.
+"""Rate limits in front of the views: per user (admins in a larger bucket of their own), per
+webhook trigger, per failed-login user name and per login client address.
 
 Installed by `create_app` after `check_route_access`, so the caller is already known (and a
 denied request spends nothing). Over a limit the request is refused before the view runs:
-429 `rate_limited` with `Retry-After` (api.md). Admins are exempt from the per-user bucket;
-webhook calls are limited per trigger whoever sends them. The buckets live in this process:
-docs/security.md explains how the limit holds with several gateway processes.
+429 `rate_limited` with `Retry-After` (api.md). Webhook calls are limited per trigger whoever
+sends them. Every login attempt spends a token of its client address's bucket up front, so
+parallel attempts cannot slip past it. The buckets live in this process: docs/security.md
+explains how the limit holds with several gateway processes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ MAX_USERNAME_CHARS = 200
 
 
 class RateLimits:
-    """The three sets of buckets of one gateway process."""
+    """The five sets of buckets of one gateway process."""
 
     def __init__(
         self, settings: RateLimitSettings, clock: Callable[[], float] = time.monotonic
@@ -37,8 +39,10 @@ class RateLimits:
 
         self.settings = settings
         self.user = buckets(settings.user)
+        self.admin = buckets(settings.admin)
         self.webhook = buckets(settings.webhook)
         self.login_failures = buckets(settings.login_failures)
+        self.login_address = buckets(settings.login_address)
 
 
 def install(app: Flask, clock: Callable[[], float] = time.monotonic) -> RateLimits | None:
@@ -94,6 +98,10 @@ def enforce() -> None:
                 raise _refuse(wait, f"webhook trigger {trigger_id}", limits.settings.webhook)
         return
     if endpoint == LOGIN_ENDPOINT:
+        address = request.remote_addr or "unknown"  # the socket peer; X-Forwarded-For is not read
+        wait = limits.login_address.take(address)
+        if wait:
+            raise _refuse(wait, f"logins from {address}", limits.settings.login_address)
         name = _login_name()
         wait = limits.login_failures.peek(name) if name is not None else 0.0
         if wait:
@@ -104,10 +112,12 @@ def enforce() -> None:
     if who is None:  # public route
         return
     if who.token_type == "access" and who.role == Role.ADMIN:
-        return  # api.md: admins are exempt
-    wait = limits.user.take(who.actor)
+        buckets, spec = limits.admin, limits.settings.admin  # larger, but not unlimited
+    else:
+        buckets, spec = limits.user, limits.settings.user
+    wait = buckets.take(who.actor)
     if wait:
-        raise _refuse(wait, who.actor, limits.settings.user)
+        raise _refuse(wait, who.actor, spec)
 
 
 def count_login_failure(response: Response) -> Response:

@@ -6,6 +6,7 @@
     attune migrate --config nameko.yaml          alembic upgrade head
     attune register-pack PATH (--system | --tenant ID) --config nameko.yaml
     attune rotate-keys --config nameko.yaml      re-encrypt secrets under the active key
+    attune create-user NAME [--role R] [--tenant ID] [--password-stdin] --config nameko.yaml
 
 Processes run detached (their own session), log to <run_dir>/logs/<name>.log and record their
 pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -41,6 +43,7 @@ from .config import KEYS_FILE_NAME, PROJECT_ROOT, load_config, load_keys_env
 from .domain.crypto import new_key_spec
 from .domain.errors import AttuneError
 from .domain.settings import Settings
+from .domain.states import Role
 
 SERVICES = ("executor", "worker", "sensor", "notifier")
 GATEWAY = "gateway"
@@ -495,6 +498,53 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_password(from_stdin: bool) -> str:
+    """The new user's password: all of standard input less its final newline, or typed twice at
+    a prompt. Never argv or the environment, which other local users and logs can read."""
+    if from_stdin:
+        return sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if not sys.stdin.isatty():
+        raise CliError("no terminal to prompt for the password on: give it on standard input "
+                       "with --password-stdin")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != password:
+        raise CliError("the two passwords differ")
+    return password
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    """Create a user as an operator (the way in while sign-up is closed), through the domain code
+    the API uses: same checks, same audit entry (actor `cli`)."""
+    from .domain import users
+    from .domain.auth import in_place
+    from .domain.db import make_engine, transaction
+    from .domain.errors import ValidationError
+
+    settings = load_platform(args.config).settings
+    password = read_password(args.password_stdin)
+    given = {"username": args.username, "password": password, "role": args.role,
+             "actor_type": "service", "actor": "cli", "offload": in_place}
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        with transaction(engine) as conn:
+            if args.tenant is None:
+                user = users.create_in_new_tenant(conn, tenant=None, **given)
+            else:
+                user = users.create_user(conn, tenant_id=args.tenant, **given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{field} {text}" for field, text in exc.fields.items())
+        raise CliError(f"{exc.message}: {problems}") from exc
+    finally:
+        engine.dispose()
+    shown = users.to_api(user)
+    if args.json:
+        print(json.dumps(shown))
+    else:
+        print(f"created user {shown['username']}: id {shown['id']}, tenant {shown['tenant_id']}, "
+              f"role {shown['role']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -525,6 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("rotate-keys", cmd_rotate_keys,
         "re-encrypt every secret and encrypted datastore value under the active key"
         ).add_argument("--batch-size", type=int, default=200, help="rows per transaction")
+    user = add("create-user", cmd_create_user,
+               "create a user (with sign-up closed, the only way in); the password is read from "
+               "a prompt, or from standard input with --password-stdin, never from arguments")
+    user.add_argument("username")
+    user.add_argument("--role", choices=[r.value for r in Role], default=Role.ADMIN.value,
+                      help="default: admin")
+    user.add_argument("--tenant", type=int, help="an existing tenant's id (default: a new tenant)")
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from standard input (for scripts)")
+    user.add_argument("--json", action="store_true", help="print the user as JSON")
     return parser
 
 

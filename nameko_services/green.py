@@ -6,11 +6,12 @@ Everything eventlet-specific that the gateway and CLI need lives here (stack-not
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import eventlet
 import eventlet.queue
+import eventlet.tpool
 from nameko.amqp.publish import Publisher as AmqpPublisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY
 from nameko.events import get_event_exchange
@@ -18,6 +19,12 @@ from nameko.serialization import setup as setup_serialization
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from .domain import executions, messages
+
+
+def in_os_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """The gateway's Offload (domain/auth.py): run CPU-bound `fn` (argon2) in eventlet's pool of
+    real OS threads (EVENTLET_THREADPOOL_SIZE, default 20) so the hub serves others meanwhile."""
+    return eventlet.tpool.execute(fn, *args)
 
 
 class RpcPool:

@@ -83,20 +83,37 @@ def client(app):
 
 
 @pytest.fixture
-def make_user(client):
-    """Register a user (new tenant) or add one to a tenant; returns (user, auth headers)."""
+def open_client(config, engine, published):
+    """A client of an app whose sign-up is open (nameko.yaml's, the `client` fixture's, is not)."""
+    import copy
+
+    from gateway.app import create_app
+
+    cfg = copy.deepcopy(config)
+    cfg["ATTUNE"]["auth"] = {"registration": "open"}
+    application = create_app(cfg, publish=lambda *args: published.append(args))
+    yield application.test_client()
+    application.extensions["attune"].engine.dispose()
+
+
+@pytest.fixture
+def make_user(client, engine):
+    """A new tenant's admin (made as `attune create-user` makes it), or a user that an admin adds
+    to its tenant; logged in over the API. Returns (user, auth headers)."""
     import uuid
+
+    from tests.support.factories import PASSWORD, make_admin
 
     def make(role="admin", admin_headers=None):
         name = f"u-{uuid.uuid4().hex[:10]}"
         if admin_headers is None:
-            r = client.post("/auth/register", json={"username": name, "password": "password123"})
+            make_admin(engine, name)
         else:
             r = client.post("/api/v1/users", headers=admin_headers,
-                            json={"username": name, "password": "password123", "role": role})
+                            json={"username": name, "password": PASSWORD, "role": role})
             assert r.status_code == 201, r.json
-            r = client.post("/auth/login", json={"username": name, "password": "password123"})
-        assert r.status_code in (200, 201), r.json
+        r = client.post("/auth/login", json={"username": name, "password": PASSWORD})
+        assert r.status_code == 200, r.json
         data = r.json["data"]
         return data["user"], {"Authorization": f"Bearer {data['access_token']}"}
 

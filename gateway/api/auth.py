@@ -7,10 +7,13 @@ from flask import Blueprint
 from nameko_services.domain import users
 from nameko_services.domain.auth import issue_token, verify_token
 from nameko_services.domain.db import transaction
+from nameko_services.domain.errors import ForbiddenError
+from nameko_services.green import in_os_thread
 
 from ..app import ctx
 from ..auth import PUBLIC, permission, principal
 from ..http import json_body, one, page, page_args
+from .openapi import responds
 
 bp = Blueprint("auth", __name__)
 
@@ -29,13 +32,22 @@ def _token_pair(user: dict) -> dict:
     }
 
 
+REGISTRATION_CLOSED = ("Registration is closed on this server: an operator creates users with "
+                       "`attune create-user`")
+
+
 @bp.post("/auth/register")
 @permission(PUBLIC)
+@responds(403, "Registration is closed (ATTUNE.auth.registration): an operator creates users "
+               "with `attune create-user`")
 def register():
+    """Sign up: a new tenant whose admin you are (403 while ATTUNE.auth.registration is closed)."""
+    if not ctx().settings.auth.registration_open:
+        raise ForbiddenError(REGISTRATION_CLOSED, {"registration": "closed"})
     body = json_body({"username", "password", "tenant"}, {"username", "password"})
     with transaction(ctx().engine) as conn:
         user = users.register(conn, username=body["username"], password=body["password"],
-                              tenant=body.get("tenant"))
+                              tenant=body.get("tenant"), offload=in_os_thread)
     return one(_token_pair(user), 201)
 
 
@@ -44,7 +56,8 @@ def register():
 def login():
     body = json_body({"username", "password"}, {"username", "password"})
     with transaction(ctx().engine) as conn:
-        user = users.login(conn, str(body["username"]), str(body["password"]))
+        user = users.login(conn, str(body["username"]), str(body["password"]),
+                           offload=in_os_thread)
     return one(_token_pair(user))
 
 
@@ -73,7 +86,8 @@ def create_user():
     who = principal()
     with transaction(ctx().engine) as conn:
         user = users.create_user(conn, tenant_id=who.tenant_id, username=body["username"],
-                                 password=body["password"], role=body["role"], actor=who.actor)
+                                 password=body["password"], role=body["role"],
+                                 actor_type="user", actor=who.actor, offload=in_os_thread)
     return one(users.to_api(user), 201)
 
 

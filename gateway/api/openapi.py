@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.routing import Rule
@@ -18,6 +19,7 @@ from werkzeug.routing import Rule
 from ..auth import PUBLIC, permission
 
 bp = Blueprint("openapi", __name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
 _PARAM = re.compile(r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\([^>]*\))?:)?(?P<name>\w+)>")
@@ -60,6 +62,19 @@ _ERRORS = {
     "422": "Validation failed (details.fields)",
     "429": "Rate limited (see Retry-After)",
 }
+
+
+def responds(status: int, description: str) -> Callable[[F], F]:
+    """Document an error a view answers beyond those its permission implies (a public route's
+    403, say), so clients and the fuzzer know to expect it."""
+
+    def mark(view: F) -> F:
+        extra = dict(getattr(view, "attune_responses", {}))
+        extra[str(status)] = description
+        view.attune_responses = extra  # type: ignore[attr-defined]
+        return view
+
+    return mark
 
 
 def _version() -> str:
@@ -113,6 +128,11 @@ def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]]
         operation["responses"]["403"] = {"$ref": "#/components/responses/Error"}
         if getattr(view, "attune_execution_token", False):
             operation["x-attune-execution-token"] = True
+    for status, text in getattr(view, "attune_responses", {}).items():
+        operation["responses"][status] = {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     if method in ("POST", "PUT", "PATCH"):
         operation["requestBody"] = {
             "required": False,

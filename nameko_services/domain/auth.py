@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,15 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("attune-dummy-password")
 
 TOKEN_TYPES = ("access", "refresh", "execution")
+
+# How the argon2 work runs: `offload(fn, *args)` returns `fn(*args)`. The gateway passes one that
+# runs it in an OS thread (its eventlet hub keeps serving meanwhile); the CLI runs it in place.
+Offload = Callable[..., Any]
+
+
+def in_place(fn: Callable[..., Any], *args: Any) -> Any:
+    """The Offload of a process without an event loop to keep free: just call."""
+    return fn(*args)
 
 
 def hash_password(password: str) -> str:

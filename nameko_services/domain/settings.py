@@ -29,18 +29,21 @@ class BucketSettings:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
-    """ATTUNE.rate_limit: per user (admin exempt), per webhook trigger, per failed-login name."""
+    """ATTUNE.rate_limit: per user, per admin, per webhook trigger, per failed-login name and
+    per login client address."""
 
     enabled: bool = True
     user: BucketSettings = BucketSettings(rate=50.0, burst=100)
+    admin: BucketSettings = BucketSettings(rate=200.0, burst=400)
     webhook: BucketSettings = BucketSettings(rate=500.0, burst=1000)
     login_failures: BucketSettings = BucketSettings(rate=0.2, burst=10)
+    login_address: BucketSettings = BucketSettings(rate=1.0, burst=20)
 
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> RateLimitSettings:
         """Parse the block; an unknown key or a non-positive number fails naming it."""
         default = cls()
-        buckets = {"user", "webhook", "login_failures"}
+        buckets = {"user", "admin", "webhook", "login_failures", "login_address"}
         unknown = set(section) - buckets - {"enabled"}
         if unknown:
             raise ConfigurationError(f"unknown key(s) in ATTUNE.rate_limit: {sorted(unknown)}")
@@ -67,6 +70,34 @@ class RateLimitSettings:
                 )
             values[name] = bucket
         return cls(**values)
+
+
+REGISTRATION_MODES = ("open", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """ATTUNE.auth: whether anyone may sign up (`POST /auth/register`) or only an operator
+    creates users (`attune create-user`); closed unless the configuration says otherwise."""
+
+    registration: str = "closed"
+
+    @property
+    def registration_open(self) -> bool:
+        return self.registration == "open"
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> AuthSettings:
+        """Parse the block; an unknown key or a registration other than open/closed fails."""
+        unknown = set(section) - {"registration"}
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.auth: {sorted(unknown)}")
+        given = section.get("registration", cls().registration)
+        registration = given.strip().lower() if isinstance(given, str) else given
+        if registration not in REGISTRATION_MODES:
+            raise ConfigurationError(
+                f"ATTUNE.auth.registration must be 'open' or 'closed', not {given!r}")
+        return cls(registration=registration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +145,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -129,6 +161,7 @@ class Settings:
         rate_limit = RateLimitSettings.from_mapping(dict(section.pop("rate_limit", None) or {}))
         http_runner = HttpRunnerSettings.from_mapping(
             dict(section.pop("http_runner", None) or {}))
+        auth = AuthSettings.from_mapping(dict(section.pop("auth", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -168,6 +201,7 @@ class Settings:
                 worker=WorkerSettings(**worker),
                 rate_limit=rate_limit,
                 http_runner=http_runner,
+                auth=auth,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
-from .auth import hash_password, verify_password
+from .auth import Offload, hash_password, verify_password
 from .db import isoformat
 from .errors import ConflictError, NotFoundError, UnauthorizedError, ValidationError
 from .models import tenants, users
@@ -37,32 +37,37 @@ def check_credentials_shape(username: Any, password: Any) -> None:
 
 
 def create_user(
-    conn: Connection, *, tenant_id: int, username: str, password: str, role: str, actor: str
+    conn: Connection, *, tenant_id: int, username: str, password: str, role: str,
+    actor_type: str, actor: str, offload: Offload,
 ) -> dict[str, Any]:
+    """A user of an existing tenant, audited as created by `actor`; the hash runs via `offload`."""
     check_credentials_shape(username, password)
     if role not in {r.value for r in Role}:
         raise ValidationError("Invalid role", {"role": f"must be one of {[r.value for r in Role]}"})
+    if conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id)).first() is None:
+        raise NotFoundError(f"Tenant {tenant_id} not found")
+    password_hash = offload(hash_password, password)
     try:
         with conn.begin_nested():
             row = conn.execute(
                 insert(users)
                 .values(tenant_id=tenant_id, username=username,
-                        password_hash=hash_password(password), role=role)
+                        password_hash=password_hash, role=role)
                 .returning(users)
             ).mappings().one()
     except IntegrityError as exc:
         raise ConflictError(f"Username '{username}' is taken") from exc
-    audit.record(conn, tenant_id=tenant_id, actor_type="user", actor=actor,
+    audit.record(conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
                  action="user.created", entity_type="user", entity_id=row["id"],
                  details={"username": username, "role": role})
     return dict(row)
 
 
-def register(conn: Connection, *, username: str, password: str, tenant: str | None) -> dict:
-    """Self-service sign-up: a new tenant whose first user is its admin.
-
-    `tenant` names the new tenant (unique); without it a name is generated.
-    """
+def create_in_new_tenant(
+    conn: Connection, *, username: str, password: str, role: str, tenant: str | None,
+    actor_type: str, actor: str, offload: Offload,
+) -> dict[str, Any]:
+    """A new tenant and its first user; `tenant` names it (unique), else a name is generated."""
     check_credentials_shape(username, password)
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
         raise ConflictError(f"Username '{username}' is taken")
@@ -75,16 +80,26 @@ def register(conn: Connection, *, username: str, password: str, tenant: str | No
     except IntegrityError as exc:
         raise ConflictError(f"Tenant '{name}' exists; ask its admin for an account") from exc
     return create_user(conn, tenant_id=tenant_id, username=username, password=password,
-                       role=Role.ADMIN.value, actor=f"register:{username}")
+                       role=role, actor_type=actor_type, actor=actor, offload=offload)
 
 
-def login(conn: Connection, username: str, password: str) -> dict[str, Any]:
-    """The user whose credentials these are; anything else is the same 401."""
+def register(
+    conn: Connection, *, username: str, password: str, tenant: str | None, offload: Offload
+) -> dict[str, Any]:
+    """Self-service sign-up (when registration is open): a new tenant whose first user is its
+    admin."""
+    return create_in_new_tenant(conn, username=username, password=password,
+                                role=Role.ADMIN.value, tenant=tenant, actor_type="user",
+                                actor=f"register:{username}", offload=offload)
+
+
+def login(conn: Connection, username: str, password: str, *, offload: Offload) -> dict[str, Any]:
+    """The user whose credentials these are; anything else is the same 401 after the same work."""
     if "\x00" in username or len(username) > 200:  # no such user can exist; PostgreSQL refuses NUL
-        verify_password(None, password)  # same work as a real miss
+        offload(verify_password, None, password)  # same work as a real miss
         raise UnauthorizedError("Invalid username or password")
     row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
-    if not verify_password(row["password_hash"] if row else None, password):
+    if not offload(verify_password, row["password_hash"] if row else None, password):
         raise UnauthorizedError("Invalid username or password")
     return dict(row)
 

@@ -1,10 +1,27 @@
-"""The README's five-minute tour works as written: packs/hello, its webhook, its execution."""
+"""The README's five-minute tour works as written: a user made by `attune create-user` logs in,
+then packs/hello, its webhook, its execution."""
 
-from tests.support.e2e import PROJECT_ROOT, wait_for_execution, wait_until
+import os
+import subprocess
+
+from tests.support.e2e import PROJECT_ROOT, login, unique_name, wait_for_execution, wait_until
 from tests.support.flows import fire_webhook, list_all
 
+ATTUNE = PROJECT_ROOT / ".venv" / "bin" / "attune"
 
-def test_the_readme_tour_greets_ada(api):
+
+def test_the_readme_tour_greets_ada(platform):
+    # Sign-up is closed by default: the operator's command makes the user, which logs in.
+    username = unique_name("demo")
+    made = subprocess.run(  # printf '%s\n' demo-password | attune create-user ... --password-stdin
+        [str(ATTUNE), "create-user", username, "--password-stdin",
+         "--config", str(platform.config)],
+        input="demo-password\n", env=platform.env or dict(os.environ), cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert made.stdout.strip().endswith("role admin"), made.stdout
+    api = login(platform.api_url, username, "demo-password", ws_url=platform.ws_url)
+
     pack = api.data(api.post("/api/v1/packs",
                              json={"path": str(PROJECT_ROOT / "packs" / "hello")}), 201)
     assert pack["actions"] == ["hello.greet"] and pack["rules"] == ["hello.greet_on_webhook"]
@@ -21,3 +38,4 @@ def test_the_readme_tour_greets_ada(api):
     assert execution["result"]["output"] == {"message": "Hello, Ada!"}
     assert api.data(api.get(f"/api/v1/events/{quiet['event_id']}"))["payload"] == {"nobody": True}
     assert list_all(api, "/api/v1/enforcements", event_id=quiet["event_id"]) == []
+    api.close()

@@ -14,11 +14,24 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert
 
-from nameko_services.domain import models
+from nameko_services.domain import models, users
+from nameko_services.domain.auth import in_place
+from nameko_services.domain.db import transaction
+
+PASSWORD = "password123"
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def make_admin(engine: Engine, username: str | None = None, password: str = PASSWORD) -> dict:
+    """A new tenant and its admin, through the domain code `attune create-user` uses (sign-up
+    through the API is closed under nameko.yaml); log in over the API for its tokens."""
+    with transaction(engine) as conn:
+        return users.create_in_new_tenant(
+            conn, username=username or unique("admin"), password=password, role="admin",
+            tenant=None, actor_type="service", actor="test", offload=in_place)
 
 
 def _insert(bind: Engine | Connection, table: Table, values: dict[str, Any]) -> dict[str, Any]:

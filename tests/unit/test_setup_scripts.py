@@ -52,4 +52,5 @@ def test_the_readme_tour_that_fresh_check_runs_is_found():
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("# 1.") and "```" not in done.stdout
-    assert "/auth/register" in done.stdout and "/api/v1/executions" in done.stdout
+    assert "attune create-user" in done.stdout and "/auth/login" in done.stdout
+    assert "/api/v1/executions" in done.stdout

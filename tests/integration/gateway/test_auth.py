@@ -5,11 +5,14 @@ import time
 import jwt
 import pytest
 
+from tests.support.factories import PASSWORD, make_admin
+
 pytestmark = pytest.mark.integration
 
 
-def test_register_creates_a_tenant_whose_first_user_is_admin(client):
-    r = client.post("/auth/register", json={"username": "reg-admin-1", "password": "password123"})
+def test_register_creates_a_tenant_whose_first_user_is_admin(open_client):
+    r = open_client.post("/auth/register",
+                         json={"username": "reg-admin-1", "password": "password123"})
     assert r.status_code == 201
     data = r.json["data"]
     assert data["user"]["role"] == "admin"
@@ -17,22 +20,23 @@ def test_register_creates_a_tenant_whose_first_user_is_admin(client):
     assert data["expires_in"] > 0
 
 
-def test_duplicate_username_is_409(client):
+def test_duplicate_username_is_409(open_client):
     body = {"username": "dup-user", "password": "password123"}
-    assert client.post("/auth/register", json=body).status_code == 201
-    r = client.post("/auth/register", json=body)
+    assert open_client.post("/auth/register", json=body).status_code == 201
+    r = open_client.post("/auth/register", json=body)
     assert r.status_code == 409
     assert r.json["error"]["code"] == "conflict"
 
 
-def test_short_password_is_422_naming_the_field(client):
-    r = client.post("/auth/register", json={"username": "shorty", "password": "short"})
+def test_short_password_is_422_naming_the_field(open_client):
+    r = open_client.post("/auth/register", json={"username": "shorty", "password": "short"})
     assert r.status_code == 422
     assert "password" in r.json["error"]["details"]["fields"]
 
 
-def test_unknown_field_is_422(client):
-    r = client.post("/auth/register", json={"username": "a1", "password": "password123", "x": 1})
+def test_unknown_field_is_422(open_client):
+    r = open_client.post("/auth/register",
+                         json={"username": "a1", "password": "password123", "x": 1})
     assert r.status_code == 422
     assert r.json["error"]["details"]["fields"] == {"x": "unknown field"}
 
@@ -51,9 +55,10 @@ def test_login_gives_same_401_for_unknown_user_and_wrong_password(client, make_u
     assert wrong.json == unknown.json
 
 
-def test_refresh_accepts_only_refresh_tokens(client):
-    r = client.post("/auth/register", json={"username": "refresher", "password": "password123"})
-    tokens = r.json["data"]
+def test_refresh_accepts_only_refresh_tokens(client, engine):
+    make_admin(engine, "refresher")
+    tokens = client.post("/auth/login",
+                         json={"username": "refresher", "password": PASSWORD}).json["data"]
     ok = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert ok.status_code == 200 and ok.json["data"]["access_token"]
     bad = client.post("/auth/refresh", json={"refresh_token": tokens["access_token"]})

@@ -11,7 +11,8 @@ import requests
 
 from nameko_services.config import PROJECT_ROOT
 from tests.integration.rows import wait_until
-from tests.support.e2e import register_user
+from tests.support.e2e import login
+from tests.support.factories import make_admin
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +50,13 @@ def gateway(config, engine, tmp_path):
         proc.wait()
 
 
-def test_serves_api_and_websocket_then_stops_on_sigterm_closing_sockets_with_1001(gateway):
+def test_serves_api_and_websocket_then_stops_on_sigterm_closing_sockets_with_1001(
+    gateway, engine
+):
     proc, url, log = gateway
     health = requests.get(f"{url}/health", timeout=10)
     assert health.status_code == 503 and health.json()["checks"]["database"] == "ok"
-    api = register_user(url)
+    api = login(url, make_admin(engine)["username"])
     feed = api.notifications()
     feed.subscribe("execution")
     proc.send_signal(signal.SIGTERM)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 
 from nameko_services.domain import messages, models
 from nameko_services.domain.auth import issue_token
-from tests.support.factories import make_event, make_execution, make_trigger
+from tests.support.factories import PASSWORD, make_admin, make_event, make_execution, make_trigger
 
 pytestmark = pytest.mark.integration
 
@@ -144,8 +144,9 @@ def test_wrong_or_missing_credentials_are_401(client, engine, tenant, headers):
 
 
 def test_refresh_token_as_bearer_is_401(client, engine):
-    r = client.post("/auth/register", json={"username": "wh-refresh", "password": "password123"})
-    data = r.json["data"]
+    make_admin(engine, "wh-refresh")
+    data = client.post("/auth/login",
+                       json={"username": "wh-refresh", "password": PASSWORD}).json["data"]
     trigger = make_trigger(engine, data["user"]["tenant_id"])
     r = client.post(url(trigger), json={},
                     headers={"Authorization": f"Bearer {data['refresh_token']}"})

@@ -1,5 +1,6 @@
 """Security tests build the app without rate limits (but test_rate_limit.py), so walking every
-route as every role measures RBAC, not the buckets."""
+route as every role measures RBAC, not the buckets; and with sign-up open, so the fuzzer reaches
+the register route's own parsing instead of its closed-registration 403."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 def unlimited_config(config):
     cfg = copy.deepcopy(config)
     cfg["ATTUNE"]["rate_limit"] = {"enabled": False}
+    cfg["ATTUNE"]["auth"] = {"registration": "open"}
     return cfg
 
 

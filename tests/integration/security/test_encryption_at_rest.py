@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from nameko_services.domain import models, rotation
 from nameko_services.domain import secrets as secrets_mod
 from nameko_services.domain.crypto import Cipher, new_key_spec, parse_keyring
+from tests.support.factories import PASSWORD, make_admin
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +128,8 @@ def test_rotation_reencrypts_everything_and_old_values_read_throughout(
     during = make_app(with_keys(config, rotating)).test_client()
     after = make_app(with_keys(config, new_only)).test_client()
     name = f"rot-{uuid.uuid4().hex[:8]}"
-    r = before.post("/auth/register", json={"username": name, "password": "password123"})
+    make_admin(engine, name)
+    r = before.post("/auth/login", json={"username": name, "password": PASSWORD})
     headers = {"Authorization": f"Bearer {r.json['data']['access_token']}"}
     tid = r.json["data"]["user"]["tenant_id"]
     for i in range(5):

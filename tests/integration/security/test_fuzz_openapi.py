@@ -22,6 +22,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tests.support.factories import PASSWORD, make_admin
+
 pytestmark = pytest.mark.integration
 
 # The document describes request bodies only as "an object", so the checks that judge whether
@@ -37,9 +39,10 @@ EXAMPLES_PER_OPERATION = 8
 
 
 @pytest.fixture
-def fuzz_token(client):
+def fuzz_token(client, engine):
     name = f"fuzz-{uuid.uuid4().hex[:10]}"
-    response = client.post("/auth/register", json={"username": name, "password": "password123"})
+    make_admin(engine, name)
+    response = client.post("/auth/login", json={"username": name, "password": PASSWORD})
     return response.json["data"]["access_token"]
 
 

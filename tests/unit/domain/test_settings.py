@@ -2,6 +2,7 @@
 
 import pytest
 
+from nameko_services.config import PROJECT_ROOT, load_config
 from nameko_services.domain.crypto import new_key_spec
 from nameko_services.domain.errors import ConfigurationError
 from nameko_services.domain.settings import Settings
@@ -60,3 +61,38 @@ def test_bad_http_runner_blocks_fail_at_start_up_naming_the_key(block, named):
     cfg["ATTUNE"]["http_runner"] = block
     with pytest.raises(ConfigurationError, match=named):
         Settings.from_mapping(cfg)
+def test_registration_is_closed_unless_the_configuration_opens_it():
+    assert Settings.from_mapping(base()).auth.registration == "closed"
+    for given, wanted in (("open", True), ("closed", False), (" Open ", True)):
+        cfg = base()
+        cfg["ATTUNE"]["auth"] = {"registration": given}
+        assert Settings.from_mapping(cfg).auth.registration_open is wanted
+
+
+@pytest.mark.parametrize("value", ["yes", "", None, True, "opened"])
+def test_a_registration_other_than_open_or_closed_fails_naming_the_key(value):
+    cfg = base()
+    cfg["ATTUNE"]["auth"] = {"registration": value}
+    with pytest.raises(ConfigurationError, match=r"ATTUNE\.auth\.registration must be 'open' or "
+                                                 r"'closed'"):
+        Settings.from_mapping(cfg)
+
+
+def test_unknown_keys_under_auth_are_refused():
+    cfg = base()
+    cfg["ATTUNE"]["auth"] = {"registration": "open", "signup": "open"}
+    with pytest.raises(ConfigurationError, match=r"ATTUNE\.auth: \['signup'\]"):
+        Settings.from_mapping(cfg)
+
+
+def test_nameko_yaml_ships_closed_and_the_e2e_configuration_open(monkeypatch):
+    monkeypatch.delenv("ATTUNE_REGISTRATION", raising=False)
+    monkeypatch.setenv("ATTUNE_JWT_SECRET", "j" * 40)
+    monkeypatch.setenv("ATTUNE_ENCRYPTION_KEYS", new_key_spec("k1"))
+    shipped = Settings.from_mapping(load_config(PROJECT_ROOT / "nameko.yaml"))
+    assert shipped.auth.registration == "closed"
+    assert shipped.rate_limit.admin.burst > shipped.rate_limit.user.burst
+    e2e = Settings.from_mapping(load_config(PROJECT_ROOT / "config.e2e.yaml"))
+    assert e2e.auth.registration == "open"
+    monkeypatch.setenv("ATTUNE_REGISTRATION", "open")
+    assert Settings.from_mapping(load_config(PROJECT_ROOT / "nameko.yaml")).auth.registration_open

@@ -80,3 +80,20 @@ def test_rate_limit_settings_parse_and_name_bad_keys():
         RateLimitSettings.from_mapping({"user": {"rate": 0}})
     with pytest.raises(ConfigurationError, match="per_minute"):
         RateLimitSettings.from_mapping({"webhook": {"per_minute": 5}})
+
+
+def test_admins_and_login_addresses_have_buckets_of_their_own():
+    default = RateLimitSettings()
+    assert default.admin == BucketSettings(rate=200.0, burst=400)
+    assert default.login_address == BucketSettings(rate=1.0, burst=20)
+    parsed = RateLimitSettings.from_mapping(
+        {"admin": {"rate": "30", "burst": 60}, "login_address": {"rate": 0.5, "burst": 8}})
+    assert parsed.admin == BucketSettings(rate=30.0, burst=60)
+    assert parsed.login_address == BucketSettings(rate=0.5, burst=8)
+    assert parsed.user == default.user
+    with pytest.raises(ConfigurationError, match=r"rate_limit\.admin needs rate > 0"):
+        RateLimitSettings.from_mapping({"admin": {"rate": 10, "burst": 0}})
+    with pytest.raises(ConfigurationError, match=r"rate_limit\.login_address"):
+        RateLimitSettings.from_mapping({"login_address": {"rate": "fast"}})
+    with pytest.raises(ConfigurationError, match=r"rate_limit\.admin: \['exempt'\]"):
+        RateLimitSettings.from_mapping({"admin": {"exempt": True}})
