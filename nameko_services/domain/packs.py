@@ -40,7 +40,7 @@ from .settings import PackSettings
 from .yaml_source import located_error
 
 _CHILDREN = (("actions", actions), ("triggers", triggers), ("sensors", sensors), ("rules", rules))
-UPLOAD_HOW = ("upload a .tar.gz of the pack folder: POST /api/v1/packs (or /api/v1/packs/{id}/"
+_UPLOAD_HOW = ("upload a .tar.gz of the pack folder: POST /api/v1/packs (or /api/v1/packs/{id}/"
               "reload) as multipart/form-data with the archive in the `file` field")
 
 
@@ -293,7 +293,7 @@ def register_directory(conn: Connection, path: Any, *, tenant_id: int | None, fo
     if allowed is not None and not allowed.allows(path):
         raise ForbiddenError(
             f"Registering a server folder is an operator action (attune register-pack PATH "
-            f"--tenant ID); tenants {UPLOAD_HOW}",
+            f"--tenant ID); tenants {_UPLOAD_HOW}",
             {"path": "outside the folders tenants may register (ATTUNE.packs.allowed_paths)"},
         )
     try:
@@ -345,7 +345,7 @@ def reload(conn: Connection, tenant_id: int | None, pack_id: int, *, archive: by
     elif allowed is not None and not allowed.allows(row["source_path"], packs_root / owner):
         raise ForbiddenError(
             f"Pack '{row['ref']}' was registered from a server folder tenants may not read: an "
-            f"operator reloads it with attune register-pack PATH --tenant ID, or {UPLOAD_HOW}",
+            f"operator reloads it with attune register-pack PATH --tenant ID, or {_UPLOAD_HOW}",
             {"id": pack_id},
         )
     elif not Path(row["source_path"]).is_dir():
