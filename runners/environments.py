@@ -32,12 +32,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import dependency_files
 from .base import RunnerError
 
 PYTHON, NODE = "python", "node"
@@ -402,6 +403,7 @@ class Environments:
         return output
 
     def _build_python(self, source: PackSource, folder: Path) -> dict[str, Any]:
+        _check_dependency_files(dependency_files.check_python, source.folder)
         base = find_python(source.python)
         folder.parent.mkdir(parents=True, exist_ok=True)
         python = folder / "bin" / "python"
@@ -421,6 +423,7 @@ class Environments:
                 "python_version": _python_version(base)}
 
     def _build_node(self, source: PackSource, folder: Path) -> dict[str, Any]:
+        _check_dependency_files(dependency_files.check_node, source.folder)
         npm = shutil.which("npm")
         if not npm:
             raise EnvironmentBuildError("npm is not installed on this worker")
@@ -461,6 +464,16 @@ class Environments:
                     leftover.unlink()
             removed.append(folder)
         return removed
+
+
+def _check_dependency_files(check: Callable[[Path], None], folder: Path) -> None:
+    """Refuse, before an installer reads them, dependency files that reach outside the pack
+    (checked at registration too; the folder may have changed since). pip and npm are thus never
+    given a file from outside the pack, so their output, kept as env_error, cannot quote one."""
+    try:
+        check(folder)
+    except dependency_files.DependencyFileError as exc:
+        raise EnvironmentBuildError(f"refused before installing: {exc}") from exc
 
 
 def _link_node_modules(pack_folder: Path, node_modules: Path) -> None:

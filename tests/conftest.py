@@ -23,14 +23,17 @@ TEST_AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{_VHOST}"
 
 
 @pytest.fixture(scope="session")
-def config():
-    """nameko.yaml pointed at the test database and vhost."""
+def config(tmp_path_factory):
+    """nameko.yaml pointed at the test database and vhost; tenants may register by path the
+    example packs, the fixture packs and pytest's temporary folders (`tmp_path`) only."""
     from nameko_services.config import PROJECT_ROOT, load_config
 
     cfg = load_config(PROJECT_ROOT / "nameko.yaml")
     cfg["AMQP_URI"] = TEST_AMQP_URI
     cfg["ATTUNE"]["database_url"] = TEST_DATABASE_URL
     cfg["ATTUNE"]["run_dir"] = str(PROJECT_ROOT / ".attune" / "test")
+    cfg["ATTUNE"]["packs"] = {"allowed_paths": [
+        "packs", "tests/fixtures/packs", str(tmp_path_factory.getbasetemp())]}
     return cfg
 
 

@@ -48,7 +48,8 @@ def _upload() -> tuple[bytes, bool]:
 @bp.post("/api/v1/packs")
 @permission("write")
 def register_pack():
-    """Register a pack: a server folder, an uploaded .tar.gz, or an empty pack."""
+    """Register a pack: an uploaded .tar.gz, an empty pack, or a server folder in
+    ATTUNE.packs.allowed_paths (any other folder is the operator's `attune register-pack`)."""
     tenant_id = principal().tenant_id
     if _is_upload():
         data, force = _upload()
@@ -75,7 +76,8 @@ def register_pack():
         with transaction(ctx().engine) as conn:
             if body.get("path") is not None:
                 outcome = packs.register_directory(conn, body["path"], tenant_id=tenant_id,
-                                                   force=force, actor=acting_user())
+                                                   force=force, actor=acting_user(),
+                                                   allowed=ctx().settings.packs)
             else:
                 outcome = packs.create_empty(conn, tenant_id=tenant_id, ref=body["ref"],
                                              version=body.get("version"),
@@ -115,7 +117,8 @@ def reload_pack(pack_id: str):
         json_body(set())
     with transaction(ctx().engine) as conn:
         outcome = packs.reload(conn, principal().tenant_id, pid, archive=archive,
-                               packs_root=_packs_root(), actor=acting_user())
+                               packs_root=_packs_root(), actor=acting_user(),
+                               allowed=ctx().settings.packs)
     publish_changes(outcome.changes)
     return one(outcome.data)
 

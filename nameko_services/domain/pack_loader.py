@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners import dependency_files
+
 from . import action_spec, rule_definitions, sensor_definitions, triggers, yaml_source
 from .catalog import PACK_REF_RE, PACK_REF_RULE
 from .errors import ValidationError
@@ -91,6 +93,15 @@ def _read_manifest(root: Path) -> tuple[YamlFile, dict[str, Any]]:
     data = dict(doc.data)
     data.setdefault("ref", data.get("name"))
     return doc, data
+
+
+def _check_dependency_files(root: Path) -> None:
+    """422 naming the file, line (or dependency) and reason for a requirements.txt,
+    package.json, lock file or .npmrc that would make pip or npm reach outside the pack."""
+    try:
+        dependency_files.check_pack(root)
+    except dependency_files.DependencyFileError as exc:
+        raise located_error(exc.file, exc.line, exc.field, exc.reason) from exc
 
 
 def _meta(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,6 +191,7 @@ def load_pack(root: Path) -> PackDefinition:
             raise ValidationError("Invalid pack", {"description": "must be a string"})
     except ValidationError as exc:
         raise doc.error(exc) from exc
+    _check_dependency_files(root)
 
     def trigger(spec: dict[str, Any], file: YamlFile) -> dict[str, Any]:
         return triggers.normalize(_checked_pack_field(file, spec, ref))

@@ -33,12 +33,15 @@ from .catalog import (
     visible,
 )
 from .db import isoformat
-from .errors import ConflictError, ValidationError
+from .errors import ConflictError, ForbiddenError, ValidationError
 from .models import actions, packs, rules, sensors, triggers
 from .pack_loader import Item, PackDefinition
+from .settings import PackSettings
 from .yaml_source import located_error
 
 _CHILDREN = (("actions", actions), ("triggers", triggers), ("sensors", sensors), ("rules", rules))
+_UPLOAD_HOW = ("upload a .tar.gz of the pack folder: POST /api/v1/packs (or /api/v1/packs/{id}/"
+              "reload) as multipart/form-data with the archive in the `file` field")
 
 
 def owner_key(tenant_id: int | None) -> str:
@@ -279,11 +282,20 @@ def register(conn: Connection, definition: PackDefinition, *, tenant_id: int | N
 
 
 def register_directory(conn: Connection, path: Any, *, tenant_id: int | None, force: bool,
-                       actor: Actor) -> Outcome:
-    """POST /packs {path}: a server folder, which must be absolute and exist."""
+                       actor: Actor, allowed: PackSettings | None) -> Outcome:
+    """POST /packs {path}: a server folder, which must be absolute and exist. A tenant's
+    request (`allowed` set) is 403 unless the folder lies in ATTUNE.packs.allowed_paths, checked
+    before anything is read so a refusal tells nothing about the folder; `allowed` None is the
+    operator (`attune register-pack`), who may register any folder."""
     reason = "must be an absolute path to a directory on the server"
     if not isinstance(path, str | Path) or "\x00" in str(path) or not Path(path).is_absolute():
         raise ValidationError(f"Invalid pack path: {reason}", {"path": reason})
+    if allowed is not None and not allowed.allows(path):
+        raise ForbiddenError(
+            f"Registering a server folder is an operator action (attune register-pack PATH "
+            f"--tenant ID); tenants {_UPLOAD_HOW}",
+            {"path": "outside the folders tenants may register (ATTUNE.packs.allowed_paths)"},
+        )
     try:
         folder = Path(path).resolve()
     except (OSError, RuntimeError) as exc:  # unreadable or a symlink loop
@@ -301,7 +313,7 @@ def register_from_path(conn: Connection, path: Path, *, tenant_id: int | None, s
     if system != (tenant_id is None):
         raise ValueError("a system pack has tenant_id None, and only a system pack has")
     return register_directory(conn, Path(path).resolve(), tenant_id=tenant_id, force=force,
-                              actor=Actor(actor_type, actor)).data
+                              actor=Actor(actor_type, actor), allowed=None).data
 
 
 def register_archive(conn: Connection, data: bytes, *, packs_root: Path,
@@ -319,16 +331,23 @@ def create_empty(conn: Connection, *, tenant_id: int | None, ref: Any, version: 
 
 
 def reload(conn: Connection, tenant_id: int | None, pack_id: int, *, archive: bytes | None,
-           packs_root: Path, actor: Actor) -> Outcome:
-    """Re-read a pack from its folder (or a new upload) and update its contents in place."""
+           packs_root: Path, actor: Actor, allowed: PackSettings | None) -> Outcome:
+    """Re-read a pack from its folder (or a new upload) and update its contents in place. A
+    tenant (`allowed` set) re-reads only its own uploads and folders in the allow-list."""
     row = get_row(conn, tenant_id, pack_id)
     check_writable(row, tenant_id, "Pack")
+    owner = owner_key(row["tenant_id"])
     if archive is not None:
-        owner = owner_key(row["tenant_id"])
         definition = pack_archive.extract(archive, packs_root.resolve(), owner)
     elif row["source_path"] is None:
         raise ConflictError(f"Pack '{row['ref']}' has no folder on the server; upload a .tar.gz"
                             " to reload it", {"id": pack_id})
+    elif allowed is not None and not allowed.allows(row["source_path"], packs_root / owner):
+        raise ForbiddenError(
+            f"Pack '{row['ref']}' was registered from a server folder tenants may not read: an "
+            f"operator reloads it with attune register-pack PATH --tenant ID, or {_UPLOAD_HOW}",
+            {"id": pack_id},
+        )
     elif not Path(row["source_path"]).is_dir():
         raise ConflictError(f"Pack folder {row['source_path']} no longer exists",
                             {"id": pack_id})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runners.destinations import DestinationPolicy
 
+from ..config import PROJECT_ROOT
 from .errors import ConfigurationError
 
 
@@ -122,6 +124,35 @@ class HttpRunnerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PackSettings:
+    """ATTUNE.packs: the server folders inside which a tenant may register a pack by path
+    (`allowed_paths`, resolved with their links at start-up); none by default."""
+
+    allowed_paths: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any], root: Path = PROJECT_ROOT) -> PackSettings:
+        """Parse the block: a list of folders, relative to `root` (the project) or absolute."""
+        unknown = set(section) - {"allowed_paths"}
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.packs: {sorted(unknown)}")
+        given = section.get("allowed_paths") or []
+        if not isinstance(given, list) or not all(
+            isinstance(p, str) and p.strip() and "\x00" not in p for p in given
+        ):
+            raise ConfigurationError("ATTUNE.packs.allowed_paths must be a list of folders "
+                                     "(relative to the project root, or absolute)")
+        return cls(tuple(Path(os.path.realpath(root / p.strip())) for p in given))
+
+    def allows(self, path: str | Path, *also: Path) -> bool:
+        """Does `path`, with its links and `..` resolved, lie in an allowed folder (or in one
+        of `also`, resolved the same way)?"""
+        real = Path(os.path.realpath(path))
+        roots = (*self.allowed_paths, *(Path(os.path.realpath(p)) for p in also))
+        return any(real == r or r in real.parents for r in roots)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a process needs to know, read once at start-up; a bad key fails loudly."""
 
@@ -146,6 +177,7 @@ class Settings:
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    packs: PackSettings = field(default_factory=PackSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -162,6 +194,7 @@ class Settings:
         http_runner = HttpRunnerSettings.from_mapping(
             dict(section.pop("http_runner", None) or {}))
         auth = AuthSettings.from_mapping(dict(section.pop("auth", None) or {}))
+        packs = PackSettings.from_mapping(dict(section.pop("packs", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -202,6 +235,7 @@ class Settings:
                 rate_limit=rate_limit,
                 http_runner=http_runner,
                 auth=auth,
+                packs=packs,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

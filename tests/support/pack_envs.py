@@ -1,5 +1,6 @@
-"""e2e helpers for packs with environments and runners: register a folder, wait for its
-env_status, run an action, and a local HTTP server that records what it was sent."""
+"""e2e helpers for packs with environments and runners: upload a folder (as a tenant registers
+a pack), wait for its env_status, run an action, and a local HTTP server that records what it
+was sent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from nameko_services.domain.settings import HttpRunnerSettings
 from tests.support.e2e import (
     E2E_CONFIG,
@@ -26,6 +29,7 @@ from tests.support.e2e import (
     wait_for_execution,
     wait_until,
 )
+from tests.support.packs import tar_gz
 
 
 def copy_fixture_pack(name: str, into: Path) -> Path:
@@ -35,9 +39,21 @@ def copy_fixture_pack(name: str, into: Path) -> Path:
     return target
 
 
+def upload_folder(api: ApiClient, folder: Path, url: str = "/api/v1/packs") -> requests.Response:
+    """POST a .tar.gz of `folder` as multipart/form-data (`file`), as a tenant uploads a pack
+    (a tenant registers a server folder by path only inside ATTUNE.packs.allowed_paths)."""
+    return api.post(url, files={"file": ("pack.tar.gz", tar_gz(folder), "application/gzip")})
+
+
 def register_folder(api: ApiClient, folder: Path) -> dict[str, Any]:
-    """POST /api/v1/packs {path}: the pack as the API returns it (201)."""
-    return api.data(api.post("/api/v1/packs", json={"path": str(folder)}), 201)
+    """Upload `folder`: the pack as the API returns it (201). The platform runs it from its
+    own copy (`source_path`), so later changes to `folder` need `reload_folder`."""
+    return api.data(upload_folder(api, folder), 201)
+
+
+def reload_folder(api: ApiClient, pack_id: int, folder: Path) -> dict[str, Any]:
+    """Upload `folder` as it is now to POST /api/v1/packs/{id}/reload: the pack (200)."""
+    return api.data(upload_folder(api, folder, f"/api/v1/packs/{pack_id}/reload"), 200)
 
 
 def wait_for_env(api: ApiClient, pack_id: int, timeout: float = 180.0) -> dict[str, Any]:

@@ -53,6 +53,13 @@ def evil_tar_gz(name: str, *, link_to: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def upload(client: Any, headers: dict[str, str], data: bytes, url: str = "/api/v1/packs",
+           **form: Any) -> Any:
+    """POST a .tar.gz as multipart/form-data (`file`), as a tenant uploads a pack."""
+    return client.post(url, headers=headers, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(data), "pack.tar.gz"), **form})
+
+
 def unique_ref(prefix: str = "p") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

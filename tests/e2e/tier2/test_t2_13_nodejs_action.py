@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tests.support.pack_envs import (
     copy_fixture_pack,
@@ -24,7 +25,7 @@ def test_a_node_pack_installs_its_package_json_and_requires_axios(api, platform,
     assert wait_for_env(api, pack["id"])["env_status"] == "ready"
 
     # node_modules appears in the pack folder (a link to the pack's built environment)
-    modules = folder / "node_modules"
+    modules = Path(pack["source_path"]) / "node_modules"
     assert (modules / "axios" / "package.json").is_file()
     envs = (platform.run_dir / "envs" / "node").resolve()
     assert modules.resolve().is_relative_to(envs)

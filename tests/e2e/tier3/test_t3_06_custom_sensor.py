@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.support.e2e import ApiClient, unique_name, wait_for_execution, wait_until
 from tests.support.flows import list_all, make_rule
+from tests.support.pack_envs import register_folder, reload_folder
 
 WATCH = '''
 """Emit the file's content whenever it differs from the last content seen."""
@@ -122,7 +123,7 @@ def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, tmp_pa
     watched, flag = tmp_path / "watched.txt", tmp_path / "crash.flag"
     watched.write_text("v0")
     pack_dir = write_pack(tmp_path, ref, watched, flag)
-    pack = api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    pack = register_folder(api, pack_dir)
     assert sorted(pack["sensors"]) == sorted(f"{ref}.{n}" for n in ("crash", "file_watch", "tick"))
     changed = trigger_of(api, f"{ref}.file_changed")
     rule = make_rule(api, changed, "core.echo",
@@ -146,7 +147,7 @@ def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, tmp_pa
     # Reload with new sensor code: the new process emits with the new version.
     (pack_dir / "sensors" / "file_watch.py").write_text(WATCH.replace("VERSION = 1",
                                                                       "VERSION = 2"))
-    api.data(api.post(f"/api/v1/packs/{pack['id']}/reload"), 200)
+    reload_folder(api, pack["id"], pack_dir)
     # The reload reaches the sensor service as a message: until the old process is replaced it
     # may still see changes, so keep changing the file until the new code reports one.
     writes = [0]
@@ -165,7 +166,7 @@ def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, tmp_pa
 def test_a_sensor_polls_on_its_interval(api, tmp_path):
     ref = unique_name("ticks").replace("-", "_")
     pack_dir = write_pack(tmp_path, ref, tmp_path / "w.txt", tmp_path / "f.flag")
-    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    register_folder(api, pack_dir)
     ticked = trigger_of(api, f"{ref}.ticked")
 
     ticks = wait_until(lambda: [e["payload"] for e in sensor_events(api, ticked)][:4]
@@ -181,7 +182,7 @@ def test_a_crashing_sensor_is_restarted_with_its_error_shown(api, tmp_path):
     ref = unique_name("crashy").replace("-", "_")
     flag = tmp_path / "crash.flag"
     pack_dir = write_pack(tmp_path, ref, tmp_path / "w.txt", flag)
-    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    register_folder(api, pack_dir)
     name = f"{ref}.crash"
     wait_until(lambda: sensor(api, name)["status"] == "running", timeout=30,
                message="the sensor to run")
@@ -236,7 +237,7 @@ def write_requirements_pack(root: Path, ref: str, requirement: str) -> Path:
 def test_a_sensor_imports_its_packs_own_requirements(api, tmp_path):
     ref = unique_name("pinned_sensor").replace("-", "_")
     pack_dir = write_requirements_pack(tmp_path, ref, "requests==2.25.0")
-    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    register_folder(api, pack_dir)
     seen = trigger_of(api, f"{ref}.seen")
 
     event = wait_until(lambda: sensor_events(api, seen), timeout=240,
@@ -250,7 +251,7 @@ def test_a_sensor_imports_its_packs_own_requirements(api, tmp_path):
 def test_a_sensor_whose_requirements_fail_to_install_shows_pips_error(api, tmp_path):
     ref = unique_name("unbuildable_sensor").replace("-", "_")
     pack_dir = write_requirements_pack(tmp_path, ref, "attune-no-such-package-xyz==9.9.9")
-    api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+    register_folder(api, pack_dir)
 
     failing = wait_until(lambda: (s := sensor(api, f"{ref}.versions"))["last_error"] and s,
                          timeout=240, message="the sensor's build error")

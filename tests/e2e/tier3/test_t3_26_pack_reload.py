@@ -10,7 +10,7 @@ from pathlib import Path
 import requests
 
 from tests.support.e2e import wait_for_execution, wait_until
-from tests.support.pack_envs import execute, register_folder, start, wait_for_env
+from tests.support.pack_envs import execute, register_folder, reload_folder, start, wait_for_env
 
 ACTION_YAML = """
 name: report
@@ -71,8 +71,7 @@ def test_reload_switches_code_and_venv_while_running_executions_finish_on_the_ol
     wait_until(marker.exists, timeout=60, message="the in-flight run to load its code")
 
     write_pack(folder, "1.1.0", 2, "2.28.0")
-    response = api.post(f"/api/v1/packs/{pack['id']}/reload")
-    reloaded = api.data(response, 200)
+    reloaded = reload_folder(api, pack["id"], folder)
     assert (reloaded["version"], reloaded["env_status"]) == ("1.1.0", "building")
     assert api.data(api.get(f"/api/v1/executions/{in_flight['id']}"))["status"] == "running"
     assert wait_for_env(api, pack["id"])["env_status"] == "ready"

@@ -113,6 +113,20 @@ def test_a_pack_whose_requirements_fail_is_marked_failed_and_its_runs_say_why(
     assert "requests==0.0.0.404" in error["message"]
 
 
+def test_requirements_changed_after_registration_to_reach_outside_fail_before_pip_runs(
+    engine, worker, pack, announce, envs_root
+):
+    # The folder changed after the registration checked it: the worker checks again.
+    (Path(pack["source_path"]) / "requirements.txt").write_text("requests\n-r /etc/passwd\n")
+    pack = set_pack(engine, pack, env_status="building")
+    announce(pack)
+    failed = wait_for_env(engine, pack["id"])
+    assert failed["env_status"] == "failed"
+    assert failed["env_error"] == ("refused before installing: requirements.txt, line 2: "
+                                   "-r '/etc/passwd': outside the pack (an absolute path)")
+    assert "root:" not in failed["env_error"]
+
+
 def test_an_environment_this_host_lacks_is_built_when_the_action_runs(
     engine, worker, requests_pack, make_action, make_execution, schedule, finished
 ):

@@ -1,6 +1,5 @@
 """/api/v1/packs against the real database: folders, uploads, empty packs, reload, delete."""
 
-import io
 import shutil
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tests.support.packs import (
     register_system_pack,
     tar_gz,
     unique_ref,
+    upload,
 )
 
 pytestmark = pytest.mark.integration
@@ -33,11 +33,6 @@ def system_pack(engine, tmp_path):
 
 def register(client, headers, path, **extra):
     return client.post("/api/v1/packs", headers=headers, json={"path": str(path), **extra})
-
-
-def upload(client, headers, data, url="/api/v1/packs", **form):
-    return client.post(url, headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(data), "pack.tar.gz"), **form})
 
 
 def events_of(published, event):
@@ -170,7 +165,8 @@ def test_a_rule_naming_an_unknown_action_is_422_and_nothing_is_registered(
     assert count == 0
 
 
-@pytest.mark.parametrize("path", ["relative/dir", "/does/not/exist", 42, "/tmp/\u0000x"])
+@pytest.mark.parametrize("path", ["relative/dir", str(FIXTURES / "no_such_pack"), 42,
+                                  "/tmp/\u0000x"])
 def test_a_path_that_is_not_an_existing_absolute_folder_is_422(client, make_user, path):
     _, headers = make_user()
     r = client.post("/api/v1/packs", headers=headers, json={"path": path})

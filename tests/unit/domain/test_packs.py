@@ -143,6 +143,21 @@ def test_dependency_files_are_fingerprinted_for_environment_rebuilds(tmp_path):
     assert pack_loader.load_pack(folder).meta["requirements_txt_sha256"] != first
 
 
+def test_dependency_files_that_reach_outside_the_pack_are_a_located_422(tmp_path):
+    folder = copy_pack(TEST_PACK, tmp_path)
+    (folder / "requirements.txt").write_text("requests\n\n--extra-index-url http://x.invalid\n")
+    error = error_of(folder)
+    assert (error["file"], error["line"], error["field"]) == ("requirements.txt", 3, None)
+    assert error["message"].startswith("requirements.txt, line 3: --extra-index-url")
+    assert list(error["fields"]) == ["requirements.txt"]
+    (folder / "requirements.txt").unlink()
+    (folder / "package.json").write_text('{"dependencies": {"x": "link:../../x"}}')
+    error = error_of(folder)
+    assert (error["file"], error["line"], error["field"]) == ("package.json", None,
+                                                               "dependencies.x")
+    assert error["message"].startswith("package.json: field 'dependencies.x': 'link:../../x'")
+
+
 def test_an_empty_pack_needs_a_valid_ref_and_version():
     assert pack_loader.empty("ok_ref").version == "0.1.0"
     with pytest.raises(ValidationError) as caught:

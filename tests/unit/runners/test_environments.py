@@ -202,3 +202,19 @@ def test_a_pack_that_ships_node_modules_keeps_them(tmp_path):
     (pack / "node_modules").mkdir(parents=True)
     envs_mod._link_node_modules(pack, tmp_path / "env" / "node_modules")
     assert not (pack / "node_modules").is_symlink()
+
+
+def test_a_build_refuses_dependency_files_that_reach_outside_before_any_installer_runs(
+    envs, pack
+):
+    (pack / "requirements.txt").write_text("requests==2.28.0\n-r /etc/passwd\n")
+    folder = envs.path(source(pack), "python")
+    with pytest.raises(EnvironmentBuildError) as caught:
+        envs.ensure(source(pack))
+    assert caught.value.message == ("refused before installing: requirements.txt, line 2: "
+                                    "-r '/etc/passwd': outside the pack (an absolute path)")
+    assert not folder.exists()  # not even the virtualenv was made
+    assert envs.state(source(pack)).error == caught.value.message  # what env_error shows
+    (pack / "package.json").write_text('{"dependencies": {"x": "file:/etc"}}')
+    with pytest.raises(EnvironmentBuildError, match=r"dependencies\.x: 'file:/etc'"):
+        envs.ensure(source(pack), ["node"])
