@@ -24,6 +24,7 @@ import logging.config
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import eventlet.event
@@ -36,6 +37,7 @@ from gateway.app import create_app
 from nameko_services import green
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
+from nameko_services.domain import sandboxing
 from nameko_services.domain.settings import Settings
 from nameko_services.extensions import event_handler
 
@@ -115,16 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     runner.start()
 
     try:
-        listener = eventlet.listen((settings.api_host, settings.api_port))
+        listeners = [eventlet.listen((settings.api_host, settings.api_port)),
+                     _socket_listener(sandboxing.host(settings).api_socket)]
     except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", settings.api_host, settings.api_port, exc)
+        log.error("cannot listen on %s:%s or its socket: %s", settings.api_host,
+                  settings.api_port, exc)
         runner.stop()
         return 1
     access_log = settings.log_level.upper() == "DEBUG"
-    server = eventlet.spawn(
+    servers = [eventlet.spawn(
         eventlet.wsgi.server, listener, app, max_size=2000,
         log=logging.getLogger("gateway.access"), log_output=access_log,
-    )
+    ) for listener in listeners]
 
     stopping = eventlet.event.Event()
 
@@ -134,25 +138,39 @@ def main(argv: list[str] | None = None) -> int:
             stopping.send(signum)
 
     _on_signals((signal.SIGTERM, signal.SIGINT), request_stop)
-    server.link(lambda _gt: stopping.ready() or stopping.send(SERVER_EXITED))
+    for server in servers:
+        server.link(lambda _gt: stopping.ready() or stopping.send(SERVER_EXITED))
     log.info("gateway listening on %s (WebSocket %s/ws)", settings.api_url,
              settings.api_url.replace("http", "ws", 1))
 
     reason = stopping.wait()
-    _shutdown(server, hub, runner, rpc, gateway)
+    _shutdown(servers, hub, runner, rpc, gateway)
     if reason == SERVER_EXITED:
         log.error("the HTTP server stopped unexpectedly")
         return 1
     return 0
 
 
-def _shutdown(server: Any, hub: Any, runner: ServiceRunner, rpc: green.RpcPool,
+def _socket_listener(path: Path) -> Any:
+    """The unix socket sandboxed actions reach the API through (bound into each sandbox):
+    a stale one is replaced; anyone may connect, as anyone may reach the TCP port."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = eventlet.listen(str(path), family=socket.AF_UNIX)
+    path.chmod(0o666)
+    return listener
+
+
+def _shutdown(servers: list[Any], hub: Any, runner: ServiceRunner, rpc: green.RpcPool,
               gateway: Any) -> None:
-    server.kill()  # stop accepting; the wsgi loop now waits for requests in flight
+    for server in servers:
+        server.kill()  # stop accepting; the wsgi loop now waits for requests in flight
     closed = hub.close_all(1001, "server shutting down")
     log.info("closed %d websocket(s)", closed)
     with eventlet.Timeout(SHUTDOWN_GRACE_SECONDS, False), contextlib.suppress(GreenletExit):
-        server.wait()
+        for server in servers:
+            server.wait()
     stopped = False
     with eventlet.Timeout(SHUTDOWN_GRACE_SECONDS, False):
         runner.stop()

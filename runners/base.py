@@ -11,7 +11,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
 
 from .destinations import DestinationPolicy
 
@@ -68,6 +71,8 @@ class RunRequest:
     destination_policy: DestinationPolicy = field(default_factory=DestinationPolicy)
     # container runner: image, command, memory, cpus, network, pull (as declared).
     container_config: Mapping[str, Any] | None = None
+    # python, node, shell: where the action runs (its uid, mounts, limits, network).
+    sandbox: Sandbox | None = None
 
     def stdin_document(self) -> dict[str, Any]:
         """The one JSON document written to the action's stdin (packs.md)."""

@@ -178,6 +178,12 @@ def _class_reason(ip: IPAddress) -> str | None:
     own = own_address_reason(ip)
     if own:
         return own
+    # A 6to4 address is judged by the IPv4 address it embeds, before the generic classes:
+    # which of them 2002::/16 falls in differs between Python patch releases (3.11.2 calls it
+    # private), what it embeds does not.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
+        embedded = _class_reason(ip.sixtofour)
+        return f"a 6to4 form of {ip.sixtofour}, {embedded}" if embedded else None
     if ip in _SHARED:
         return "a carrier-grade NAT address (100.64.0.0/10)"
     if ip.is_reserved:
@@ -188,10 +194,6 @@ def _class_reason(ip: IPAddress) -> str | None:
         return "a site-local address"
     if not ip.is_global:
         return "not a globally routable address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
-        embedded = _class_reason(ip.sixtofour)
-        if embedded:
-            return f"a 6to4 form of {ip.sixtofour}, {embedded}"
     return None
 
 

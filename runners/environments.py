@@ -13,6 +13,12 @@ so runs fail fast with that error until the pack is reloaded (`retry_failed=True
 `failure_retry_s` has passed. A new version or new requirements make a new folder, so runs in
 flight keep the environment they started with; `prune` removes old, idle ones.
 
+Builds run tenant-controlled code (setup.py, npm scripts), so each runs in a sandbox of the
+pack's owner (`sandbox.py`) that sees the pack read-only and the environment's folder as an
+empty tmpfs at its final path, with outbound network for the registries; its standard output
+is a tar of that folder, unpacked here into the real one (owned by this process, readable by
+sandboxes), so a build can write nowhere else.
+
 Pure: no database. The worker records `env_status`; the runners get an absolute interpreter
 (`RunRequest.interpreter`) or module path (`RunRequest.module_paths`).
 """
@@ -27,19 +33,25 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import dependency_files
+from . import sandbox as sandboxes
 from .base import RunnerError
+from .sandbox import Host, Limits, Sandbox
 
 PYTHON, NODE = "python", "node"
 KINDS = (PYTHON, NODE)
@@ -134,11 +146,17 @@ def _sha256(*chunks: bytes) -> str:
     return digest.hexdigest()
 
 
+# What an installer may take from this process's environment: how to reach the registries.
+_PASSED = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "pip_", "npm_config_",
+           "ssl_cert_", "requests_ca_bundle", "node_extra_ca_certs", "curl_ca_bundle")
+
+
 def build_environment() -> dict[str, str]:
-    """The installers' environment: the worker's (proxies, index URLs, certificates) minus the
-    platform's own ATTUNE_* settings and secrets, which a package's install script must not
-    see."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ATTUNE_")}
+    """The installers' environment: proxies, index and certificate settings of this process
+    (nothing else: the platform's ATTUNE_* settings and secrets never reach an install script),
+    plus quiet, non-interactive defaults."""
+    env = {k: v for k, v in os.environ.items()
+           if k.lower().startswith(_PASSED) and not k.upper().startswith("ATTUNE_")}
     env.update({
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_NO_INPUT": "1",
@@ -147,8 +165,6 @@ def build_environment() -> dict[str, str]:
         "npm_config_fund": "false",
         "npm_config_audit": "false",
     })
-    env.pop("PYTHONPATH", None)
-    env.pop("NODE_PATH", None)
     return env
 
 
@@ -261,11 +277,16 @@ def _is_locked(path: Path) -> bool:
 class Environments:
     """Builds, finds and prunes pack environments under `root` (see the module docstring)."""
 
-    def __init__(self, root: Path, *, build_timeout_s: float = 900.0,
-                 failure_retry_s: float = 300.0) -> None:
+    def __init__(self, root: Path, host: Host, *, limits: Limits | None = None,
+                 build_timeout_s: float = 900.0, failure_retry_s: float = 300.0,
+                 output_mb: int = 4096) -> None:
         self.root = Path(root).resolve()
+        self.host = host
+        self.limits = limits or Limits(memory_mb=4096, cpu_seconds=3600, processes=512,
+                                       file_size_mb=1024, open_files=4096, tmp_mb=1024)
         self.build_timeout_s = build_timeout_s
         self.failure_retry_s = failure_retry_s
+        self.output_mb = output_mb
 
     # -- where ---------------------------------------------------------------------------------
     def path(self, source: PackSource, kind: str) -> Path:
@@ -384,41 +405,82 @@ class Environments:
         tmp.write_text(json.dumps(details, indent=1))
         os.replace(tmp, folder / READY)
 
-    def _run(self, argv: list[str], cwd: Path, what: str) -> str:
+    def _run(self, source: PackSource, folder: Path, script: str, what: str,
+             shown: Sequence[str] = ()) -> str:
+        """Run the shell `script` in a sandbox of the pack's owner showing the pack and `shown`
+        read-only and `folder` as an empty tmpfs; the script ends with `tar -cf - .` of
+        `folder` on its standard output, unpacked here into the real `folder`. Its log (what it
+        wrote to stderr) is returned, or is the EnvironmentBuildError's message."""
+        box = Sandbox(host=self.host, owner=sandbox_owner(source.owner),
+                      read_only=tuple(dict.fromkeys([str(source.folder), *shown])),
+                      outputs=(str(folder),), network=True, limits=self.limits,
+                      output_mb=self.output_mb, cwd=str(source.folder))
+        folder.mkdir(parents=True)
         try:
-            done = subprocess.run(argv, cwd=cwd, env=build_environment(), capture_output=True,
-                                  text=True, errors="replace", timeout=self.build_timeout_s,
-                                  check=False, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as exc:
+            proc = sandboxes.spawn(box, ["/bin/sh", "-ec", script],
+                                   box.environment(build_environment()),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        except RunnerError as exc:
+            raise EnvironmentBuildError(f"{what} could not start: {exc.message}") from exc
+        log: list[bytes] = []
+        reader = threading.Thread(target=_collect, args=(proc.stderr, log), daemon=True)
+        reader.start()
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            proc.signal_group(signal.SIGKILL)
+
+        timer = threading.Timer(self.build_timeout_s, expire)
+        timer.start()
+        unpacked: EnvironmentBuildError | None = None
+        try:
+            assert proc.stdout is not None
+            try:
+                _unpack_output(proc.stdout, folder)
+            except EnvironmentBuildError as exc:  # the installer's own failure comes first
+                unpacked = exc
+            code = proc.wait()
+        except BaseException:
+            proc.signal_group(signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
+            reader.join(timeout=5)
+        output = b"".join(log).decode(errors="replace")
+        if code != 0:
+            if timed_out.is_set():
+                raise EnvironmentBuildError(
+                    f"{what} timed out after {self.build_timeout_s:g} s\n{_tail(output)}")
             raise EnvironmentBuildError(
-                f"{what} timed out after {self.build_timeout_s:g} s") from exc
-        except OSError as exc:
-            raise EnvironmentBuildError(f"{what} could not start: {exc}") from exc
-        output = (done.stdout or "") + (done.stderr or "")
-        if done.returncode != 0:
-            headline = _headline(output)
-            raise EnvironmentBuildError(
-                f"{what} failed (exit code {done.returncode}): {headline[:500]}\n"
+                f"{what} failed (exit code {code}): {_headline(output)[:500]}\n"
                 f"{_tail(output)}")
+        if unpacked is not None:
+            raise unpacked
         return output
 
     def _build_python(self, source: PackSource, folder: Path) -> dict[str, Any]:
         _check_dependency_files(dependency_files.check_python, source.folder)
         base = find_python(source.python)
-        folder.parent.mkdir(parents=True, exist_ok=True)
         python = folder / "bin" / "python"
-        requirements = str(source.folder / REQUIREMENTS)
-        pip = [sys.executable, "-m", "pip"]
-        if importlib.util.find_spec("pip") is not None:
-            # Fast: a venv without pip (≈50 ms), filled by this process's pip (`--python`).
-            self._run([base, "-m", "venv", "--without-pip", str(folder)], source.folder,
-                      "python -m venv")
-            pip += ["--python", str(python)]
+        requirements = source.folder / REQUIREMENTS
+        spec = importlib.util.find_spec("pip")
+        shown = list(sandboxes.installation_of(base))
+        if spec is not None and spec.origin:
+            # Fast: a venv without pip (≈50 ms), filled by this process's pip (`--python`),
+            # shown read-only.
+            pip_dir = Path(spec.origin).parent
+            shown.append(str(pip_dir))
+            install = (f"{_q(base)} {_q(pip_dir)} --python {_q(python)} install --no-input "
+                       f"-r {_q(requirements)}")
+            script = f"{_q(base)} -m venv --without-pip {_q(folder)}\n"
         else:
-            self._run([base, "-m", "venv", str(folder)], source.folder, "python -m venv")
-            pip = [str(python), "-m", "pip"]
-        self._run([*pip, "install", "--no-input", "-r", requirements], source.folder,
-                  f"pip install -r {REQUIREMENTS}")
+            install = f"{_q(python)} -m pip install --no-input -r {_q(requirements)}"
+            script = f"{_q(base)} -m venv {_q(folder)}\n"
+        script += f"{install} 1>&2\ntar -C {_q(folder)} -cf - .\n"
+        self._run(source, folder, script, f"pip install -r {REQUIREMENTS}", shown)
         return {"interpreter": str(python), "base_python": base,
                 "python_version": _python_version(base)}
 
@@ -427,14 +489,14 @@ class Environments:
         npm = shutil.which("npm")
         if not npm:
             raise EnvironmentBuildError("npm is not installed on this worker")
-        folder.mkdir(parents=True)
-        for name in NODE_FILES:
-            if (source.folder / name).is_file():
-                shutil.copyfile(source.folder / name, folder / name)
-        locked = any((folder / n).is_file() for n in ("package-lock.json", "npm-shrinkwrap.json"))
+        present = [name for name in NODE_FILES if (source.folder / name).is_file()]
+        locked = any(n in present for n in ("package-lock.json", "npm-shrinkwrap.json"))
         command = "ci" if locked else "install"
-        self._run([npm, command, "--omit=dev", "--no-audit", "--no-fund"], folder,
-                  f"npm {command}")
+        copies = "".join(f"cp {_q(source.folder / n)} {_q(folder / n)}\n" for n in present)
+        script = (f"{copies}cd {_q(folder)}\n"
+                  f"{_q(npm)} {command} --omit=dev --no-audit --no-fund 1>&2\n"
+                  f"tar -C {_q(folder)} -cf - .\n")
+        self._run(source, folder, script, f"npm {command}")
         return {"node_modules": str(folder / "node_modules"), "node_version": _node_version()}
 
     # -- cleaning up ------------------------------------------------------------------------
@@ -476,6 +538,54 @@ def _check_dependency_files(check: Callable[[Path], None], folder: Path) -> None
         raise EnvironmentBuildError(f"refused before installing: {exc}") from exc
 
 
+def sandbox_owner(owner: str) -> int:
+    """A PackSource owner ("system" or a tenant id) as a sandbox owner (0 for system)."""
+    return 0 if owner == "system" else int(owner)
+
+
+def _q(value: str | Path) -> str:
+    return shlex.quote(str(value))
+
+
+def _collect(stream: Any, into: list[bytes], limit: int = 1 << 20) -> None:
+    """Read `stream` to its end, keeping its last `limit` bytes or so."""
+    kept = 0
+    for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+        into.append(chunk)
+        kept += len(chunk)
+        while kept > limit and len(into) > 1:
+            kept -= len(into.pop(0))
+
+
+def _unpack_output(stream: Any, folder: Path) -> None:
+    """Unpack a build's tar stream into `folder`: plain files, folders and links only, every
+    name inside `folder`, owned by this process and readable by anyone, no set-id bits. Links
+    may point anywhere: they are resolved inside sandboxes, never followed here."""
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                name = PurePosixPath(member.name)
+                if name.is_absolute() or ".." in name.parts:
+                    raise EnvironmentBuildError(f"the build wrote {member.name!r} outside "
+                                                f"its folder")
+                if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+                    continue
+                if member.islnk() and (PurePosixPath(member.linkname).is_absolute()
+                                       or ".." in PurePosixPath(member.linkname).parts):
+                    raise EnvironmentBuildError(f"the build linked {member.name!r} outside "
+                                                f"its folder")
+                member.uid, member.gid, member.uname, member.gname = (
+                    os.getuid(), os.getgid(), "", "")
+                member.mode = (member.mode & 0o755) | (0o755 if member.isdir() else 0o644)
+                tar.extract(member, folder, set_attrs=not member.issym(), **_TAR_FILTER)
+    except (tarfile.TarError, OSError) as exc:
+        raise EnvironmentBuildError(f"the build's output could not be unpacked: {exc}") from exc
+
+
+# tarfile's extraction filters exist from Python 3.11.4; `_unpack_output` checks on its own.
+_TAR_FILTER: dict[str, Any] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+
+
 def _link_node_modules(pack_folder: Path, node_modules: Path) -> None:
     """`<pack>/node_modules` → the environment's, so ES-module imports (which ignore NODE_PATH)
     resolve too. A pack that ships a real node_modules folder keeps it; a read-only pack folder
@@ -497,7 +607,8 @@ def _link_node_modules(pack_folder: Path, node_modules: Path) -> None:
 
 
 @lru_cache(maxsize=8)
-def of_run_dir(run_dir: Path) -> Environments:
+def of_run_dir(run_dir: Path, host: Host, limits: Limits) -> Environments:
     """The environments of a host's run dir (`<run_dir>/envs`), shared by its worker and sensor
-    processes (builds are serialised by file locks)."""
-    return Environments(run_dir.resolve() / "envs")
+    processes (builds are serialised by file locks), built in sandboxes of `host` with
+    `limits`."""
+    return Environments(run_dir.resolve() / "envs", host, limits=limits)

@@ -1,5 +1,7 @@
-"""The worker's side of the warm python path: one fork server per interpreter (a pack's
-virtualenv or the default), started on first use, forking one child per run.
+"""The worker's side of the warm python path: one fork server per sandbox and interpreter (a
+pack's virtualenv or the default), started on first use inside that sandbox (`sandbox.py`: the
+owner's uid, the pack's files, its network), forking one child per run. A server is never
+shared between owners: its sandbox is part of its key.
 
 Forking a parent that has already imported the wrapper and the SDK costs a few milliseconds
 where a cold `python` costs 30-40 (stack-notes.md §5). The protocol is described in
@@ -12,7 +14,9 @@ fork the request later, so that run fails (`runner_unavailable`) rather than run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import select
 import signal
 import socket
 import subprocess
@@ -21,8 +25,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+from . import sandbox as sandboxes
 from .base import RunnerError
+from .sandbox import Sandbox
 
 SERVER = Path(__file__).resolve().parent / "wrappers" / "python_forkserver.py"
 # How long a server may take to answer a launch with the child's pid (it is started lazily, so
@@ -102,39 +109,61 @@ class ForkedProcess:
         return self.returncode
 
 
-class ForkServer:
-    """One server process for one interpreter."""
+ServerKey = tuple[Any, ...]
 
-    def __init__(self, interpreter: str, env: Mapping[str, str]) -> None:
+
+def server_key(sandbox: Sandbox, interpreter: str) -> ServerKey:
+    """Which server may fork a run: the same sandbox (owner, files, network, limits) whatever
+    the run's working directory, and the same python."""
+    return (dataclasses.replace(sandbox, cwd="/"), interpreter)
+
+
+class ForkServer:
+    """One server process for one sandbox and interpreter. It runs without a CPU limit (it
+    lives long); each child sets its run's limits before the action starts."""
+
+    def __init__(self, sandbox: Sandbox, interpreter: str, env: Mapping[str, str]) -> None:
+        self.key = server_key(sandbox, interpreter)
         self.interpreter = interpreter
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server_box = dataclasses.replace(
+            sandbox, cwd="/", limits=dataclasses.replace(sandbox.limits, cpu_seconds=None))
         try:
-            self.process = subprocess.Popen(
-                [interpreter, "-I", "-B", str(SERVER), str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, cwd="/", env=dict(env), start_new_session=True,
-            )
-        except OSError as exc:
+            self.process = sandboxes.spawn(
+                server_box, [interpreter, "-I", "-B", str(SERVER), str(theirs.fileno())],
+                env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), as_init=True)
+        except (OSError, RunnerError) as exc:
             ours.close()
-            raise ForkServerUnavailable(f"Could not start {interpreter}: {exc}") from exc
+            message = exc.message if isinstance(exc, RunnerError) else str(exc)
+            raise ForkServerUnavailable(f"Could not start {interpreter}: {message}") from exc
         finally:
             theirs.close()
         self.control = ours
         self.served = False
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Running, and still holding its end of the control socket (a server that died may
+        leave its sandbox a moment longer)."""
+        if self.process.poll() is not None:
+            return False
+        try:  # the server never writes on it: readable means closed
+            return not select.select([self.control], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
 
     def launch(
         self, cwd: str, env: Mapping[str, str], entry: str, stdio: tuple[int, int, int, int],
-        on_exit: Callable[[], None],
+        on_exit: Callable[[], None], rlimits: Mapping[str, tuple[int, int]],
     ) -> ForkedProcess:
-        """Fork a child running `entry` with (stdin, stdout, stderr, result) as its fds 0-3.
+        """Fork a child running `entry` with (stdin, stdout, stderr, result) as its fds 0-3
+        and `rlimits` (resource.RLIMIT_* name → (soft, hard)) set before it starts.
 
         The caller keeps its copies of the four fds until this returns, so that a failure
         leaves them usable for the cold path.
         """
-        message = json.dumps({"cwd": cwd, "env": dict(env), "entry": entry}).encode()
+        message = json.dumps({"cwd": cwd, "env": dict(env), "entry": entry,
+                              "rlimits": dict(rlimits)}).encode()
         reply, theirs = socket.socketpair()
         try:
             try:
@@ -187,26 +216,27 @@ class ForkServer:
 
 
 class ForkServers:
-    """Servers by interpreter path, started on first use and restarted if they died."""
+    """Servers by sandbox and interpreter, started on first use and restarted if they died."""
 
     def __init__(self, max_servers: int = MAX_SERVERS) -> None:
-        self._servers: OrderedDict[str, ForkServer] = OrderedDict()
+        self._servers: OrderedDict[ServerKey, ForkServer] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_servers
-        self._broken: dict[str, float] = {}  # interpreter → when to try a server again
+        self._broken: dict[ServerKey, float] = {}  # key → when to try a server again
 
-    def get(self, interpreter: str, env: Mapping[str, str]) -> ForkServer:
+    def get(self, sandbox: Sandbox, interpreter: str, env: Mapping[str, str]) -> ForkServer:
+        key = server_key(sandbox, interpreter)
         with self._lock:
-            if self._broken.get(interpreter, 0.0) > time.monotonic():
+            if self._broken.get(key, 0.0) > time.monotonic():
                 raise ForkServerUnavailable(f"The fork server of {interpreter} keeps failing")
-            server = self._servers.get(interpreter)
+            server = self._servers.get(key)
             if server is not None and not server.alive():
                 server.retire()
                 server = None
             if server is None:
-                server = ForkServer(interpreter, env)
-                self._servers[interpreter] = server
-            self._servers.move_to_end(interpreter)
+                server = ForkServer(sandbox, interpreter, env)
+                self._servers[key] = server
+            self._servers.move_to_end(key)
             while len(self._servers) > self._max:
                 self._servers.popitem(last=False)[1].retire()
             return server
@@ -214,15 +244,15 @@ class ForkServers:
     def discard(self, server: ForkServer) -> None:
         """Stop using `server` (it exits once its running children have ended)."""
         with self._lock:
-            if self._servers.get(server.interpreter) is server:
-                del self._servers[server.interpreter]
+            if self._servers.get(server.key) is server:
+                del self._servers[server.key]
         server.retire()
 
     def failed(self, server: ForkServer) -> None:
-        """A launch failed: a server that never served marks its interpreter broken."""
+        """A launch failed: a server that never served marks its key broken for a while."""
         if not server.served:
             with self._lock:
-                self._broken[server.interpreter] = time.monotonic() + BROKEN_SECONDS
+                self._broken[server.key] = time.monotonic() + BROKEN_SECONDS
 
     def close(self) -> None:
         """Retire every server and reap the idle ones (tests; a worker's servers also go when
@@ -238,14 +268,16 @@ SERVERS = ForkServers()
 
 
 def launch(
-    interpreter: str, server_env: Mapping[str, str], cwd: str, env: Mapping[str, str],
+    sandbox: Sandbox, interpreter: str, server_env: Mapping[str, str], env: Mapping[str, str],
     entry: str, stdio: tuple[int, int, int, int], on_exit: Callable[[], None],
 ) -> ForkedProcess:
-    """Fork `entry` from this process's server for `interpreter` (one retry if it had died)."""
+    """Fork `entry` from this process's server for `sandbox` and `interpreter`, in
+    `sandbox.cwd` with `sandbox.limits` (one retry if the server had died)."""
     for attempt in (1, 2):
-        server = SERVERS.get(interpreter, server_env)
+        server = SERVERS.get(sandbox, interpreter, server_env)
         try:
-            return server.launch(cwd, env, entry, stdio, on_exit)
+            return server.launch(sandbox.cwd, env, entry, stdio, on_exit,
+                                 sandbox.limits.rlimits())
         except RunnerError:
             SERVERS.discard(server)  # stuck: the next run gets a new server
             raise

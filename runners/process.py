@@ -1,6 +1,7 @@
 """Shared machinery of the process runners (python, node, shell).
 
-One run: start the action in its own session (process group) in the pack folder, write the one
+One run: start the action in its sandbox (`sandbox.py`: its own namespaces, uid and limits)
+with the pack folder as working directory, write the one
 JSON stdin document and close stdin, read stdout, stderr and the wrapper's result pipe each in
 its own thread (greenthreads under eventlet's monkey patching) with a byte cap and bounded
 memory, enforce the timeout and cancel by SIGTERM to the group then SIGKILL after a grace, kill
@@ -13,55 +14,21 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import ctypes
-import errno
+import dataclasses
 import json
 import os
-import pwd
 import shutil
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from . import sandbox
 from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
-
-_PR_SET_PDEATHSIG = 1
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: actions then outlive a killed worker
-    _prctl = None
-
-
-# util-linux's setpriv sets the same death signal and then execs the action. Preferred: with no
-# preexec_fn, subprocess can vfork, where forking the ~90 MB worker cost ~10 ms per spawn
-# (measured: 11.5 ms with preexec_fn, 2.0 ms through setpriv), all of it blocking the worker.
-_SETPRIV = shutil.which("setpriv")
-
-
-def _die_with_worker() -> None:
-    """In the child before exec: SIGKILL it if the worker dies, even by kill -9 (Linux)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def spawn_options(argv: list[str], cwd: str, env: Mapping[str, str]) -> tuple[list[str], Any]:
-    """(argv, preexec_fn) that start `argv` so it dies with the worker; a missing program
-    raises here, as Popen would, rather than becoming setpriv's exit code 127."""
-    if _SETPRIV is None:
-        return argv, _die_with_worker
-    if os.sep in argv[0]:
-        program: str | None = os.path.join(cwd, argv[0])
-    else:
-        program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
-    if program is None or not os.access(program, os.X_OK):
-        raise FileNotFoundError(errno.ENOENT, "No such executable", argv[0])
-    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+from .sandbox import Sandbox
 
 CHUNK = 64 * 1024
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # How long to keep reading pipes after the group is gone (only a process that escaped the
 # group with setsid can still hold them); then the run ends with what was read.
 DRAIN_SECONDS = 2.0
@@ -75,21 +42,25 @@ def truncation_marker(limit: int) -> str:
     return f"... (output truncated after {limit} bytes)"
 
 
+def sandbox_of(request: RunRequest, interpreter: str | None = None) -> Sandbox:
+    """The request's sandbox with the request's working directory, the wrappers and SDKs, and
+    `interpreter`'s installation when it lives outside /usr; tenant code never runs without
+    one."""
+    if request.sandbox is None:
+        raise RunnerError("sandbox_unavailable",
+                          f"{request.action_ref}: no sandbox was given for this run")
+    shown = [*sandbox.RUNTIME, *(sandbox.installation_of(interpreter) if interpreter else ())]
+    extra = tuple(p for p in shown if p not in request.sandbox.read_only)
+    return dataclasses.replace(request.sandbox, cwd=str(request.working_dir),
+                               read_only=(*request.sandbox.read_only, *extra))
+
+
 def base_environment(request: RunRequest) -> dict[str, str]:
-    """A minimal child environment: no platform secrets (JWT secret, encryption keys...)."""
-    home = os.environ.get("HOME")
-    if not home:
-        try:
-            home = pwd.getpwuid(os.getuid()).pw_dir
-        except KeyError:
-            home = "/tmp"  # noqa: S108 - a user without a passwd entry
-    return {
-        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
-        "HOME": home,
-        "LANG": os.environ.get("LANG") or "C.UTF-8",
+    """A minimal child environment, built from nothing: no platform secrets reach it."""
+    return sandbox_of(request).environment({
         "ATTUNE_EXECUTION_ID": str(request.execution_id),
         "ATTUNE_ACTION_REF": request.action_ref,
-    }
+    })
 
 
 class _Stream:
@@ -128,6 +99,15 @@ class _Stream:
             self._on_done()
 
 
+def _require_program(program: str, env: dict[str, str], cwd: str) -> None:
+    """Fail as Popen would when the program is missing (the sandbox shows the same /usr and
+    the same pack paths, so what is missing here is missing there)."""
+    found = (os.path.join(cwd, program) if os.sep in program
+             else shutil.which(program, path=env.get("PATH", "")))
+    if not found or not os.access(found, os.X_OK):
+        raise RunnerError("spawn_error", f"Could not start {program}: no such executable")
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """Write the stdin document and close; an action that never reads its input is fine.
 
@@ -154,18 +134,22 @@ def _write_all(fd: int, data: bytes) -> None:
             os.close(fd)
 
 
-def _leader_exited(pid: int) -> bool:
-    """True once the leader is a zombie; WNOWAIT leaves it unreaped so its pgid stays ours."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
+# What interpreters print when an allocation fails under RLIMIT_DATA.
+_OUT_OF_MEMORY = ("MemoryError", "JavaScript heap out of memory",
+                  "Fatal process out of memory", "Cannot allocate memory", "memory exhausted")
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | None:
+    """Which sandbox limit ended a failed run, if one did: a signal that means one (CPU time,
+    file size), or an interpreter's report that memory ran out."""
+    if request.sandbox is None:
+        return None
+    limits = request.sandbox.limits
+    if exit_code < 0 and (found := limits.exceeded(-exit_code)):
+        return found
+    if any(marker in stderr[-4096:] for marker in _OUT_OF_MEMORY):
+        return f"memory limit ({limits.memory_mb} MB) exceeded"
+    return None
 
 
 def _decode(data: bytes, cut: bool) -> str:
@@ -200,29 +184,6 @@ class Child(Protocol):
         """After the leader exited: kill what is left of the group, reap, the exit code."""
 
 
-class Spawned:
-    """A child started by Popen: a zombie leader is left unreaped so its pgid stays ours."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-
-    def exited(self) -> bool:
-        return _leader_exited(self.pid)
-
-    def signal_group(self, sig: int) -> None:
-        _signal_group(self.pid, sig)
-
-    def kill(self) -> None:
-        _signal_group(self.pid, signal.SIGKILL)
-        # Reaped once it is dead, without keeping the caller that is going away.
-        threading.Thread(target=self.proc.wait, daemon=True, name="attune-reap").start()
-
-    def finish(self) -> int:
-        _signal_group(self.pid, signal.SIGKILL)
-        return self.proc.wait()
-
-
 class ProcessRunner:
     """Base of the process runners: subclasses say which command and environment to use."""
 
@@ -246,28 +207,13 @@ class ProcessRunner:
         self, request: RunRequest, argv: list[str], env: dict[str, str],
         stdio: tuple[int, int, int, int | None],
     ) -> Child:
-        """Start `argv` in its own session with (stdin, stdout, stderr, result) as its pipes.
-
-        The cold path, a fresh process per run; the caller closes its copies of `stdio`.
+        """Start `argv` in the request's sandbox with (stdin, stdout, stderr, result) as its
+        pipes. The cold path, a fresh sandbox per run; the caller closes its copies of `stdio`.
         """
         stdin, stdout, stderr, result = stdio
-        try:
-            spawn_argv, preexec = spawn_options(argv, str(request.working_dir), env)
-            proc = subprocess.Popen(
-                spawn_argv,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                pass_fds=(result,) if result is not None else (),
-                cwd=str(request.working_dir),
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-                preexec_fn=preexec,
-            )
-        except OSError as exc:
-            raise RunnerError("spawn_error", f"Could not start {argv[0]}: {exc}") from exc
-        return Spawned(proc)
+        return sandbox.spawn(sandbox_of(request, argv[0]), argv, env, stdin=stdin, stdout=stdout,
+                             stderr=stderr, pass_fds=(result,) if result is not None else (),
+                             on_exit=self._wake.set)
 
     # -- the Runner protocol ------------------------------------------------------------------
     def cancel(self) -> None:
@@ -307,6 +253,7 @@ class ProcessRunner:
                 res_r, res_w = os.pipe()
                 fds += [res_r, res_w]
             argv = self.command(request, res_w)
+            _require_program(argv[0], env, str(request.working_dir))
             started = time.monotonic()
             child = self.start(request, argv, env, (stdin_r, out_w, err_w, res_w))
         except BaseException:
@@ -440,7 +387,10 @@ class ProcessRunner:
             err_doc = error("timeout", f"Action timed out after {request.timeout_s:g} s")
         elif exit_code != 0:
             outcome = Outcome.FAILED
-            if reported:
+            limit = exceeded_limit(request, exit_code, stderr)
+            if limit:
+                err_doc = error("resource_limit", limit)
+            elif reported:
                 err_doc = reported
             elif exit_code < 0:
                 err_doc = error(

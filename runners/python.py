@@ -4,28 +4,29 @@ RESULT_FD ENTRY` in the pack folder. Both run the same wrapper, so an action can
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from . import forkserver
 from .base import RunnerError, RunRequest
-from .process import Child, ProcessRunner
+from .environments import find_python
+from .process import Child, ProcessRunner, sandbox_of
 
 WRAPPER = Path(__file__).resolve().parent / "wrappers" / "python_wrapper.py"
 # What a fork server's own environment holds: nothing of any run.
-SERVER_VARIABLES = ("PATH", "HOME", "LANG")
+SERVER_VARIABLES = ("PATH", "HOME", "TMPDIR", "LANG")
 
 
 class PythonRunner(ProcessRunner):
     """Runs `run(**parameters)` or the module as a script (packs.md, "How an action runs").
 
     The interpreter is an absolute path (stack-notes P11: never a shim): the request's (a pack
-    virtualenv) or this process's own `sys.executable`. `-I` keeps PYTHON* variables and the
-    user site out; the wrapper puts the SDK, the entry point's folder and the pack on sys.path.
+    virtualenv) or the base python of this process (never the platform's virtualenv, which a
+    sandbox does not show). `-I` keeps PYTHON* variables and the user site out; the wrapper
+    puts the SDK, the entry point's folder and the pack on sys.path.
     """
 
     def interpreter(self, request: RunRequest) -> str:
-        interpreter = request.interpreter or sys.executable
+        interpreter = request.interpreter or find_python()
         if not interpreter:
             raise RunnerError("runner_unavailable", "No python interpreter is known")
         return interpreter
@@ -46,7 +47,7 @@ class PythonRunner(ProcessRunner):
         server_env = {k: v for k, v in env.items() if k in SERVER_VARIABLES}
         try:
             return forkserver.launch(
-                self.interpreter(request), server_env, str(request.working_dir), env,
+                sandbox_of(request, argv[0]), argv[0], server_env, env,
                 str(request.entry_point), (stdin, stdout, stderr, result), self._wake.set,
             )
         except forkserver.ForkServerUnavailable:

@@ -40,11 +40,13 @@ ensure_tools() {
 }
 
 # A Python 3.11 interpreter that can make virtualenvs (Debian's needs python3.11-venv for
-# ensurepip), by absolute path (never a pyenv shim: it costs 150 ms per spawn).
+# ensurepip), by absolute path (never a pyenv shim: it costs 150 ms per spawn). The system's
+# first: the service user and the sandboxes must be able to run it (a pyenv under /root is
+# closed to them).
 find_python() {
   local candidate
-  for candidate in "${ATTUNE_PYTHON:-}" /root/.pyenv/versions/3.11*/bin/python3.11 \
-                   /usr/local/bin/python3.11 /usr/bin/python3.11; do
+  for candidate in "${ATTUNE_PYTHON:-}" /usr/bin/python3.11 /usr/local/bin/python3.11 \
+                   /root/.pyenv/versions/3.11*/bin/python3.11; do
     [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import ensurepip' 2>/dev/null \
       && { echo "$candidate"; return; }
   done
@@ -54,11 +56,14 @@ find_python() {
 }
 
 ensure_venv() {
-  local stamp="$VENV/.installed"
-  if [ ! -x "$PY" ] || ! "$PY" -m pip --version >/dev/null 2>&1; then
-    say "creating virtualenv $VENV"
+  local stamp="$VENV/.installed" python
+  python="$(find_python)"
+  # Made again when it is broken (no pip) or built on another interpreter than the one chosen.
+  if [ ! -x "$PY" ] || ! "$PY" -m pip --version >/dev/null 2>&1 \
+     || ! grep -qx "home = $(dirname "$python")" "$VENV/pyvenv.cfg"; then
+    say "creating virtualenv $VENV with $python"
     rm -rf "$VENV"
-    "$(find_python)" -m venv "$VENV"
+    "$python" -m venv "$VENV"
   fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     say "installing Attune and its pinned dependencies"

@@ -5,7 +5,9 @@ import eventlet
 eventlet.monkey_patch()
 
 import os  # noqa: E402
+import tempfile  # noqa: E402
 import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -20,6 +22,19 @@ _DB = os.environ.get("ATTUNE_TEST_DATABASE", "attune_test")
 _VHOST = os.environ.get("ATTUNE_TEST_VHOST", "attune_test")
 TEST_DATABASE_URL = f"postgresql+psycopg2://attune:attune@127.0.0.1:5432/{_DB}"
 TEST_AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{_VHOST}"
+
+
+@pytest.fixture
+def tmp_path(tmp_path):
+    """pytest's tmp_path, traversable by anyone (0711 up to the temp root, 0755 itself): a
+    sandbox's uid must reach the pack folders tests write there (bwrap binds them as that uid),
+    as it reaches the platform's own run dir."""
+    tmp_path.chmod(0o755)
+    for parent in tmp_path.parents:
+        if parent == Path(tempfile.gettempdir()):
+            break
+        parent.chmod(0o711)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

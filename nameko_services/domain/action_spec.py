@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runners import UnknownRunnerError, canonical_runner_type
+from runners.sandbox import LIMIT_KEYS
 
 from . import templating, yaml_source
 from .catalog import (
@@ -28,7 +29,7 @@ from .parameters import check_schema
 ACTION_FIELDS = frozenset({
     "name", "description", "runner_type", "entry_point", "code", "parameters", "timeout",
     "retry", "with_items", "concurrency", "secrets", "http_config", "container_config",
-    "workflow",
+    "workflow", "limits",
 })
 PROCESS_RUNNERS = frozenset({"python", "node", "shell"})
 RETRY_KEYS = frozenset({"max_attempts", "delay_seconds", "backoff_multiplier", "max_delay_seconds"})
@@ -86,6 +87,24 @@ def check_template(problems: Problems, value: Any, where: str) -> None:
 def check_positive(problems: Problems, value: Any, where: str) -> None:
     if value is not None and (not is_number(value) or value <= 0):
         problems.add(where, "must be a number greater than 0")
+
+
+def check_limits(problems: Problems, value: Any, runner: str | None) -> dict[str, int] | None:
+    """Sandbox limits of a python, node or shell action: known keys, positive integers (the
+    operator's maximum bounds them when the action runs)."""
+    if value is None:
+        return None
+    if runner is not None and runner not in PROCESS_RUNNERS:
+        problems.add("limits", "only for runner_type python, node or shell")
+        return None
+    if not isinstance(value, Mapping):
+        problems.add("limits", f"must be a mapping of {', '.join(LIMIT_KEYS)}")
+        return None
+    check_unknown(problems, value, frozenset(LIMIT_KEYS), "limits.")
+    for key, number in value.items():
+        if key in LIMIT_KEYS and (not is_int(number) or number < 1):
+            problems.add(f"limits.{key}", "must be an integer of at least 1")
+    return dict(value)
 
 
 def check_concurrency(problems: Problems, value: Any, where: str) -> None:
@@ -359,6 +378,7 @@ def normalize(spec: Mapping[str, Any], *, pack_dir: Path | None) -> dict[str, An
             check_template(problems, with_items, "with_items")
     check_concurrency(problems, spec.get("concurrency"), "concurrency")
     secrets = _check_secrets(problems, spec.get("secrets"))
+    limits = check_limits(problems, spec.get("limits"), runner)
     entry_point, code = _check_sources(problems, runner, spec, pack_dir)
     blocks: dict[str, Any] = {"http_config": None, "container_config": None, "workflow": None}
     owners = {"http_config": "http", "container_config": "container", "workflow": "workflow"}
@@ -387,5 +407,6 @@ def normalize(spec: Mapping[str, Any], *, pack_dir: Path | None) -> dict[str, An
         "with_items": with_items,
         "concurrency": spec.get("concurrency"),
         "secrets": secrets,
+        "limits": limits,
         **blocks,
     }

@@ -61,6 +61,7 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "http_config": row["http_config"],
         "container_config": row["container_config"],
         "workflow": row["workflow"],
+        "limits": row["limits"],
         "tenant_id": row["tenant_id"],
         "created_at": isoformat(row["created_at"]),
         "updated_at": isoformat(row["updated_at"]),

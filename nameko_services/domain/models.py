@@ -111,6 +111,8 @@ actions = Table(
     Column("http_config", JSONB),
     Column("container_config", JSONB),
     Column("workflow", JSONB),
+    # Sandbox limits of this action (memory_mb, cpu_seconds…), within ATTUNE.sandbox.maximum.
+    Column("limits", JSONB),
     _created(),
     _updated(),
     Index("uq_actions_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),

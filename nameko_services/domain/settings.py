@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runners.destinations import DestinationPolicy
+from runners.sandbox import LIMIT_KEYS, Limits
 
 from ..config import PROJECT_ROOT
 from .errors import ConfigurationError
@@ -123,6 +127,90 @@ class HttpRunnerSettings:
             raise ConfigurationError(f"bad entry in ATTUNE.http_runner.allow: {exc}") from exc
 
 
+NETWORK_MODES = ("outbound", "none")
+
+
+def parse_limits(given: Mapping[str, Any], where: str, base: Limits) -> Limits:
+    """`base` with the keys of `given` (memory_mb, cpu_seconds…) replaced; an unknown key or a
+    value that is not a positive integer fails naming `where`."""
+    unknown = set(given) - set(LIMIT_KEYS)
+    if unknown:
+        raise ConfigurationError(f"unknown key(s) in {where}: {sorted(unknown)}; "
+                                 f"known: {', '.join(LIMIT_KEYS)}")
+    values = {}
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigurationError(f"{where}.{key} must be a positive integer")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigurationError(f"{where}.{key} must be a positive integer") from None
+        if number < 1:
+            raise ConfigurationError(f"{where}.{key} must be a positive integer")
+        values[key] = number
+    return dataclasses.replace(base, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSettings:
+    """ATTUNE.sandbox: what tenant code may use (docs/security.md). `limits` apply to every
+    action, sensor and pack build; an action's own `limits:` may change them within
+    `maximum`; `network` is the default of packs that do not say (pack.yaml `network:`)."""
+
+    limits: Limits = field(default_factory=Limits)
+    maximum: Limits = field(default_factory=lambda: Limits(
+        memory_mb=4096, cpu_seconds=3600, processes=512, file_size_mb=1024, open_files=4096,
+        tmp_mb=1024))
+    max_timeout_seconds: float = 3600.0
+    network: str = "outbound"
+    allow_networks: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> SandboxSettings:
+        """Parse the block; an unknown key or a bad value fails naming it."""
+        known = {"limits", "maximum", "max_timeout_seconds", "network", "allow_networks"}
+        unknown = set(section) - known
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.sandbox: {sorted(unknown)}")
+        default = cls()
+        limits = parse_limits(section.get("limits") or {}, "ATTUNE.sandbox.limits",
+                              default.limits)
+        maximum = parse_limits(section.get("maximum") or {}, "ATTUNE.sandbox.maximum",
+                               default.maximum)
+        above = [k for k in LIMIT_KEYS if (getattr(limits, k) or 0) > (getattr(maximum, k) or 0)]
+        if above:
+            raise ConfigurationError(f"ATTUNE.sandbox.limits exceed ATTUNE.sandbox.maximum: "
+                                     f"{', '.join(above)}")
+        network = str(section.get("network", default.network))
+        if network not in NETWORK_MODES:
+            raise ConfigurationError(f"ATTUNE.sandbox.network must be one of "
+                                     f"{', '.join(NETWORK_MODES)}, not {network!r}")
+        allow = section.get("allow_networks") or []
+        if not isinstance(allow, list):
+            raise ConfigurationError("ATTUNE.sandbox.allow_networks must be a list of CIDRs")
+        for entry in allow:
+            try:
+                ipaddress.ip_network(str(entry), strict=False)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"bad entry in ATTUNE.sandbox.allow_networks: {exc}") from None
+        try:
+            timeout = float(section.get("max_timeout_seconds", default.max_timeout_seconds))
+        except (TypeError, ValueError):
+            raise ConfigurationError("ATTUNE.sandbox.max_timeout_seconds must be a number") \
+                from None
+        return cls(limits=limits, maximum=maximum, max_timeout_seconds=timeout,
+                   network=network, allow_networks=tuple(str(a) for a in allow))
+
+    def limits_for(self, asked: Mapping[str, Any] | None) -> Limits:
+        """The defaults with an action's own `limits:`, each bounded by the maximum."""
+        wanted = parse_limits(asked or {}, "limits", self.limits)
+        bounded = {k: min(getattr(wanted, k), getattr(self.maximum, k))
+                   for k in LIMIT_KEYS if getattr(wanted, k) is not None
+                   and getattr(self.maximum, k) is not None}
+        return dataclasses.replace(wanted, **bounded)
+
+
 @dataclass(frozen=True, slots=True)
 class PackSettings:
     """ATTUNE.packs: the server folders inside which a tenant may register a pack by path
@@ -178,6 +266,7 @@ class Settings:
     http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     packs: PackSettings = field(default_factory=PackSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -195,6 +284,7 @@ class Settings:
             dict(section.pop("http_runner", None) or {}))
         auth = AuthSettings.from_mapping(dict(section.pop("auth", None) or {}))
         packs = PackSettings.from_mapping(dict(section.pop("packs", None) or {}))
+        sandbox = SandboxSettings.from_mapping(dict(section.pop("sandbox", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -236,6 +326,7 @@ class Settings:
                 http_runner=http_runner,
                 auth=auth,
                 packs=packs,
+                sandbox=sandbox,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

@@ -48,6 +48,7 @@ class SensorSpec:
     config: dict[str, Any] = field(compare=False)
     fingerprint: str = ""
     source: PackSource | None = None  # names the pack's environments (requirements.txt)
+    pack: dict[str, Any] = field(default_factory=dict, compare=False)  # tenant_id, meta
 
     def wrapper_input(self) -> dict[str, Any]:
         """The stdin document of sensor_wrapper.py."""
@@ -79,7 +80,8 @@ def _spec(row: Mapping[str, Any]) -> SensorSpec | None:
     return SensorSpec(sensor_id=row["id"], ref=row["ref"], tenant_id=row["tenant_id"],
                       pack_dir=str(pack_dir), entry_point=str(entry), poll_interval=poll,
                       trigger_types=trigger_types, config=dict(row["config"] or {}),
-                      fingerprint=fingerprint, source=source)
+                      fingerprint=fingerprint, source=source,
+                      pack={"tenant_id": row["pack_tenant_id"], "meta": row["pack_meta"] or {}})
 
 
 def load_all(conn: Connection) -> list[SensorSpec]:

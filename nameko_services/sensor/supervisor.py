@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -24,9 +22,11 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 
-from runners import environments
-from runners.environments import EnvironmentBuildError
+from runners import environments, sandbox
+from runners.environments import EnvironmentBuildError, PackEnvironment, find_python
+from runners.sandbox import SandboxedProcess
 
+from ..domain import sandboxing
 from ..domain.db import make_engine
 from ..domain.settings import Settings
 from ..green import Publisher
@@ -53,7 +53,7 @@ class SensorRunner:
         self.spec = spec
         self._supervisor = supervisor
         self._stopped = threading.Event()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: SandboxedProcess | None = None
         self._thread: Any = None
 
     def start(self) -> None:
@@ -90,30 +90,31 @@ class SensorRunner:
         with contextlib.suppress(Exception):
             custom.record_state(engine, self.spec.sensor_id, custom.STOPPED)
 
-    def _interpreter(self) -> str:
-        """The pack's virtualenv python when it has a requirements.txt (built now if this host
-        has none yet, as for its actions), else the service's own interpreter."""
+    def _environment(self) -> PackEnvironment | None:
+        """The pack's virtualenv when it has a requirements.txt (built now if this host has
+        none yet, as for its actions), else None (the base python)."""
         source = self.spec.source
         if source is None or environments.PYTHON not in source.kinds():
-            return sys.executable
-        envs = environments.of_run_dir(self._supervisor.run_dir)
-        return str(envs.ensure(source, [environments.PYTHON]).python)
+            return None
+        envs = sandboxing.pack_environments(self._supervisor.settings)
+        return envs.ensure(source, [environments.PYTHON])
 
     def _run_once(self, restarted: bool) -> str:
-        """Start the child, store what it emits until it exits; returns why it exited."""
+        """Start the child in its sandbox, store what it emits until it exits; returns why it
+        exited."""
         try:
-            python = self._interpreter()
+            env = self._environment()
         except EnvironmentBuildError as exc:
             # the installer's tail: the sensor's last_error keeps 4,000 characters
             return f"the pack's python environment failed to build: {exc.message[-3000:]}"
         if self._stopped.is_set():  # stopped while the environment was being built
             return "stopped before it started"
-        proc = subprocess.Popen(
-            [python, "-I", "-B", str(WRAPPER)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.spec.pack_dir,
-            start_new_session=True,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
-        )
+        python = (env.interpreter(environments.PYTHON) if env else None) or find_python()
+        box = sandboxing.for_sensor(self._supervisor.settings, self.spec.pack,
+                                    self.spec.pack_dir, env, python)
+        proc = sandbox.spawn(box, [python, "-I", "-B", str(WRAPPER)], box.environment(),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
         self._proc = proc
         if self._stopped.is_set():  # stop() ran while the process was being spawned
             self._terminate()
@@ -146,7 +147,7 @@ class SensorRunner:
         except Exception:
             log.exception("sensor %s: storing an emitted event failed", self.spec.ref)
 
-    def _read_stderr(self, proc: subprocess.Popen[bytes], tail: deque[str]) -> None:
+    def _read_stderr(self, proc: SandboxedProcess, tail: deque[str]) -> None:
         assert proc.stderr is not None
         for raw in proc.stderr:
             text = raw.decode(errors="replace").rstrip()
@@ -157,13 +158,11 @@ class SensorRunner:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        proc.signal_group(signal.SIGTERM)
         try:
             proc.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            proc.signal_group(signal.SIGKILL)
             proc.wait()
 
 
@@ -172,7 +171,7 @@ class PackSensors(DependencyProvider):
 
     def setup(self) -> None:
         settings = Settings.from_mapping(self.container.config)
-        self.run_dir = settings.run_dir
+        self.settings = settings
         self.engine = make_engine(settings.database_url, pool_size=2)
         self._publisher = Publisher(self.container.config)
         self._lock_conn: Any = None

@@ -17,9 +17,9 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine, func, or_, select, update
 
-from runners import environments
 from runners.environments import EnvironmentBuildError, PackEnvironment, PackSource
 
+from ..domain import sandboxing
 from ..domain.db import transaction
 from ..domain.models import packs
 from ..domain.settings import Settings
@@ -62,7 +62,7 @@ def build_for_pack(engine: Engine, settings: Settings, pack_id: int, *,
     if pack["env_status"] != BUILDING:
         record(engine, pack, BUILDING, None)
     try:
-        environments.of_run_dir(settings.run_dir).ensure(source, retry_failed=retry_failed)
+        sandboxing.pack_environments(settings).ensure(source, retry_failed=retry_failed)
     except EnvironmentBuildError as exc:
         # One line: what failed; the installer's whole output is on the pack (env_error).
         log.warning("environment of pack %s %s failed: %s (see env_error)", pack["ref"],
@@ -105,7 +105,7 @@ def for_run(engine: Engine, settings: Settings, pack: Mapping[str, Any] | None,
         return None
     assert pack is not None
     try:
-        env = environments.of_run_dir(settings.run_dir).ensure(source, [runner_type])
+        env = sandboxing.pack_environments(settings).ensure(source, [runner_type])
     except EnvironmentBuildError as exc:
         if pack["env_status"] != FAILED:
             record(engine, pack, FAILED, exc.message)

@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from runners import UnknownRunnerError, canonical_runner_type
+from runners import UnknownRunnerError, canonical_runner_type, sandbox
 from runners.base import RunRequest
 from runners.environments import EnvironmentBuildError
 
-from ..domain import actions, auth, templating
+from ..domain import actions, auth, sandboxing, templating
 from ..domain import secrets as secrets_repo
 from ..domain.crypto import Cipher
 from ..domain.errors import NotFoundError
@@ -83,9 +83,11 @@ def prepare(
 
     parameters = dict(row["parameters"] or {})
     secret_values = _secrets(conn, cipher, tenant_id, action.get("secrets") or [])
-    # A workflow task's `timeout:` (executions.timeout_seconds) wins over the action's own.
-    timeout = float(row.get("timeout_seconds") or action.get("timeout")
-                    or settings.worker.default_timeout_seconds)
+    # A workflow task's `timeout:` (executions.timeout_seconds) wins over the action's own;
+    # the operator's maximum bounds both.
+    timeout = min(float(row.get("timeout_seconds") or action.get("timeout")
+                        or settings.worker.default_timeout_seconds),
+                  settings.sandbox.max_timeout_seconds)
     token = auth.issue_token(
         settings.jwt_secret,
         user_id=0,
@@ -102,13 +104,16 @@ def prepare(
         "item": row["item"],
         "item_index": row["item_index"],
         "api_url": settings.api_url,
+        # Inside its sandbox an action reaches the API through this socket only (SDK).
+        "api_socket": sandbox.API_SOCKET,
         "token": token,
     }
     http_config = None
     if runner_type == "http":
         http_config = _render_http_config(action, parameters, secret_values)
     pack = repository.pack(conn, action["pack_id"])
-    working_dir, entry_point, temp_dir = _locate(action, pack, runner_type, row["id"])
+    code_dir = sandboxing.code_dir(settings, sandboxing.owner_of(tenant_id))
+    working_dir, entry_point, temp_dir = _locate(action, pack, runner_type, row["id"], code_dir)
     cap = settings.worker.max_output_size_bytes
     request = RunRequest(
         execution_id=row["id"],
@@ -127,6 +132,9 @@ def prepare(
         http_config=http_config,
         destination_policy=settings.http_runner.policy,
         container_config=action.get("container_config"),
+        sandbox=sandboxing.for_action(
+            settings, tenant_id, pack, settings.sandbox.limits_for(action.get("limits")),
+            [code_dir] if temp_dir else [actions.pack_dir(pack) if pack else None]),
     )
     return Prepared(runner_type, request, temp_dir, pack)
 
@@ -141,10 +149,14 @@ def use_environment(prepared: Prepared, settings: Settings, engine: Engine) -> N
         raise Rejected(exc.error_type, f"The {prepared.runner_type} environment of pack {ref}"
                        f" could not be built: {exc.message}") from exc
     if env is not None:
+        request = prepared.request
+        assert request.sandbox is not None
         prepared.request = dataclasses.replace(
-            prepared.request,
-            interpreter=env.interpreter(prepared.runner_type) or prepared.request.interpreter,
+            request,
+            interpreter=env.interpreter(prepared.runner_type) or request.interpreter,
             module_paths=env.module_paths(prepared.runner_type),
+            sandbox=dataclasses.replace(request.sandbox, read_only=(
+                *request.sandbox.read_only, *sandboxing.environment_paths(env))),
         )
 
 
@@ -191,15 +203,19 @@ def _render_http_config(
 
 def _locate(
     action: Mapping[str, Any], pack: Mapping[str, Any] | None, runner_type: str,
-    execution_id: int,
+    execution_id: int, code_dir: Path,
 ) -> tuple[Path, Path | None, Path | None]:
-    """(working dir, entry point, private temp dir) for the action."""
+    """(working dir, entry point, temp dir to remove afterwards) for the action. Inline code
+    is written under the owner's `code_dir`, readable by the owner's sandboxes."""
     pack_dir = actions.pack_dir(pack) if pack else None
     if action.get("code"):
-        temp_dir = Path(tempfile.mkdtemp(prefix=f"attune-exec-{execution_id}-"))  # mode 0700
+        code_dir.mkdir(parents=True, exist_ok=True)
+        temp_dir = Path(tempfile.mkdtemp(prefix=f"exec-{execution_id}-", dir=code_dir))
         entry = temp_dir / CODE_FILE_NAMES.get(runner_type, "action")
         try:
             entry.write_text(action["code"], encoding="utf-8")
+            entry.chmod(0o644)
+            temp_dir.chmod(0o755)  # the sandbox's uid reads the tenant's own code
         except OSError:
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise

@@ -1,8 +1,13 @@
 """A warm python for actions: `python -I -B python_forkserver.py CONTROL_FD` (architecture.md,
 principle 4). Started by a worker once per interpreter; forks one child per action.
 
+It runs inside the sandbox the worker made for it (`runners/sandbox.py`), so every child is in
+that sandbox too; each child gets its own work folder (its HOME and TMPDIR, removed when it is
+reaped) and sets its run's resource limits before the action starts.
+
 Protocol (the worker side is `runners/forkserver.py`). On the control socket (SOCK_SEQPACKET,
-held only by the worker), one message per run: a JSON document {"cwd", "env", "entry"} with
+held only by the worker), one message per run: a JSON document {"cwd", "env", "entry",
+"rlimits"} with
 five file descriptors: the run's reply socket, then the action's stdin, stdout, stderr and
 result pipe. The child starts its own session, dies with this server, takes the pipes as fds
 0-3 and runs `python_wrapper.run_action` as a fresh interpreter would. On the reply socket this
@@ -27,11 +32,14 @@ import contextlib
 import ctypes
 import json
 import os
+import resource
 import runpy  # noqa: F401
 import selectors
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import traceback
 import urllib.error
 import urllib.request  # noqa: F401
@@ -46,6 +54,7 @@ import attune  # noqa: F401
 sys.path.pop(0)
 
 MAX_MESSAGE = 1 << 20
+SERVER_PID = os.getpid()  # often 1: the server may be its sandbox's init
 FDS_PER_RUN = 5
 RESULT_FD = 3
 PR_SET_PDEATHSIG = 1
@@ -62,13 +71,19 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _child(request: dict, fds: list[int]) -> None:
-    """In the forked child: become the action. Never returns."""
+def _limit(rlimits: dict) -> None:
+    """Set the run's resource limits (names of resource.RLIMIT_*) before the action starts."""
+    for name, (soft, hard) in rlimits.items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
+def _child(request: dict, fds: list[int], work: str) -> None:
+    """In the forked child: become the action, with `work` as its HOME. Never returns."""
     code = 70
     try:
         os.setsid()
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the server died between fork and prctl
+        if os.getppid() != SERVER_PID:  # the server died between fork and prctl
             os._exit(code)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -79,6 +94,9 @@ def _child(request: dict, fds: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        os.environ.update({"HOME": work, "TMPDIR": work})
+        tempfile.tempdir = None
+        _limit(request.get("rlimits") or {})
         try:
             code = python_wrapper.run_action(RESULT_FD, request["entry"])
         except SystemExit as exc:
@@ -122,6 +140,7 @@ class Server:
         self.worker = os.getppid()
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket | None] = {}  # pid → reply socket
+        self.work: dict[int, str] = {}  # pid → the run's own folder, removed when reaped
         self.partial: dict[int, bytes] = {}  # pid → an unfinished line from the worker
         self.accepting = True
         wake_r, wake_w = socket.socketpair()
@@ -172,18 +191,22 @@ class Server:
             for fd in fds[1:]:
                 os.close(fd)
             return
+        work = ""
         try:
+            work = tempfile.mkdtemp(prefix="run-", dir=os.environ.get("HOME") or None)
             pid = os.fork()
         except OSError as exc:  # EAGAIN, ENOMEM: unanswered, so the worker runs it cold
             print(f"attune fork server: fork failed: {exc}", file=sys.stderr, flush=True)
             pid = -1
         if pid == 0:
-            _child(request, fds)
+            _child(request, fds, work)
         for fd in fds[1:]:
             os.close(fd)
         if pid < 0:
+            shutil.rmtree(work, ignore_errors=True)
             reply.close()
             return
+        self.work[pid] = work
         try:
             reply.sendall(b"pid %d\n" % pid)
         except OSError:
@@ -229,6 +252,7 @@ class Server:
             # can be recycled.
             _signal_group(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
+            shutil.rmtree(self.work.pop(pid, ""), ignore_errors=True)
             reply = self.children.pop(pid, None)
             self.partial.pop(pid, None)
             if reply is not None:

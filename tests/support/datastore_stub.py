@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socketserver
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,8 +16,9 @@ PREFIX = "/api/v1/datastore/"
 
 
 @contextlib.contextmanager
-def datastore_stub() -> Iterator[dict[str, Any]]:
-    """Serve GET/DELETE /api/v1/datastore/{key} and POST /api/v1/datastore from a dict.
+def datastore_stub(socket_path: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Serve GET/DELETE /api/v1/datastore/{key} and POST /api/v1/datastore from a dict, on
+    127.0.0.1 and, given `socket_path`, on that unix socket too (the one sandboxes see).
 
     Records (method, path, headers, body) in `calls`; the key "forbidden" answers 403.
     """
@@ -65,13 +68,24 @@ def datastore_stub() -> Iterator[dict[str, Any]]:
             else:
                 self._reply(204)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.block_on_close = False
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    port = httpd.server_address[1]
+    servers: list[socketserver.BaseServer] = [ThreadingHTTPServer(("127.0.0.1", 0), Handler)]
+    if socket_path is not None:
+        socket_path.unlink(missing_ok=True)
+        servers.append(UnixHTTPServer(str(socket_path), Handler))
+        socket_path.chmod(0o666)  # the sandbox's uid connects
+    for server in servers:
+        server.daemon_threads = True  # type: ignore[attr-defined]
+        server.block_on_close = False  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = servers[0].server_address[1]  # type: ignore[index]
     try:
-        yield {"url": f"http://127.0.0.1:{port}", "port": port, "store": store, "calls": calls}
+        yield {"url": f"http://127.0.0.1:{port}", "port": port, "socket": socket_path,
+               "store": store, "calls": calls}
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+class UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
+    """An HTTP server on a unix socket (no client address to log)."""

@@ -11,21 +11,23 @@ from pathlib import Path
 import pytest
 
 from runners.base import Outcome, RunRequest
-from runners.environments import EnvironmentBuildError, PackSource
+from runners.environments import EnvironmentBuildError, PackEnvironment, PackSource
 from runners.node import NodeRunner
+
+from .conftest import sandbox
 
 pytestmark = pytest.mark.integration
 
 
 def source_of(folder: Path, version: str = "1.0.0") -> PackSource:
-    return PackSource(owner="tests", ref=folder.name, version=version, folder=folder)
+    return PackSource(owner="4242", ref=folder.name, version=version, folder=folder)
 
 
-def run_node(folder: Path, entry: str, module_paths: tuple[str, ...] = (), **parameters):
+def run_node(folder: Path, entry: str, env: PackEnvironment | None = None, **parameters):
     request = RunRequest(
         execution_id=1, action_ref=f"{folder.name}.x", runner_type="node", working_dir=folder,
         entry_point=folder / entry, parameters=parameters, timeout_s=60,
-        module_paths=module_paths,
+        module_paths=env.module_paths("node") if env else (), sandbox=sandbox(folder, env),
     )
     return NodeRunner().run(request)
 
@@ -38,8 +40,7 @@ def test_a_pack_using_axios_gets_its_node_modules_and_runs(shared_envs, copy_fix
     # node_modules appears in the pack folder (a link to the built environment)
     assert (folder / "node_modules").is_symlink()
     assert (folder / "node_modules").resolve() == env.node_modules.resolve()
-    result = run_node(folder, "actions/fetch.js", env.module_paths("node"),
-                      url=f"{http_server}/users")
+    result = run_node(folder, "actions/fetch.js", env, url=f"{http_server}/users")
     assert result.outcome is Outcome.SUCCEEDED, result
     output = result.output
     assert output["status"] == 200
@@ -55,16 +56,19 @@ def test_es_modules_resolve_the_pack_dependencies_too(shared_envs, copy_fixture)
         import axios from 'axios';
         export async function run() { return { version: axios.VERSION }; }
     """))
-    result = run_node(folder, "actions/esm.mjs", env.module_paths("node"))
+    (folder / "actions" / "esm.mjs").chmod(0o644)
+    result = run_node(folder, "actions/esm.mjs", env)
     assert result.outcome is Outcome.SUCCEEDED, result
     assert result.output["version"].startswith("1.")
 
 
-def test_a_pack_without_the_dependency_cannot_require_it(tmp_path):
-    folder = tmp_path / "plain"
-    (folder / "actions").mkdir(parents=True)
+def test_a_pack_without_the_dependency_cannot_require_it(open_tmp):
+    folder = open_tmp / "plain"
+    (folder / "actions").mkdir(parents=True, mode=0o755)
+    folder.chmod(0o755)
     (folder / "actions" / "a.js").write_text(
         "exports.run = async () => require('axios').VERSION;\n")
+    (folder / "actions" / "a.js").chmod(0o644)
     result = run_node(folder, "actions/a.js")
     assert result.outcome is Outcome.FAILED
     assert "Cannot find module 'axios'" in result.error["message"]
@@ -87,9 +91,9 @@ def test_the_environment_is_reused_and_rebuilt_for_a_new_package_json(fresh_envs
     assert (first.node_modules / "axios").is_dir()  # runs in flight keep the old one
 
 
-def test_an_npm_failure_is_reported_with_npms_error(fresh_envs, tmp_path):
-    folder = tmp_path / "bad_node"
-    folder.mkdir()
+def test_an_npm_failure_is_reported_with_npms_error(fresh_envs, open_tmp):
+    folder = open_tmp / "bad_node"
+    folder.mkdir(mode=0o755)
     (folder / "package.json").write_text(json.dumps({
         "name": "bad", "version": "1.0.0",
         "dependencies": {"attune-no-such-package-0f3c9a": "1.0.0"}}))

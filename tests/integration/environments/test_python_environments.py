@@ -14,25 +14,27 @@ from runners.environments import (
     READY,
     EnvironmentBuildError,
     Environments,
+    PackEnvironment,
     PackSource,
     find_python,
 )
 from runners.python import PythonRunner
 
-from .conftest import FIXTURE_PACKS
+from .conftest import FIXTURE_PACKS, HOST, sandbox
 
 pytestmark = pytest.mark.integration
 
 
-def source_of(folder: Path, owner: str = "tests", version: str = "1.0.0", **extra) -> PackSource:
+def source_of(folder: Path, owner: str = "4242", version: str = "1.0.0", **extra) -> PackSource:
     return PackSource(owner=owner, ref=folder.name, version=version, folder=folder, **extra)
 
 
-def run_action(folder: Path, interpreter: str, **parameters) -> dict:
+def run_action(folder: Path, env: PackEnvironment, **parameters) -> dict:
     request = RunRequest(
         execution_id=1, action_ref=f"{folder.name}.which_requests", runner_type="python",
         working_dir=folder, entry_point=folder / "actions" / "which_requests.py",
-        parameters=parameters, timeout_s=60, interpreter=interpreter,
+        parameters=parameters, timeout_s=60, interpreter=str(env.python),
+        sandbox=sandbox(folder, env),
     )
     result = PythonRunner().run(request)
     assert result.outcome is Outcome.SUCCEEDED, result
@@ -43,7 +45,7 @@ def test_each_pack_imports_its_own_pinned_requests(shared_envs, http_server):
     for name, version in (("py_requests_225", "2.25.0"), ("py_requests_228", "2.28.0")):
         folder = FIXTURE_PACKS / name
         env = shared_envs.ensure(source_of(folder, python="3.11"))
-        output = run_action(folder, str(env.python), url=f"{http_server}/hello")
+        output = run_action(folder, env, url=f"{http_server}/hello")
         assert output["requests_version"] == version
         assert Path(output["sys_prefix"]) == env.python.parent.parent
         assert Path(output["requests_file"]).is_relative_to(env.python.parent.parent)
@@ -55,7 +57,7 @@ def test_two_packs_running_at_the_same_time_do_not_interfere(shared_envs):
     for name in ("py_requests_225", "py_requests_228"):
         folder = FIXTURE_PACKS / name
         env = shared_envs.ensure(source_of(folder, python="3.11"))
-        runs.append(eventlet.spawn(run_action, folder, str(env.python), hold_seconds=1))
+        runs.append(eventlet.spawn(run_action, folder, env, hold_seconds=1))
     a, b = (run.wait() for run in runs)
     assert a["started_at"] < b["ended_at"] and b["started_at"] < a["ended_at"]  # overlapped
     assert (a["requests_version"], b["requests_version"]) == ("2.25.0", "2.28.0")
@@ -82,9 +84,9 @@ class CountingEnvironments(Environments):
         super()._build(source, kind, folder)
 
 
-def test_an_environment_is_built_once_and_then_reused(tmp_path, copy_fixture):
+def test_an_environment_is_built_once_and_then_reused(open_tmp, copy_fixture):
     folder = copy_fixture("py_requests_225")
-    envs = CountingEnvironments(tmp_path / "envs")
+    envs = CountingEnvironments(open_tmp / "envs", HOST)
     CountingEnvironments.builds = 0
     # Three runs asking at once: one builds, the others wait for it and reuse it.
     asks = [eventlet.spawn(envs.ensure, source_of(folder)) for _ in range(3)]
@@ -108,8 +110,8 @@ def test_changed_requirements_get_a_new_environment_and_the_old_one_stays(fresh_
     new = fresh_envs.ensure(source_of(folder, version="1.1.0"))
     assert new.python != old.python
     # a run that started on the old environment still has it
-    assert run_action(folder, str(old.python))["requests_version"] == "2.25.0"
-    assert run_action(folder, str(new.python))["requests_version"] == "2.28.0"
+    assert run_action(folder, old)["requests_version"] == "2.25.0"
+    assert run_action(folder, new)["requests_version"] == "2.28.0"
 
 
 def test_a_failed_install_reports_pips_error_and_fails_fast_until_retried(fresh_envs):
@@ -142,8 +144,10 @@ def test_the_attune_sdk_is_importable_inside_a_pack_virtualenv(shared_envs, copy
     entry.write_text("import attune, requests\n\n"
                      "def run(name):\n"
                      "    return [attune.params['name'], requests.__version__]\n")
+    entry.chmod(0o644)
     request = RunRequest(execution_id=1, action_ref="p.sdk", runner_type="python",
                          working_dir=folder, entry_point=entry, parameters={"name": "ada"},
-                         timeout_s=60, interpreter=str(env.python))
+                         timeout_s=60, interpreter=str(env.python),
+                         sandbox=sandbox(folder, env))
     result = PythonRunner().run(request)
     assert (result.outcome, result.output) == (Outcome.SUCCEEDED, ["ada", "2.28.0"]), result

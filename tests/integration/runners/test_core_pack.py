@@ -13,8 +13,10 @@ from nameko_services.domain.pack_loader import load_pack
 from runners import get_runner
 from runners.base import Outcome, RunRequest, RunResult
 from runners.destinations import DestinationPolicy
+from tests.support.sandboxes import sandbox_for
 
 CORE = PROJECT_ROOT / "packs" / "core"
+STATE = PROJECT_ROOT / ".attune" / "test" / "sandbox"  # the sandboxes' own files
 
 
 def spec(name: str) -> dict[str, Any]:
@@ -37,6 +39,7 @@ def run_core(name: str, allow: tuple[str, ...] = (), **parameters: Any) -> RunRe
         working_dir=CORE, parameters=params, timeout_s=30, http_config=http_config,
         destination_policy=DestinationPolicy.from_entries(allow),
         entry_point=CORE / action["entry_point"] if action.get("entry_point") else None,
+        sandbox=sandbox_for(STATE, CORE),
     )
     return get_runner(action["runner_type"])().run(request)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,33 @@ import pytest
 from runners.base import Outcome, RunRequest
 from runners.node import NodeRunner
 from runners.python import PythonRunner
+from runners.sandbox import API_SOCKET
+from tests.support.datastore_stub import datastore_stub
+from tests.support.sandboxes import open_dir, sandbox_for
 
 
-def request(tmp_path: Path, name: str, source: str, api_url: str, runner: str) -> RunRequest:
-    (tmp_path / name).write_text(textwrap.dedent(source).lstrip())
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    with open_dir() as path:
+        yield path
+
+
+@pytest.fixture
+def datastore_server(folder: Path) -> Iterator[dict]:
+    """The stand-in datastore routes, also on the unix socket the sandbox shows as the API."""
+    with datastore_stub(folder / "api.sock") as server:
+        yield server
+
+
+def request(folder: Path, name: str, source: str, server: dict, runner: str) -> RunRequest:
+    (folder / name).write_text(textwrap.dedent(source).lstrip())
+    (folder / name).chmod(0o644)
     return RunRequest(
-        execution_id=7, action_ref="p.sdk", runner_type=runner, working_dir=tmp_path,
-        entry_point=tmp_path / name, timeout_s=30,
-        context={"execution_id": 7, "api_url": api_url, "token": "exec-token-7"},
+        execution_id=7, action_ref="p.sdk", runner_type=runner, working_dir=folder,
+        entry_point=folder / name, timeout_s=30,
+        context={"execution_id": 7, "api_url": server["url"], "api_socket": API_SOCKET,
+                 "token": "exec-token-7"},
+        sandbox=sandbox_for(folder / "state", folder, api_socket=server["socket"]),
     )
 
 
@@ -32,7 +52,7 @@ def expected_calls():
     ]
 
 
-def test_python_sdk_get_set_delete(tmp_path, datastore_server):
+def test_python_sdk_get_set_delete(folder, datastore_server):
     source = """
         import attune
         def run():
@@ -43,7 +63,7 @@ def test_python_sdk_get_set_delete(tmp_path, datastore_server):
                     attune.datastore.delete("cfg/api_url")]
     """
     result = PythonRunner().run(
-        request(tmp_path, "a.py", source, datastore_server["url"], "python")
+        request(folder, "a.py", source, datastore_server, "python")
     )
     assert result.outcome is Outcome.SUCCEEDED, result
     assert result.output == [None, "https://api.example.com", True, False]
@@ -54,14 +74,14 @@ def test_python_sdk_get_set_delete(tmp_path, datastore_server):
                            "encrypted": False, "ttl_seconds": 30}
 
 
-def test_python_sdk_raises_datastore_error_on_refusal(tmp_path, datastore_server):
+def test_python_sdk_raises_datastore_error_on_refusal(folder, datastore_server):
     source = """
         import attune
         def run():
             attune.datastore.set("forbidden", 1)
     """
     result = PythonRunner().run(
-        request(tmp_path, "a.py", source, datastore_server["url"], "python")
+        request(folder, "a.py", source, datastore_server, "python")
     )
     assert result.outcome is Outcome.FAILED
     assert result.error["type"] == "DatastoreError"
@@ -69,7 +89,7 @@ def test_python_sdk_raises_datastore_error_on_refusal(tmp_path, datastore_server
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_node_sdk_get_set_delete(tmp_path, datastore_server):
+def test_node_sdk_get_set_delete(folder, datastore_server):
     source = """
         const attune = require('attune');
         exports.run = async () => {
@@ -80,7 +100,7 @@ def test_node_sdk_get_set_delete(tmp_path, datastore_server):
                   await attune.datastore.delete('cfg/api_url')];
         };
     """
-    result = NodeRunner().run(request(tmp_path, "a.js", source, datastore_server["url"], "node"))
+    result = NodeRunner().run(request(folder, "a.js", source, datastore_server, "node"))
     assert result.outcome is Outcome.SUCCEEDED, result
     assert result.output == [None, "https://api.example.com", True, False]
     calls = datastore_server["calls"]

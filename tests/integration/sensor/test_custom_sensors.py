@@ -14,8 +14,11 @@ pytestmark = pytest.mark.integration
 
 E, S = models.events, models.sensors
 
+# "pid": which process emitted (a sandbox's own pids repeat, so a token drawn at start).
 TICK = '''
-import os
+import uuid
+
+PROCESS = uuid.uuid4().hex
 
 
 class Tick:
@@ -24,7 +27,7 @@ class Tick:
 
     def poll(self):
         self.n += 1
-        return [{"n": self.n, "pid": os.getpid()}]
+        return [{"n": self.n, "pid": PROCESS}]
 '''
 
 CRASH = '''

@@ -17,6 +17,7 @@ from nameko_services.domain.crypto import Cipher
 from nameko_services.worker import preparation
 from nameko_services.worker.runtime import WorkerRuntime
 from tests.integration import rows
+from tests.unit.runners.processes import marker_seconds, processes_with
 
 pytestmark = pytest.mark.integration
 
@@ -76,18 +77,18 @@ def test_an_inline_code_action_runs_from_a_private_folder(
     row = finished(execution["id"])
     assert row["status"] == "succeeded"
     folder = Path(row["result"]["output"])
-    assert folder.name.startswith(f"attune-exec-{execution['id']}-")
+    assert folder.name.startswith(f"exec-{execution['id']}-")
+    assert folder.parent.name == str(execution["tenant_id"])  # the tenant's own code folder
     assert not folder.exists()  # removed after the run
 
 
 def test_a_redelivered_work_message_does_not_run_the_action_twice(
-    worker, write, make_action, make_execution, schedule, finished, pack, engine
+    worker, write, make_action, make_execution, schedule, finished, engine, api_server
 ):
-    runs = Path(pack["source_path"]) / "runs.log"
-    entry = write("actions/count.py", f"""
+    entry = write("actions/count.py", """
+        import attune
         def run():
-            with open({str(runs)!r}, "a") as f:
-                f.write("ran\\n")
+            attune.datastore.set("ran", attune.context["execution_id"])
             return "ok"
     """)
     execution = make_execution(make_action(entry_point=entry))
@@ -101,7 +102,8 @@ def test_a_redelivered_work_message_does_not_run_the_action_twice(
         schedule(execution)
         schedule(execution)
     assert finished(execution["id"])["status"] == "succeeded"
-    assert runs.read_text() == "ran\n"
+    runs = [body for method, _, _, body in api_server["calls"] if method == "POST"]
+    assert runs == [{"key": "ran", "value": execution["id"], "encrypted": False}]
     with engine.connect() as conn:
         entries, _ = audit.list_entries(conn, execution["tenant_id"], "execution",
                                         str(execution["id"]), 50, 0)
@@ -210,17 +212,15 @@ def test_an_action_past_its_timeout_fails_with_timeout(
 
 def test_canceling_a_running_execution_stops_the_process(
     worker, write, make_action, make_execution, schedule, finished, current, engine, tenant,
-    pack,
 ):
-    marker = Path(pack["source_path"]) / "started"
+    marker = marker_seconds()
     entry = write("actions/wait.sh", f"""
         echo before-cancel
-        touch {marker}
-        sleep 300
+        sleep {marker}
     """)
     execution = make_execution(make_action(runner_type="shell", entry_point=entry))
     schedule(execution)
-    rows.wait_until(marker.exists, 30)
+    rows.wait_until(lambda: processes_with(marker), 30)
     assert current(execution["id"])["status"] == "running"
     with engine.begin() as conn:
         execution_control.cancel(conn, tenant_id=tenant, execution_id=execution["id"],
@@ -229,6 +229,7 @@ def test_canceling_a_running_execution_stops_the_process(
     assert row["status"] == "canceled"
     assert row["result"]["stdout"] == "before-cancel\n"
     assert row["result"]["error"]["type"] == "canceled"
+    rows.wait_until(lambda: not processes_with(marker), 10)
 
 
 @pytest.mark.parametrize("values", [
@@ -318,17 +319,16 @@ def test_the_worker_heartbeats_in_the_workers_table(worker, engine):
 
 
 def test_executions_run_concurrently_without_blocking_each_other(
-    worker, write, make_action, make_execution, schedule, finished, pack
+    worker, write, make_action, make_execution, schedule, finished, api_server
 ):
     # Each action waits until all three have started: this only finishes if they overlap.
-    folder = Path(pack["source_path"])
-    entry = write("actions/barrier.py", f"""
-        import os, time
+    # They meet in the (stand-in) datastore, the one place their sandboxes share.
+    entry = write("actions/barrier.py", """
+        import time, attune
         def run(n):
-            open(os.path.join({str(folder)!r}, f"started-{{n}}"), "w").close()
+            attune.datastore.set(f"started-{n}", True)
             for _ in range(3000):
-                if all(os.path.exists(os.path.join({str(folder)!r}, f"started-{{i}}"))
-                       for i in range(3)):
+                if all(attune.datastore.get(f"started-{i}") for i in range(3)):
                     return n
                 time.sleep(0.01)
             raise TimeoutError("the others never started")

@@ -1,8 +1,31 @@
-"""Looking at this process's children: zombies and liveness."""
+"""Looking at processes: this process's zombies, liveness, and host processes found by a
+marker in their command line (a sandboxed action's own pids are its namespace's)."""
 
 from __future__ import annotations
 
 import os
+import uuid
+
+
+def marker_seconds() -> str:
+    """A `sleep` duration no other process on the host uses: its command line is the marker."""
+    return f"300.{uuid.uuid4().int % 10**9:09d}"
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live host processes whose command line contains `marker`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and process_alive(int(name)):
+            found.append(int(name))
+    return found
 
 
 def zombie_children() -> list[str]:

@@ -22,6 +22,7 @@ from runners.environments import (
     build_environment,
     find_python,
 )
+from runners.sandbox import Host
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def pack(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def envs(tmp_path: Path) -> Environments:
-    return Environments(tmp_path / "envs")
+    return Environments(tmp_path / "envs", Host(state_dir=tmp_path / "sandbox"))
 
 
 def source(folder: Path, **overrides) -> PackSource:

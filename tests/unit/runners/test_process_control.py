@@ -3,36 +3,38 @@
 import signal
 import threading
 
-import pytest
-
-from runners import process
 from runners.base import Outcome
 from runners.python import PythonRunner
 from runners.shell import ShellRunner
 from tests.support.factories import wait_until
-from tests.unit.runners.processes import process_alive, zombie_children
+from tests.unit.runners.processes import marker_seconds, processes_with, zombie_children
 
 
-def read_pid(path):
-    return int(path.read_text().strip()) if path.exists() and path.read_text().strip() else None
+def run_in_thread(runner, request):
+    """Start `runner.run(request)`; returns the thread and the list its result lands in."""
+    results = []
+    thread = threading.Thread(target=lambda: results.append(runner.run(request)))
+    thread.start()
+    return thread, results
 
 
-def test_timeout_kills_the_whole_group_including_a_grandchild(write, make_request, pack_dir):
-    pidfile = pack_dir / "grandchild.pid"
+def test_timeout_kills_the_whole_group_including_a_grandchild(write, make_request):
+    marker = marker_seconds()
     entry = write("actions/hang.sh", f"""
         #!/bin/bash
-        sleep 300 &
-        echo $! > {pidfile}
+        sleep {marker} &
         echo started
         sleep 300
     """)
-    result = ShellRunner().run(make_request(entry, runner_type="shell", timeout_s=0.5))
+    thread, results = run_in_thread(
+        ShellRunner(), make_request(entry, runner_type="shell", timeout_s=2))
+    wait_until(lambda: processes_with(marker))
+    thread.join()
+    (result,) = results
     assert result.outcome is Outcome.FAILED
-    assert result.error == {"type": "timeout", "message": "Action timed out after 0.5 s"}
+    assert result.error == {"type": "timeout", "message": "Action timed out after 2 s"}
     assert result.stdout == "started\n"
-    grandchild = read_pid(pidfile)
-    assert grandchild is not None
-    wait_until(lambda: not process_alive(grandchild))
+    wait_until(lambda: not processes_with(marker))
     assert zombie_children() == []
 
 
@@ -50,54 +52,49 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace(write, make_reques
 
 
 def test_background_processes_left_behind_are_killed_when_the_action_exits(
-    write, make_request, pack_dir
+    write, make_request
 ):
-    pidfile = pack_dir / "bg.pid"
+    marker = marker_seconds()
     entry = write("actions/bg.sh", f"""
         #!/bin/bash
-        sleep 300 &
-        echo $! > {pidfile}
+        sleep {marker} &
+        while ! pgrep -f "sleep {marker}" >/dev/null; do :; done
         echo '{{"left": "behind"}}'
     """)
     result = ShellRunner().run(make_request(entry, runner_type="shell"))
     assert result.outcome is Outcome.SUCCEEDED
     assert result.output == {"left": "behind"}
-    wait_until(lambda: not process_alive(read_pid(pidfile)))
+    wait_until(lambda: not processes_with(marker))
     assert zombie_children() == []
 
 
-def test_cancel_stops_a_running_action_and_keeps_partial_output(write, make_request, pack_dir):
-    marker = pack_dir / "running"
+def test_cancel_stops_a_running_action_and_keeps_partial_output(write, make_request):
+    marker = marker_seconds()
     entry = write("actions/long.sh", f"""
         #!/bin/bash
         echo partial
-        touch {marker}
-        sleep 300
+        sleep {marker}
     """)
     runner = ShellRunner()
-    results = []
-    thread = threading.Thread(
-        target=lambda: results.append(runner.run(make_request(entry, runner_type="shell")))
-    )
-    thread.start()
-    wait_until(marker.exists)
+    thread, results = run_in_thread(runner, make_request(entry, runner_type="shell"))
+    wait_until(lambda: processes_with(marker))
     runner.cancel()
     thread.join()
     (result,) = results
     assert result.outcome is Outcome.CANCELED
     assert result.error["type"] == "canceled"
     assert result.stdout == "partial\n"
+    assert not processes_with(marker)
     assert zombie_children() == []
 
 
-def test_cancel_before_the_run_starts_runs_nothing(write, make_request, pack_dir):
-    marker = pack_dir / "ran"
-    entry = write("actions/a.sh", f"#!/bin/bash\ntouch {marker}\n")
+def test_cancel_before_the_run_starts_runs_nothing(write, make_request):
+    entry = write("actions/a.sh", "#!/bin/bash\necho ran\n")
     runner = ShellRunner()
     runner.cancel()
     result = runner.run(make_request(entry, runner_type="shell"))
     assert result.outcome is Outcome.CANCELED
-    assert not marker.exists()
+    assert result.stdout == "" and result.duration_ms == 0
 
 
 def test_the_action_runs_in_the_pack_folder(write, make_request, pack_dir):
@@ -114,27 +111,21 @@ def test_an_action_that_never_reads_a_large_stdin_document_still_finishes(write,
     assert result.stdout == "ok\n"
 
 
-def test_killing_the_caller_kills_the_action(write, make_request, pack_dir):
+def test_killing_the_caller_kills_the_action(write, make_request):
     import eventlet
 
-    pidfile = pack_dir / "child.pid"
-    entry = write("actions/hang.sh", f"#!/bin/bash\necho $$ > {pidfile}\nsleep 300\n")
+    marker = marker_seconds()
+    entry = write("actions/hang.sh", f"#!/bin/bash\nsleep {marker}\n")
     runner = ShellRunner()
     thread = eventlet.spawn(runner.run, make_request(entry, runner_type="shell"))
-    wait_until(lambda: read_pid(pidfile))
+    wait_until(lambda: processes_with(marker))
     thread.kill()
-    wait_until(lambda: not process_alive(read_pid(pidfile)))
+    wait_until(lambda: not processes_with(marker))
 
 
-def test_actions_start_through_setpriv_so_fork_can_be_a_vfork(tmp_path):
-    """No preexec_fn (which forces a full fork of the worker); setpriv sets the death signal."""
-    argv, preexec = process.spawn_options(["sh", "-c", "true"], str(tmp_path), {"PATH": "/bin"})
-    assert argv[:4] == [process._SETPRIV, "--pdeathsig", "KILL", "--"]
-    assert argv[4:] == ["sh", "-c", "true"] and preexec is None
-
-
-def test_a_missing_program_fails_before_the_spawn(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        process.spawn_options(["no-such-interpreter"], str(tmp_path), {"PATH": "/bin"})
-    with pytest.raises(FileNotFoundError):
-        process.spawn_options(["./missing.sh"], str(tmp_path), {"PATH": "/bin"})
+def test_a_missing_program_fails_before_the_spawn(write, make_request):
+    entry = write("actions/a.sh", "#!/no/such/interpreter\necho hi\n")
+    result = ShellRunner().run(make_request(entry, runner_type="shell"))
+    assert result.outcome is Outcome.FAILED
+    assert result.error == {"type": "spawn_error",
+                            "message": "Could not start /no/such/interpreter: no such executable"}

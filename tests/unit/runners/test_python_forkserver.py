@@ -1,11 +1,14 @@
-"""Warm python actions: forked from a per-interpreter server, with real processes."""
+"""Warm python actions: forked from a server per sandbox and interpreter, with real processes.
+
+Actions run in their sandbox: their pids are their namespace's and the pack folder is
+read-only, so they are found from here by a marker in a child's command line (`sleep
+<marker>`), released by a signal, and report what they see of their server themselves."""
 
 import json
 import os
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 
@@ -13,16 +16,41 @@ import pytest
 
 from runners import forkserver
 from runners.base import Outcome
+from runners.environments import find_python
+from runners.process import sandbox_of
 from runners.python import PythonRunner
 from tests.support.factories import wait_until
-from tests.unit.runners.processes import process_alive, zombie_children
+from tests.unit.runners.processes import marker_seconds, processes_with, zombie_children
 
 WHO = """
     import os
     def run():
+        def read(name):
+            with open(f"/proc/{os.getppid()}/{name}", "rb") as handle:
+                return [item.decode() for item in handle.read().split(b"\\0") if item]
         return {"pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0),
-                "cwd": os.getcwd(), "execution": os.environ.get("ATTUNE_EXECUTION_ID")}
+                "cwd": os.getcwd(), "execution": os.environ.get("ATTUNE_EXECUTION_ID"),
+                "home": os.environ["HOME"],
+                "parent": read("cmdline"),
+                "parent_env": sorted(item.split("=", 1)[0] for item in read("environ"))}
 """
+
+
+def warm(output: dict) -> bool:
+    """Was the run forked by a fork server rather than started cold? A forked run has a work
+    folder of its own under the sandbox's home, a cold one the home itself."""
+    return output["home"].startswith("/home/attune/run-")
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def server_for(make_request, entry):
+    """The fork server the runner would use for `entry` (started if needed)."""
+    sandbox = sandbox_of(make_request(entry), find_python())
+    return forkserver.SERVERS.get(sandbox, find_python(), sandbox.environment())
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +74,9 @@ def test_runs_are_forked_by_one_server_per_interpreter(write, make_request, pack
     entry = write("actions/who.py", WHO)
     first = run(make_request(entry, execution_id=1)).output
     second = run(make_request(entry, execution_id=2)).output
-    assert first["ppid"] == second["ppid"] != os.getpid()
-    assert str(forkserver.SERVER) in cmdline(first["ppid"])
+    assert first["ppid"] == second["ppid"]
+    assert warm(first) and warm(second) and first["home"] != second["home"]
+    assert any(str(forkserver.SERVER) in arg for arg in first["parent"])
     assert first["pid"] != second["pid"]
     # Each run is its own session in the pack folder with its own environment.
     assert first["pgid"] == first["pid"]
@@ -93,105 +122,100 @@ def test_script_exit_codes_threads_and_atexit_behave_as_in_a_fresh_interpreter(
     assert result.exit_code == 1 and result.stderr == "bad input\n"
 
 
-def test_timeout_and_cancel_reach_the_forked_group(write, make_request, pack_dir):
-    grandchild = pack_dir / "grandchild.pid"
+def test_timeout_and_cancel_reach_the_forked_group(write, make_request):
+    marker = marker_seconds()
     entry = write("actions/hang.py", f"""
-        import os, subprocess, time
+        import subprocess, time
         def run():
-            child = subprocess.Popen(["sleep", "300"])
+            subprocess.Popen(["sleep", "{marker}"])
             print("started", flush=True)
-            with open("grandchild.tmp", "w") as handle:
-                handle.write(str(child.pid))
-            os.rename("grandchild.tmp", {str(grandchild)!r})
             time.sleep(300)
     """)
     result = run(make_request(entry, timeout_s=2, kill_grace_s=0.2))
     assert result.error["type"] == "timeout" and result.stdout == "started\n"
-    wait_until(lambda: not process_alive(int(grandchild.read_text())))
+    wait_until(lambda: not processes_with(marker))
 
-    grandchild.unlink()
     runner = PythonRunner()
     results = []
     thread = threading.Thread(target=lambda: results.append(runner.run(make_request(entry))))
     thread.start()
-    wait_until(grandchild.exists)
+    wait_until(lambda: processes_with(marker))
     runner.cancel()
     thread.join()
     assert results[0].outcome is Outcome.CANCELED and results[0].stdout == "started\n"
-    wait_until(lambda: not process_alive(int(grandchild.read_text())))
+    wait_until(lambda: not processes_with(marker))
     wait_until(lambda: zombie_children() == [])  # reaped, if only by a background reaper
 
 
-def test_a_killed_server_fails_its_runs_and_the_next_run_gets_a_new_one(
-    write, make_request, pack_dir
-):
+def test_a_killed_server_fails_its_runs_and_the_next_run_gets_a_new_one(write, make_request):
     who = write("actions/who.py", WHO)
-    server = run(make_request(who)).output["ppid"]
-    marker = pack_dir / "pid"
+    assert warm(run(make_request(who)).output)
+    marker = marker_seconds()
     entry = write("actions/wait.py", f"""
-        import os, time
+        import subprocess, time
         def run():
-            open({str(marker)!r}, "w").write(str(os.getpid()))
+            subprocess.Popen(["sleep", "{marker}"])
             time.sleep(300)
     """)
     results = []
     thread = threading.Thread(target=lambda: results.append(run(make_request(entry))))
     thread.start()
-    action = int(wait_until(lambda: marker.exists() and marker.read_text()))
+    (sleeper,) = wait_until(lambda: processes_with(marker))
+    action = parent_of(sleeper)
+    server = parent_of(action)
+    assert str(forkserver.SERVER) in cmdline(server)
     os.kill(server, signal.SIGKILL)
     thread.join(timeout=20)
     assert results and results[0].outcome is Outcome.FAILED
     assert results[0].exit_code == -signal.SIGKILL
-    wait_until(lambda: not process_alive(action))
-    assert run(make_request(who)).output["ppid"] not in (server, os.getpid())
+    wait_until(lambda: not processes_with(marker))
+    again = run(make_request(who))
+    assert again.outcome is Outcome.SUCCEEDED and warm(again.output)
 
 
-def test_without_a_working_server_actions_run_cold(write, make_request, monkeypatch, tmp_path):
-    broken = tmp_path / "broken_server.py"
-    broken.write_text("raise SystemExit(1)\n")
+def test_without_a_working_server_actions_run_cold(write, make_request, monkeypatch, pack_dir):
+    broken = write("broken_server.py", "raise SystemExit(1)\n")
     monkeypatch.setattr(forkserver, "SERVER", broken)
     entry = write("actions/who.py", WHO)
     for _ in range(2):  # the second run does not try the broken server again
         result = run(make_request(entry))
         assert result.outcome is Outcome.SUCCEEDED
-        assert result.output["ppid"] == os.getpid()
+        assert not warm(result.output)
         assert result.output["execution"] == "42"
 
 
 def test_the_server_environment_holds_nothing_of_a_run(write, make_request):
     entry = write("actions/who.py", WHO)
     output = run(make_request(entry, secrets={"api_key": "s3cr3t-value"})).output
-    with open(f"/proc/{output['ppid']}/environ", "rb") as handle:
-        names = {item.split(b"=", 1)[0] for item in handle.read().split(b"\0") if item}
-    assert names <= {b"PATH", b"HOME", b"LANG"}
+    assert warm(output)
+    assert set(output["parent_env"]) <= {"PATH", "HOME", "TMPDIR", "LANG", "PWD"}
 
 
 def test_a_server_that_does_not_answer_fails_the_run_without_running_it_cold(
-    write, make_request, monkeypatch, tmp_path, pack_dir
+    write, make_request, monkeypatch
 ):
     """It might still fork the request later: running it cold as well could run it twice."""
-    silent = tmp_path / "silent_server.py"
-    silent.write_text("import time\ntime.sleep(5)\n")
+    silent = write("silent_server.py", "import time\ntime.sleep(5)\n")
     monkeypatch.setattr(forkserver, "SERVER", silent)
     monkeypatch.setattr(forkserver, "LAUNCH_TIMEOUT_SECONDS", 0.5)
-    marker = pack_dir / "ran"
-    entry = write("actions/mark.py", f"open({str(marker)!r}, 'w').write('x')\n")
+    entry = write("actions/mark.py", "def run():\n    return 'ran'\n")
     result = run(make_request(entry))
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is Outcome.FAILED and result.output is None
     assert result.error["type"] == "runner_unavailable"
     assert "did not answer within 0.5 s" in result.error["message"]
-    assert not marker.exists()
-    assert sys.executable not in forkserver.SERVERS._servers  # the next run gets a new one
+    assert not forkserver.SERVERS._servers  # the next run gets a new one
 
 
-def test_a_request_given_up_on_before_the_server_reads_it_is_never_started(write, pack_dir):
+def test_a_request_given_up_on_before_the_server_reads_it_is_never_started(
+    write, make_request, pack_dir
+):
     entry = write("actions/say.py", "print('ran')\n")
-    server = forkserver.SERVERS.get(sys.executable, {"PATH": os.environ["PATH"]})
+    server = server_for(make_request, entry)
     reply, theirs = socket.socketpair()
     reply.close()  # the worker stopped waiting before the server got to the request
     (stdin_r, stdin_w), (out_r, out_w), (err_r, err_w), (res_r, res_w) = (
         os.pipe() for _ in range(4))
-    request = {"cwd": str(pack_dir), "env": {"PATH": os.environ["PATH"]}, "entry": str(entry)}
+    request = {"cwd": str(pack_dir), "env": {"PATH": "/usr/bin:/bin"}, "entry": str(entry)}
     server._send(json.dumps(request).encode(), [theirs.fileno(), stdin_r, out_w, err_w, res_w])
     theirs.close()
     for fd in (stdin_r, stdin_w, out_w, err_w, res_w):
@@ -204,11 +228,10 @@ def test_a_request_given_up_on_before_the_server_reads_it_is_never_started(write
 
 
 def test_a_fork_that_fails_runs_that_action_cold_and_spares_the_servers_other_runs(
-    write, make_request, monkeypatch, tmp_path, pack_dir
+    write, make_request, monkeypatch
 ):
     # A server whose second fork fails (EAGAIN), as under a process limit.
-    flaky = tmp_path / "flaky_fork_server.py"
-    flaky.write_text(
+    flaky = write("flaky_fork_server.py",
         "import errno, os, runpy\n"
         "real_fork, calls = os.fork, []\n"
         "def fork():\n"
@@ -220,50 +243,49 @@ def test_a_fork_that_fails_runs_that_action_cold_and_spares_the_servers_other_ru
         f"runpy.run_path({str(forkserver.SERVER)!r}, run_name='__main__')\n"
     )
     monkeypatch.setattr(forkserver, "SERVER", flaky)
-    started = pack_dir / "started"
-    release = pack_dir / "release"
+    marker = marker_seconds()
     slow = write("actions/slow.py", f"""
-        import os, time
+        import os, signal, subprocess
         def run():
-            open({str(started)!r}, "w").close()
-            while not os.path.exists({str(release)!r}):
-                time.sleep(0.01)
-            return os.getppid()
+            signal.signal(signal.SIGUSR1, lambda *_: None)
+            subprocess.Popen(["sleep", "{marker}"])
+            signal.pause()
+            return {{"home": os.environ["HOME"]}}
     """)
     results = []
     thread = threading.Thread(target=lambda: results.append(run(make_request(slow))))
     thread.start()
-    wait_until(started.exists)
+    (sleeper,) = wait_until(lambda: processes_with(marker))
     second = run(make_request(write("actions/who.py", WHO)))
-    assert second.outcome is Outcome.SUCCEEDED and second.output["ppid"] == os.getpid()
-    release.touch()
+    assert second.outcome is Outcome.SUCCEEDED and not warm(second.output)
+    os.kill(parent_of(sleeper), signal.SIGUSR1)
     thread.join(timeout=20)
     assert results[0].outcome is Outcome.SUCCEEDED, results[0]
-    assert results[0].output != os.getpid()  # it ran forked, and its server survived
+    assert warm(results[0].output)  # it ran forked, and its server survived
 
 
 def test_a_signal_request_split_across_reads_is_one_signal(write, make_request, pack_dir):
     """`kill 15` arriving as `kill 1` + `5` must not become a SIGHUP."""
-    ready = pack_dir / "ready"
+    marker = marker_seconds()
     entry = write("actions/trap.py", f"""
-        import signal, sys, time
+        import signal, subprocess, sys, time
         def on(sig, _):
             print(signal.Signals(sig).name, flush=True)
             sys.exit(0)
         signal.signal(signal.SIGHUP, on)
         signal.signal(signal.SIGTERM, on)
-        open({str(ready)!r}, "w").close()
+        subprocess.Popen(["sleep", "{marker}"])
         time.sleep(60)
     """)
-    server = forkserver.SERVERS.get(sys.executable, {"PATH": os.environ["PATH"]})
+    server = server_for(make_request, entry)
     (stdin_r, stdin_w), (out_r, out_w), (err_r, err_w), (res_r, res_w) = (
         os.pipe() for _ in range(4))
     ended = threading.Event()
-    child = server.launch(str(pack_dir), {"PATH": os.environ["PATH"]}, str(entry),
-                          (stdin_r, out_w, err_w, res_w), ended.set)
+    child = server.launch(str(pack_dir), {"PATH": "/usr/bin:/bin"}, str(entry),
+                          (stdin_r, out_w, err_w, res_w), ended.set, {})
     for fd in (stdin_r, stdin_w, out_w, err_w, res_w):
         os.close(fd)
-    wait_until(ready.exists)
+    wait_until(lambda: processes_with(marker))
     child._reply.sendall(b"kill 1")
     time.sleep(0.2)  # the server reads the first part on its own
     child._reply.sendall(b"5\n")

@@ -159,8 +159,8 @@ def test_parameters_and_secrets_are_not_in_argv_or_environment(write, make_reque
     env, argv = result.output["env"], result.output["argv"]
     assert "param-value-1" not in argv and "secret-value-1" not in argv
     assert "param-value-1" not in json.dumps(env)
-    assert set(env) <= {"PATH", "HOME", "LANG", "ATTUNE_EXECUTION_ID", "ATTUNE_ACTION_REF",
-                        "LC_CTYPE"}
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "ATTUNE_EXECUTION_ID",
+                        "ATTUNE_ACTION_REF", "LC_CTYPE", "PWD"}
     # conftest sets the platform's own secrets in this process; the child never sees them.
     assert "ATTUNE_JWT_SECRET" not in env and "ATTUNE_ENCRYPTION_KEYS" not in env
 

@@ -73,10 +73,10 @@ def test_a_sensor_stopped_while_its_environment_builds_starts_no_process(tmp_pat
                       trigger_types=(), config={})
     runner = SensorRunner(spec, supervisor=None)  # type: ignore[arg-type]
 
-    def building_when_stopped() -> str:
+    def building_when_stopped() -> None:
         runner._stopped.set()  # stop() arrives while pip is still installing
-        return sys.executable
+        return None
 
-    runner._interpreter = building_when_stopped  # type: ignore[method-assign]
+    runner._environment = building_when_stopped  # type: ignore[method-assign]
     assert runner._run_once(restarted=False) == "stopped before it started"
     assert runner._proc is None  # no orphan sensor process that nobody would stop

@@ -3,11 +3,11 @@
  * The Attune SDK inside node actions (packs.md): `const attune = require('attune')`.
  *
  * attune.params, attune.context (execution_id, action_ref, attempt, item, item_index, api_url,
- * token), attune.secrets.get(name), and the tenant datastore through the gateway:
+ * api_socket, token), attune.secrets.get(name), and the tenant datastore through the gateway:
  *   await attune.datastore.get(key, defaultValue = null)   // missing key -> defaultValue
  *   await attune.datastore.set(key, value, {encrypted = false, ttlSeconds = null} = {})
  *   await attune.datastore.delete(key)                     // false when it did not exist
- * Uses the global fetch of Node >= 18; no dependencies.
+ * Uses node's own http module (over the gateway's unix socket in a sandbox); no dependencies.
  */
 
 const params = {};
@@ -50,29 +50,45 @@ const secrets = {
   },
 };
 
-async function request(method, path, payload) {
+// The gateway: its unix socket inside a sandbox (context.api_socket), else context.api_url.
+function request(method, path, payload) {
+  const socketPath = context.api_socket ? String(context.api_socket) : '';
   const apiUrl = String(context.api_url || '').replace(/\/+$/, '');
-  if (!apiUrl) throw new DatastoreError('attune.context has no api_url: not running inside Attune?');
+  if (!socketPath && !apiUrl) {
+    return Promise.reject(new DatastoreError(
+      'attune.context has no api_socket or api_url: not running inside Attune?'));
+  }
+  const http = require('http');
   const headers = { Accept: 'application/json', Authorization: `Bearer ${context.token}` };
-  const init = { method, headers, signal: AbortSignal.timeout(TIMEOUT_MS) };
-  if (payload !== undefined) {
+  const body = payload === undefined ? null : JSON.stringify(payload);
+  if (body !== null) {
     headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(payload);
+    headers['Content-Length'] = Buffer.byteLength(body);
   }
-  let response;
-  try {
-    response = await fetch(apiUrl + path, init);
-  } catch (err) {
-    throw new DatastoreError(`Datastore ${method} ${path} failed: ${err.message}`);
-  }
-  const text = await response.text();
-  let body = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch (_err) {
-    body = null;
-  }
-  return { status: response.status, body };
+  const options = socketPath
+    ? { socketPath, path, method, headers, timeout: TIMEOUT_MS }
+    : Object.assign(new URL(apiUrl + path), { method, headers, timeout: TIMEOUT_MS });
+  return new Promise((resolve, reject) => {
+    const req = http.request(options, (response) => {
+      const chunks = [];
+      response.on('data', (chunk) => chunks.push(chunk));
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let parsed = null;
+        try {
+          parsed = text ? JSON.parse(text) : null;
+        } catch (_err) {
+          parsed = null;
+        }
+        resolve({ status: response.statusCode, body: parsed });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
+    req.on('error', (err) => reject(
+      new DatastoreError(`Datastore ${method} ${path} failed: ${err.message}`)));
+    if (body !== null) req.write(body);
+    req.end();
+  });
 }
 
 function check({ status, body }, operation, key) {

@@ -1,7 +1,7 @@
 """The Attune SDK inside python actions (packs.md): `import attune`.
 
 - `attune.params`: the execution's parameters; `attune.context`: execution_id, action_ref,
-  attempt, item, item_index, api_url, token.
+  attempt, item, item_index, api_url, api_socket (the gateway inside a sandbox), token.
 - `attune.secrets.get(name)`: a tenant secret the action declared in `secrets:`.
 - `attune.datastore.get(key, default=None)`, `.set(key, value, encrypted=False,
   ttl_seconds=None)`, `.delete(key)`: the tenant's datastore through the gateway, authenticated
@@ -98,28 +98,48 @@ def _key_path(key: str) -> str:
     return "/api/v1/datastore/" + quote(str(key), safe="")
 
 
-def _request(method: str, path: str, payload: object = None) -> tuple[int, object]:
-    import urllib.error
-    import urllib.request
+def _connection() -> object:
+    """An HTTP connection to the gateway: its unix socket inside a sandbox (`api_socket`), else
+    `api_url` (a container action with a network)."""
+    import http.client
 
-    api_url = str(context.get("api_url") or "").rstrip("/")
-    if not api_url:
-        raise DatastoreError("attune.context has no api_url: not running inside Attune?")
+    socket_path = str(context.get("api_socket") or "")
+    if socket_path:
+
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                import socket
+
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(self.timeout)
+                self.sock.connect(socket_path)
+
+        return UnixConnection("attune", timeout=_TIMEOUT_SECONDS)
+    from urllib.parse import urlsplit
+
+    api_url = urlsplit(str(context.get("api_url") or ""))
+    if not api_url.hostname:
+        raise DatastoreError("attune.context has no api_socket or api_url: not running inside "
+                             "Attune?")
+    return http.client.HTTPConnection(api_url.hostname, api_url.port or 80,
+                                      timeout=_TIMEOUT_SECONDS)
+
+
+def _request(method: str, path: str, payload: object = None) -> tuple[int, object]:
     headers = {"Accept": "application/json", "Authorization": f"Bearer {context.get('token')}"}
     data = None
     if payload is not None:
         data = json.dumps(payload).encode()
         headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(api_url + path, data=data, headers=headers, method=method)  # noqa: S310
-    # No proxies: the gateway is reached directly.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    connection = _connection()
     try:
-        with opener.open(req, timeout=_TIMEOUT_SECONDS) as response:
-            return response.status, _json(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _json(exc.read())
-    except (urllib.error.URLError, OSError) as exc:
+        connection.request(method, path, body=data, headers=headers)  # type: ignore[attr-defined]
+        response = connection.getresponse()  # type: ignore[attr-defined]
+        return response.status, _json(response.read())
+    except OSError as exc:
         raise DatastoreError(f"Datastore {method} {path} failed: {exc}") from exc
+    finally:
+        connection.close()  # type: ignore[attr-defined]
 
 
 def _json(raw: bytes) -> object:
