@@ -8,6 +8,7 @@ started yourself instead.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,12 +29,16 @@ from tests.support.e2e import (
     log_tails,
     register_user,
 )
+from tests.support.network import own_addresses
 
 CONFIG = E2E_CONFIG
 ATTUNE = PROJECT_ROOT / ".venv" / "bin" / "attune"
 UP_TIMEOUT_SECONDS = 240
 DOWN_TIMEOUT_SECONDS = 90
 KEEP_RUNS = 20  # earlier run dirs kept for their logs
+# This machine's own address: sandboxed actions may reach test servers there (the e2e
+# platform's ATTUNE.sandbox.allow_networks), as an operator would open a service.
+SANDBOX_REACHABLE = own_addresses()[0]
 
 
 @dataclass
@@ -111,7 +116,8 @@ def platform() -> Iterator[RunningPlatform]:
         return
     runs = PROJECT_ROOT / ".attune" / "e2e-runs"
     run_dir = runs / datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-    env = {**os.environ, "ATTUNE_RUN_DIR": str(run_dir)}
+    env = {**os.environ, "ATTUNE_RUN_DIR": str(run_dir),
+           "ATTUNE_E2E_SANDBOX_ALLOW": json.dumps([f"{SANDBOX_REACHABLE}/32"])}
     api_url, ws_url = _urls(env)
     _tidy_earlier_runs(runs, api_url)
     run_dir.mkdir(parents=True)

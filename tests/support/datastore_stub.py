@@ -1,4 +1,4 @@
-"""A stand-in for the gateway's datastore routes, for SDK and worker tests."""
+"""A stand-in for the gateway's datastore and webhook routes, for SDK and worker tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 PREFIX = "/api/v1/datastore/"
+WEBHOOKS = "/api/v1/webhooks/"
 
 
 @contextlib.contextmanager
@@ -53,6 +54,10 @@ def datastore_stub(socket_path: Path | None = None) -> Iterator[dict[str, Any]]:
 
         def do_POST(self):
             body = self._record()
+            if self.path.startswith(WEBHOOKS):
+                trigger = int(self.path[len(WEBHOOKS):])
+                self._reply(202, {"data": {"event_id": 1000 + trigger, "trigger_id": trigger}})
+                return
             if body["key"] == "forbidden":
                 self._reply(403, {"error": {"code": "forbidden", "message": "no way"}})
                 return

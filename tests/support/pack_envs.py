@@ -29,6 +29,7 @@ from tests.support.e2e import (
     wait_for_execution,
     wait_until,
 )
+from tests.support.network import own_addresses
 from tests.support.packs import tar_gz
 
 
@@ -98,9 +99,12 @@ class Recorded:
 
 @dataclass
 class RecordingServer:
-    """Where it listens, what it received, and how it answers (path → (status, body, delay))."""
+    """Where it listens, what it received, and how it answers (path → (status, body, delay)).
+    `url` is on 127.0.0.1 (the http runner's allowed test ports); `sandbox_url` on this
+    machine's own address, which sandboxed actions may reach (config.e2e.yaml)."""
 
     url: str
+    sandbox_url: str = ""
     received: list[Recorded] = field(default_factory=list)
     routes: dict[str, tuple[int, Any, float]] = field(default_factory=dict)
 
@@ -120,7 +124,7 @@ def _bind_allowed_port(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPSe
     """A server on the first free port of `allowed_test_ports()` (parallel sessions share it)."""
     for port in allowed_test_ports():
         try:
-            return ThreadingHTTPServer(("127.0.0.1", port), handler)
+            return ThreadingHTTPServer(("0.0.0.0", port), handler)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
@@ -157,6 +161,7 @@ def recording_server() -> Iterator[RecordingServer]:
     httpd.daemon_threads = True
     httpd.block_on_close = False
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    state.sandbox_url = f"http://{own_addresses()[0]}:{httpd.server_address[1]}"
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         yield state

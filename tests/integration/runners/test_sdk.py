@@ -108,3 +108,32 @@ def test_node_sdk_get_set_delete(folder, datastore_server):
     assert all(h["Authorization"] == "Bearer exec-token-7" for _, _, h, _ in calls)
     assert calls[1][3] == {"key": "cfg/api_url", "value": "https://api.example.com",
                            "encrypted": False, "ttl_seconds": 30}
+
+
+def test_python_sdk_fires_a_webhook_with_the_execution_token(folder, datastore_server):
+    source = """
+        import attune
+        def run():
+            return attune.webhooks.fire(12, {"sent_by": attune.context["execution_id"]})
+    """
+    result = PythonRunner().run(request(folder, "a.py", source, datastore_server, "python"))
+    assert result.outcome is Outcome.SUCCEEDED, result
+    assert result.output == {"event_id": 1012, "trigger_id": 12}
+    (call,) = datastore_server["calls"]
+    assert call[:2] == ("POST", "/api/v1/webhooks/12") and call[3] == {"sent_by": 7}
+    assert call[2]["Authorization"] == "Bearer exec-token-7"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_sdk_fires_a_webhook_with_the_execution_token(folder, datastore_server):
+    source = """
+        const attune = require('attune');
+        exports.run = async () =>
+          attune.webhooks.fire(12, { sent_by: attune.context.execution_id });
+    """
+    result = NodeRunner().run(request(folder, "a.js", source, datastore_server, "node"))
+    assert result.outcome is Outcome.SUCCEEDED, result
+    assert result.output == {"event_id": 1012, "trigger_id": 12}
+    (call,) = datastore_server["calls"]
+    assert call[:2] == ("POST", "/api/v1/webhooks/12") and call[3] == {"sent_by": 7}
+    assert call[2]["Authorization"] == "Bearer exec-token-7"

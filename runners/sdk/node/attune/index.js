@@ -7,6 +7,7 @@
  *   await attune.datastore.get(key, defaultValue = null)   // missing key -> defaultValue
  *   await attune.datastore.set(key, value, {encrypted = false, ttlSeconds = null} = {})
  *   await attune.datastore.delete(key)                     // false when it did not exist
+ *   await attune.webhooks.fire(triggerId, payload)         // the receipt (event_id…)
  * Uses node's own http module (over the gateway's unix socket in a sandbox); no dependencies.
  */
 
@@ -123,12 +124,40 @@ const datastore = {
   },
 };
 
+class WebhookError extends AttuneError {
+  constructor(message, status = null) {
+    super(message);
+    this.name = 'WebhookError';
+    this.status = status;
+  }
+}
+
+// Webhooks of this tenant, fired with the execution's token: fire(triggerId, payload) → receipt.
+const webhooks = {
+  async fire(triggerId, payload = {}) {
+    let reply;
+    try {
+      reply = await request('POST', `/api/v1/webhooks/${Number(triggerId)}`, payload);
+    } catch (err) {
+      throw new WebhookError(err.message.replace('Datastore', 'Webhook'));
+    }
+    if (reply.status < 200 || reply.status >= 300) {
+      const message = reply.body && reply.body.error ? ` ${reply.body.error.message}` : '';
+      throw new WebhookError(`Webhook ${triggerId} failed: HTTP ${reply.status}${message}`,
+        reply.status);
+    }
+    return (reply.body && reply.body.data) || {};
+  },
+};
+
 module.exports = {
   params,
   context,
   secrets,
   datastore,
+  webhooks,
   AttuneError,
   DatastoreError,
+  WebhookError,
   _configure: configure,
 };

@@ -6,6 +6,7 @@
 - `attune.datastore.get(key, default=None)`, `.set(key, value, encrypted=False,
   ttl_seconds=None)`, `.delete(key)`: the tenant's datastore through the gateway, authenticated
   with the execution's short-lived token.
+- `attune.webhooks.fire(trigger_id, payload)`: a webhook of the tenant, with the same token.
 
 Standard library only: actions may run in a virtualenv that has nothing else installed.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 import json
 
 # No `typing` import: every python action loads this module, so it stays cheap.
-__all__ = ["AttuneError", "DatastoreError", "context", "datastore", "params", "secrets"]
+__all__ = ["AttuneError", "DatastoreError", "WebhookError", "context", "datastore", "params",
+           "secrets", "webhooks"]
 
 params: dict[str, object] = {}
 context: dict[str, object] = {}
@@ -78,8 +80,35 @@ class _Datastore:
         return True
 
 
+class WebhookError(AttuneError):
+    """Firing a webhook failed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Webhooks:
+    """Webhooks of this tenant, fired with the execution's token (its events record that this
+    execution caused them: chain depth, loop protection)."""
+
+    def fire(self, trigger_id: int, payload: object = None) -> dict:
+        """POST `payload` to the webhook of trigger `trigger_id`; the receipt (event_id…)."""
+        try:
+            status, body = _request("POST", f"/api/v1/webhooks/{int(trigger_id)}",
+                                    {} if payload is None else payload)
+        except DatastoreError as exc:
+            raise WebhookError(str(exc).replace("Datastore", "Webhook", 1)) from None
+        if not 200 <= status < 300:
+            error = body.get("error") if isinstance(body, dict) else None
+            message = f" {error.get('message')}" if isinstance(error, dict) else ""
+            raise WebhookError(f"Webhook {trigger_id} failed: HTTP {status}{message}", status)
+        return (body or {}).get("data") or {}
+
+
 secrets = _Secrets()
 datastore = _Datastore()
+webhooks = _Webhooks()
 
 
 def _configure(document: dict[str, object]) -> None:
