@@ -179,6 +179,19 @@ ensure_docker() {
   export DOCKER_HOST
 }
 
+# What the sandbox of tenant code needs (runners/sandbox.py): bubblewrap for the namespaces,
+# slirp4netns for outbound traffic, newuidmap/newgidmap (uidmap) for an unprivileged service
+# user, ip (iproute2) for the routes inside and setfacl (acl) to open /dev/net/tun to that user.
+SANDBOX_TOOLS=("bwrap bubblewrap" "slirp4netns slirp4netns" "newuidmap uidmap" "ip iproute2"
+               "setfacl acl" "setpriv util-linux" "prlimit util-linux" "bash bash")
+ensure_sandbox() {
+  local pair missing=()
+  for pair in "${SANDBOX_TOOLS[@]}"; do
+    command -v "${pair% *}" >/dev/null || missing+=("${pair#* }")
+  done
+  [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+}
+
 # Everything both commands need: interpreter, venv, PostgreSQL, RabbitMQ, databases and vhosts.
 ensure_infrastructure() {
   ensure_tools
@@ -188,6 +201,7 @@ ensure_infrastructure() {
   ensure_rabbitmq
   ensure_node
   ensure_docker
+  ensure_sandbox
   ensure_database attune
   ensure_database attune_e2e
   ensure_database attune_test
