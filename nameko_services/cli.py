@@ -7,9 +7,12 @@
     attune register-pack PATH (--system | --tenant ID) --config nameko.yaml
     attune rotate-keys --config nameko.yaml      re-encrypt secrets under the active key
     attune create-user NAME [--role R] [--tenant ID] [--password-stdin] --config nameko.yaml
+    attune keys --config nameko.yaml             create or complete the keys file; print its path
 
 Processes run detached (their own session), log to <run_dir>/logs/<name>.log and record their
-pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process.
+pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process. Started by
+root, they run as the configured service user (never root); each reads its keys from the keys
+file itself, so no key is in any process's environment.
 
 One module on purpose: it is the operator's whole tool and reads top to bottom (keys, database
 and broker, processes, commands); nothing else imports its process handling.
@@ -22,11 +25,13 @@ import contextlib
 import getpass
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -39,7 +44,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .config import KEYS_FILE_NAME, PROJECT_ROOT, load_config, load_keys_env
+from .config import (
+    AMQP_PASSWORD,
+    DATABASE_PASSWORD,
+    ENCRYPTION_KEYS,
+    JWT_SECRET,
+    PROJECT_ROOT,
+    SECRET_NAMES,
+    keys_path,
+    load_config,
+)
 from .domain.crypto import new_key_spec
 from .domain.errors import AttuneError
 from .domain.settings import Settings
@@ -92,36 +106,84 @@ class Platform:
         return self.pids / f"{name}.pid"
 
 
-def ensure_keys(path: Path) -> Path:
-    """Create <project>/.attune/keys.env once (mode 600); add any key it lacks; export them."""
-    wanted = {
-        "ATTUNE_JWT_SECRET": lambda: secrets.token_urlsafe(48),
-        "ATTUNE_ENCRYPTION_KEYS": lambda: new_key_spec("k1"),
-    }
+KEY_MAKERS: dict[str, Callable[[], str]] = {
+    JWT_SECRET: lambda: secrets.token_urlsafe(48),
+    ENCRYPTION_KEYS: lambda: new_key_spec("k1"),
+    DATABASE_PASSWORD: lambda: secrets.token_urlsafe(24),
+    AMQP_PASSWORD: lambda: secrets.token_urlsafe(24),
+}
+
+
+def ensure_keys(path: Path, owner: pwd.struct_passwd | None = None) -> Path:
+    """Create the keys file once (mode 600); add any key it lacks; give it to `owner`. Nothing
+    is exported: every process reads the file itself (config.load_config)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    present = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        present = path.read_text(encoding="utf-8") if path.exists() else ""
+    except PermissionError as exc:
+        raise CliError(f"cannot read the keys file {path}: run this as root or as its owner"
+                       ) from exc
     names = {line.partition("=")[0].strip() for line in present.splitlines()}
-    missing = [name for name in wanted if name not in names]
+    missing = [name for name in KEY_MAKERS if name not in names]
     if missing:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as handle:
             if not present:
-                handle.write("# Attune secrets, created by `attune up`. Keep this file private.\n")
+                handle.write("# Attune secrets, made by `attune keys`. Keep this file private.\n")
             for name in missing:
-                handle.write(f"{name}={wanted[name]()}\n")
-        os.chmod(path, 0o600)
+                handle.write(f"{name}={KEY_MAKERS[name]()}\n")
         say(f"{'created' if not present else 'completed'} {path} (mode 600): "
             f"{', '.join(missing)}")
-    load_keys_env(path)
+    os.chmod(path, 0o600)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
     return path
 
 
+def service_account(name: str) -> pwd.struct_passwd | None:
+    """Whom the services run as: `name` when we are root (it must exist), else None (ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        account = pwd.getpwnam(name)
+    except KeyError:
+        raise CliError(f"services never run as root, and the service user {name!r} does not "
+                       f"exist: scripts/up.sh creates it (or set ATTUNE_SERVICE_USER)") from None
+    if account.pw_uid == 0:
+        raise CliError(f"the service user {name!r} is root: services never run as root")
+    return account
+
+
+def check_reachable(path: Path, account: pwd.struct_passwd) -> None:
+    """Every folder down to `path` must let the service user through (a checkout under /root
+    does not): said before anything starts, not as a service's obscure crash."""
+    for folder in (*reversed(path.parents), path):
+        info = folder.stat()
+        bit = (0o100 if info.st_uid == account.pw_uid else
+               0o010 if info.st_gid == account.pw_gid else 0o001)
+        if not info.st_mode & bit:
+            raise CliError(f"{folder} is closed to the service user {account.pw_name!r} (mode "
+                           f"{stat.S_IMODE(info.st_mode):o}): keep the checkout where it can "
+                           f"read (for example under /srv or /opt), or open that folder")
+
+
+def give_to(path: Path, account: pwd.struct_passwd | None) -> None:
+    """Make `path` and everything below it the service user's (what root made there before)."""
+    if account is None:
+        return
+    for folder, dirs, files in os.walk(path):
+        for name in (folder, *(os.path.join(folder, n) for n in (*dirs, *files))):
+            info = os.lstat(name)
+            if (info.st_uid, info.st_gid) != (account.pw_uid, account.pw_gid):
+                os.lchown(name, account.pw_uid, account.pw_gid)
+
+
 def load_platform(config_path: str) -> Platform:
-    """Export the keys, then read the config (its ${VAR} substitution needs them)."""
+    """Make sure the keys file exists, then read the config (completed from it)."""
     path = Path(config_path).resolve()
     if not path.is_file():
         raise CliError(f"config file {config_path} not found")
-    ensure_keys(PROJECT_ROOT / ".attune" / KEYS_FILE_NAME)
+    ensure_keys(keys_path())
     config = load_config(path)
     settings = Settings.from_mapping(config)
     return Platform(path, config, settings, PROJECT_ROOT / settings.run_dir)
@@ -289,18 +351,46 @@ def running(platform: Platform) -> dict[str, int]:
     return found
 
 
-def start_process(platform: Platform, name: str) -> subprocess.Popen[bytes]:
-    platform.logs.mkdir(parents=True, exist_ok=True)
-    platform.pids.mkdir(parents=True, exist_ok=True)
+def service_environment(platform: Platform,
+                        account: pwd.struct_passwd | None) -> dict[str, str]:
+    """Ours without any key (a key given in our environment is not passed on) and, for the
+    service user, its own name and a home in the run dir."""
+    env = {name: value for name, value in os.environ.items() if name not in SECRET_NAMES}
+    env.update(PYTHONUNBUFFERED="1", ATTUNE_CONFIG=str(platform.config_path))
+    if account is not None:
+        env.update(HOME=str(platform.run_dir / "home"), USER=account.pw_name,
+                   LOGNAME=account.pw_name)
+    return env
+
+
+def prepare_run_dir(platform: Platform, account: pwd.struct_passwd | None) -> None:
+    """Logs, pids and the service user's home, all of the run dir the service user's."""
+    for folder in (platform.logs, platform.pids, platform.run_dir / "home"):
+        folder.mkdir(parents=True, exist_ok=True)
+    if account is not None:
+        check_reachable(PROJECT_ROOT, account)
+        check_reachable(platform.run_dir, account)
+        give_to(platform.run_dir, account)
+
+
+def start_process(platform: Platform, name: str,
+                  account: pwd.struct_passwd | None = None) -> subprocess.Popen[bytes]:
+    """Start one service detached, as `account` when given (only root can), logging to its file."""
     argv = command_for(name, platform.config_path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATTUNE_CONFIG": str(platform.config_path)}
+    env = service_environment(platform, account)
+    as_user: dict[str, Any] = {}
+    if account is not None:
+        as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
     log_path = platform.log_file(name)
     with open(log_path, "ab") as log:
+        if account is not None:
+            os.fchown(log.fileno(), account.pw_uid, account.pw_gid)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         log.write(f"=== {stamp} attune up: {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                **as_user)
     platform.pid_file(name).write_text(f"{proc.pid}\n")
     say(f"started {name} (pid {proc.pid}) → {log_path}")
     return proc
@@ -380,6 +470,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     began = time.monotonic()
     platform = load_platform(args.config)
     settings = platform.settings
+    account = service_account(settings.service_user)
+    ensure_keys(keys_path(), account)
     live = running(platform)
     if args.fresh and live:
         say(f"--fresh: stopping the running platform first ({', '.join(live)})")
@@ -393,18 +485,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     migrate(settings.database_url)
     register_pack(settings.database_url, PROJECT_ROOT / "packs" / "core", tenant_id=None,
                   system=True)
+    prepare_run_dir(platform, account)
     started: dict[str, subprocess.Popen[bytes]] = {}
     for name in (*SERVICES, GATEWAY):  # services first, so their queues exist for the gateway
         if name in live:
             say(f"{name} already running (pid {live[name]})")
         else:
-            started[name] = start_process(platform, name)
+            started[name] = start_process(platform, name, account)
     say(f"waiting for {settings.api_url}/health")
     wait_healthy(platform, started)
     print(f"\nAttune is up ({time.monotonic() - began:.1f} s)")
     print(f"  API:        {settings.api_url}   (OpenAPI: {settings.api_url}/api/v1/openapi.json)")
     print(f"  WebSocket:  {platform.ws_url}")
     print(f"  run dir:    {platform.run_dir}")
+    print(f"  runs as:    {account.pw_name if account else pwd.getpwuid(os.geteuid()).pw_name}")
     for name in (*SERVICES, GATEWAY):
         print(f"  log {name + ':':10} {platform.log_file(name)}")
     print(f"  stop:       {stop_hint(platform.config_path)}")
@@ -545,6 +639,18 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Create or complete the keys file, the service user's when we are root; print its path
+    (scripts/lib.sh reads the PostgreSQL and RabbitMQ passwords from it)."""
+    path = Path(args.config).resolve()
+    if not path.is_file():
+        raise CliError(f"config file {args.config} not found")
+    section = load_config(path).get("ATTUNE") or {}
+    account = service_account(str(section.get("service_user") or "attune"))
+    print(ensure_keys(keys_path(), account))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -575,6 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("rotate-keys", cmd_rotate_keys,
         "re-encrypt every secret and encrypted datastore value under the active key"
         ).add_argument("--batch-size", type=int, default=200, help="rows per transaction")
+    add("keys", cmd_keys, "create or complete the keys file (mode 600, the service user's) and "
+        "print its path")
     user = add("create-user", cmd_create_user,
                "create a user (with sign-up closed, the only way in); the password is read from "
                "a prompt, or from standard input with --password-stdin, never from arguments")

@@ -96,7 +96,7 @@ build_root() {
   chmod 755 "$NEWROOT/usr/sbin/policy-rc.d"
 
   say "cloning $(git -C "$ROOT" rev-parse --short HEAD) into the new root"
-  git clone -q --no-hardlinks "$ROOT" "$NEWROOT/root/attune"
+  git clone -q --no-hardlinks "$ROOT" "$NEWROOT/srv/attune"
 }
 
 # The README's tour, as a user would paste it: the first bash block under its heading.
@@ -108,7 +108,7 @@ readme_tour() {
 inside_script() {
   cat <<EOF
 set -euo pipefail
-cd /root/attune
+cd /srv/attune
 stop_all() {
   ./scripts/down.sh >/dev/null 2>&1 || true
   ./scripts/docker.sh stop >/dev/null 2>&1 || true

@@ -4,6 +4,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
+KEYS_FILE="${ATTUNE_KEYS_FILE:-$ROOT/.attune/keys.env}"
+SERVICE_USER="${ATTUNE_SERVICE_USER:-attune}"
+# The service user's subordinate ids: the uids and gids its sandboxes map tenant code to.
+SUBORDINATE_IDS="1500000000-1509999999"
 
 # Progress goes to standard error: a function whose output is captured ($(find_python)) stays clean.
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -115,13 +119,18 @@ psql_super() {
   else (cd / && sudo -u postgres psql -qtAX "$@"); fi
 }
 
-# The attune role (password attune, CREATEDB so the e2e harness can recreate its own database).
+# The password of a key of the keys file (made by `attune keys` in ensure_keys).
+key_value() { sed -n "s/^$1=//p" "$KEYS_FILE"; }
+
+# The attune role (CREATEDB so the e2e harness can recreate its own database), its password the
+# generated one of the keys file, given on standard input (never in a command line).
 ensure_database() {
   local db="$1"
   if [ "$(psql_super -c "select 1 from pg_roles where rolname='attune'")" != "1" ]; then
     say "creating PostgreSQL role attune"
-    psql_super -c "create role attune login createdb password 'attune'"
+    psql_super -c "create role attune login createdb"
   fi
+  printf "alter role attune password '%s';\n" "$(key_value ATTUNE_DATABASE_PASSWORD)" | psql_super
   if [ "$(psql_super -c "select 1 from pg_database where datname='$db'")" != "1" ]; then
     say "creating database $db"
     psql_super -c "create database $db owner attune"
@@ -157,13 +166,22 @@ restart_postgres() {
   ensure_postgres
 }
 
+# The platform's own RabbitMQ user, its password the generated one (on standard input).
+ensure_rabbitmq_user() {
+  local verb=add_user
+  $SUDO rabbitmqctl -q list_users 2>/dev/null | cut -f1 | grep -qx attune && verb=change_password
+  key_value ATTUNE_AMQP_PASSWORD | tr -d '\n' | $SUDO rabbitmqctl -q "$verb" attune >/dev/null
+}
+
+# A vhost for the attune user alone (guest, if the broker still has it, gets no permission).
 ensure_vhost() {
   local vhost="$1"
   if ! $SUDO rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$vhost"; then
     say "creating RabbitMQ vhost $vhost"
     $SUDO rabbitmqctl -q add_vhost "$vhost" >/dev/null
   fi
-  $SUDO rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+  $SUDO rabbitmqctl -q set_permissions -p "$vhost" attune '.*' '.*' '.*' >/dev/null
+  $SUDO rabbitmqctl -q clear_permissions -p "$vhost" guest >/dev/null 2>&1 || true
 }
 
 ensure_node() {
@@ -192,16 +210,43 @@ ensure_sandbox() {
   [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 }
 
-# Everything both commands need: interpreter, venv, PostgreSQL, RabbitMQ, databases and vhosts.
+# Started by root, the services run as a system user of their own (never root): made here with
+# the subordinate ids its sandboxes map to and the right to open /dev/net/tun (slirp4netns).
+# An ordinary user runs them as itself: nothing to do.
+ensure_service_user() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  if ! id "$SERVICE_USER" >/dev/null 2>&1; then
+    say "creating system user $SERVICE_USER (the services run as it)"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$SERVICE_USER"
+  fi
+  grep -q "^$SERVICE_USER:" /etc/subuid 2>/dev/null || usermod --add-subuids "$SUBORDINATE_IDS" "$SERVICE_USER"
+  grep -q "^$SERVICE_USER:" /etc/subgid 2>/dev/null || usermod --add-subgids "$SUBORDINATE_IDS" "$SERVICE_USER"
+  if [ -e /dev/net/tun ]; then setfacl -m "u:$SERVICE_USER:rw" /dev/net/tun; fi
+  runuser -u "$SERVICE_USER" -- test -r "$ROOT/pyproject.toml" \
+    || die "the service user $SERVICE_USER cannot read $ROOT: keep the checkout where other users can (say /srv or /opt), not under /root"
+}
+
+# The keys file (JWT secret, encryption keys, PostgreSQL and RabbitMQ passwords), mode 600,
+# the service user's: made once, completed when a key is missing.
+ensure_keys() {
+  "$VENV/bin/attune" keys --config "${ATTUNE_CONFIG:-$ROOT/nameko.yaml}" >/dev/null
+}
+
+# Everything both commands need: tools, venv, service user, keys, PostgreSQL, RabbitMQ, node,
+# Docker, databases and vhosts.
 ensure_infrastructure() {
   ensure_tools
+  ensure_sandbox
   ensure_venv
+  ensure_service_user
+  ensure_keys
   ensure_postgres
   ensure_pg_connections
   ensure_rabbitmq
+  ensure_rabbitmq_user
   ensure_node
   ensure_docker
-  ensure_sandbox
   ensure_database attune
   ensure_database attune_e2e
   ensure_database attune_test

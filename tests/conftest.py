@@ -13,15 +13,25 @@ import pytest  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-os.environ.setdefault("ATTUNE_JWT_SECRET", "test-secret-" + "x" * 40)
-os.environ.setdefault(
-    "ATTUNE_ENCRYPTION_KEYS", "test:" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY"
+from nameko_services.config import (  # noqa: E402
+    AMQP_PASSWORD,
+    DATABASE_PASSWORD,
+    read_keys,
+    with_password,
 )
-# Overridable so parallel runs on one machine do not share a database or vhost.
+
+# The in-process services of the integration tests sign and encrypt with these; the platforms
+# of the e2e tests read theirs from the keys file, as in production.
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+TEST_ENCRYPTION_KEYS = "test:" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY"
+# Overridable so parallel runs on one machine do not share a database or vhost. The passwords
+# are the generated ones of the keys file (scripts/lib.sh gives them to PostgreSQL and RabbitMQ).
 _DB = os.environ.get("ATTUNE_TEST_DATABASE", "attune_test")
 _VHOST = os.environ.get("ATTUNE_TEST_VHOST", "attune_test")
-TEST_DATABASE_URL = f"postgresql+psycopg2://attune:attune@127.0.0.1:5432/{_DB}"
-TEST_AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{_VHOST}"
+_KEYS = read_keys()
+TEST_DATABASE_URL = with_password(f"postgresql+psycopg2://attune@127.0.0.1:5432/{_DB}",
+                                  _KEYS.get(DATABASE_PASSWORD))
+TEST_AMQP_URI = with_password(f"amqp://attune@127.0.0.1:5672/{_VHOST}", _KEYS.get(AMQP_PASSWORD))
 
 
 @pytest.fixture
@@ -46,6 +56,8 @@ def config(tmp_path_factory):
     cfg = load_config(PROJECT_ROOT / "nameko.yaml")
     cfg["AMQP_URI"] = TEST_AMQP_URI
     cfg["ATTUNE"]["database_url"] = TEST_DATABASE_URL
+    cfg["ATTUNE"]["jwt_secret"] = TEST_JWT_SECRET
+    cfg["ATTUNE"]["encryption_keys"] = TEST_ENCRYPTION_KEYS
     cfg["ATTUNE"]["run_dir"] = str(PROJECT_ROOT / ".attune" / "test")
     cfg["ATTUNE"]["packs"] = {"allowed_paths": [
         "packs", "tests/fixtures/packs", str(tmp_path_factory.getbasetemp())]}

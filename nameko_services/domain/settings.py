@@ -261,6 +261,8 @@ class Settings:
     webhook_max_body_bytes: int = 1024 * 1024
     # Loop protection: an event caused (through executions) by a chain deeper than this is refused.
     max_chain_depth: int = 10
+    # The system user `attune up` runs the services as when started by root (never root itself).
+    service_user: str = "attune"
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
@@ -289,7 +291,11 @@ class Settings:
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
             if value in (None, ""):
-                raise ConfigurationError(f"configuration key {prefix}{key} is missing or empty")
+                hint = (" (it comes from the keys file: $ATTUNE_KEYS_FILE or .attune/keys.env,"
+                        " made by `attune keys`, readable by this user?)"
+                        if key in ("jwt_secret", "encryption_keys") else "")
+                raise ConfigurationError(
+                    f"configuration key {prefix}{key} is missing or empty{hint}")
             return value
 
         amqp_uri = need("AMQP_URI", config, "")
@@ -321,6 +327,7 @@ class Settings:
                 rpc_timeout_seconds=float(section.get("rpc_timeout_seconds", 5)),
                 webhook_max_body_bytes=int(section.get("webhook_max_body_bytes", 1048576)),
                 max_chain_depth=int(section.get("max_chain_depth", 10)),
+                service_user=str(section.get("service_user") or "attune"),
                 worker=WorkerSettings(**worker),
                 rate_limit=rate_limit,
                 http_runner=http_runner,

@@ -217,7 +217,7 @@ def test_a_row_that_does_not_decrypt_is_reported_and_left_alone(engine, keyrings
 
 
 def test_the_rotate_keys_command_reports_and_exits_zero_when_done(
-    config, engine, keyrings, monkeypatch, capsys
+    config, engine, keyrings, monkeypatch, capsys, tmp_path
 ):
     import json
 
@@ -231,8 +231,11 @@ def test_the_rotate_keys_command_reports_and_exits_zero_when_done(
         blob, key_id = cipher_of(old).encrypt("v", aad=secrets_mod.aad(tid, "k"))
         conn.execute(models.secrets.insert().values(tenant_id=tid, key="k", ciphertext=blob,
                                                     key_id=key_id))
+    keys = tmp_path / "keys.env"
+    keys.write_text(f"ATTUNE_JWT_SECRET={config['ATTUNE']['jwt_secret']}\n"
+                    f"ATTUNE_ENCRYPTION_KEYS={rotating}\n")
+    monkeypatch.setenv("ATTUNE_KEYS_FILE", str(keys))
     monkeypatch.setenv("ATTUNE_DATABASE_URL", config["ATTUNE"]["database_url"])
-    monkeypatch.setenv("ATTUNE_ENCRYPTION_KEYS", rotating)
 
     code = cli.main(["rotate-keys", "--config", str(PROJECT_ROOT / "nameko.yaml"),
                      "--batch-size", "3"])

@@ -1,0 +1,61 @@
+"""The platform's own processes: never root when root starts them, no key in any environment a
+child could read, and a RabbitMQ vhost that only the platform's user may use (issue 14, item 1)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from pathlib import Path
+
+import pytest
+from amqp.exceptions import NotAllowed
+from kombu import Connection
+
+from nameko_services.config import keys_path, read_keys
+from tests.e2e.conftest import RunningPlatform
+from tests.support.e2e import load_config_with
+
+SERVICES = ("executor", "worker", "sensor", "notifier", "gateway")
+
+
+def _pids(platform: RunningPlatform) -> dict[str, int]:
+    return {name: int((platform.run_dir / "pids" / f"{name}.pid").read_text())
+            for name in SERVICES}
+
+
+def _uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="an ordinary user runs the services as itself")
+def test_started_by_root_every_service_runs_as_the_service_user_who_alone_owns_the_keys(
+    platform: RunningPlatform,
+) -> None:
+    account = pwd.getpwnam("attune")
+    assert account.pw_uid != 0
+    for name, pid in _pids(platform).items():
+        assert _uid(pid) == account.pw_uid, name
+    keys = keys_path().stat()
+    assert (keys.st_uid, stat.S_IMODE(keys.st_mode)) == (account.pw_uid, 0o600)
+
+
+def test_no_service_environment_holds_a_key_or_a_password(platform: RunningPlatform) -> None:
+    secrets = [value for value in read_keys().values() if len(value) >= 8]
+    assert len(secrets) == 4  # JWT secret, encryption keys, PostgreSQL and RabbitMQ passwords
+    for name, pid in _pids(platform).items():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        assert "ATTUNE_CONFIG=" in environ, name  # it is the service's environment we read
+        leaked = [value[:4] + "…" for value in secrets if value in environ]
+        assert not leaked, (name, leaked)
+
+
+def test_only_the_platform_user_may_use_its_rabbitmq_vhost(platform: RunningPlatform) -> None:
+    uri = load_config_with(platform.config, platform.env)["AMQP_URI"]
+    with Connection(uri, connect_timeout=5) as ours:
+        ours.ensure_connection(max_retries=1)
+    guest = uri.replace(uri.split("://", 1)[1].split("@", 1)[0], "guest:guest", 1)
+    with pytest.raises(NotAllowed, match=r"access to vhost .* refused for user 'guest'"), \
+            Connection(guest, connect_timeout=5) as theirs:
+        theirs.ensure_connection(max_retries=1)
