@@ -8,6 +8,7 @@
     attune rotate-keys --config nameko.yaml      re-encrypt secrets under the active key
     attune create-user NAME [--role R] [--tenant ID] [--password-stdin] --config nameko.yaml
     attune keys --config nameko.yaml             create or complete the keys file; print its path
+    attune shell --config nameko.yaml            nameko's shell (n.rpc.<service>.<method>())
 
 Processes run detached (their own session), log to <run_dir>/logs/<name>.log and record their
 pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process. Started by
@@ -651,6 +652,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shell(args: argparse.Namespace) -> int:
+    """nameko's operator shell (`n.rpc.<service>.<method>()`) on the config completed from the
+    keys file, which `nameko shell --config` cannot read; the banner shows no password."""
+    from nameko.cli.shell import ShellRunner, make_nameko_helper
+
+    platform = load_platform(args.config)
+    broker = urlsplit(platform.settings.amqp_uri)
+    shown = broker._replace(netloc=broker.netloc.rpartition("@")[2]).geturl()
+    banner = (f"Attune operator shell (Python {sys.version.split()[0]}), broker {shown}\n"
+              f"n.rpc.<service>.<method>(...), e.g. n.rpc.executor.ping()")
+    ShellRunner(banner, {"n": make_nameko_helper(platform.config)}).start_shell(name=None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -683,6 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
         ).add_argument("--batch-size", type=int, default=200, help="rows per transaction")
     add("keys", cmd_keys, "create or complete the keys file (mode 600, the service user's) and "
         "print its path")
+    add("shell", cmd_shell, "an interactive nameko shell on the platform's broker "
+        "(n.rpc.<service>.<method>()); reads commands from standard input when it is no terminal")
     user = add("create-user", cmd_create_user,
                "create a user (with sign-up closed, the only way in); the password is read from "
                "a prompt, or from standard input with --password-stdin, never from arguments")

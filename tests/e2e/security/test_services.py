@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 from amqp.exceptions import NotAllowed
 from kombu import Connection
 
-from nameko_services.config import keys_path, read_keys
+from nameko_services.config import PROJECT_ROOT, keys_path, read_keys
 from tests.e2e.conftest import RunningPlatform
 from tests.support.e2e import load_config_with
 
@@ -59,3 +60,17 @@ def test_only_the_platform_user_may_use_its_rabbitmq_vhost(platform: RunningPlat
     with pytest.raises(NotAllowed, match=r"access to vhost .* refused for user 'guest'"), \
             Connection(guest, connect_timeout=5) as theirs:
         theirs.ensure_connection(max_retries=1)
+
+
+def test_the_operator_shell_reaches_every_service_with_the_keys_file_alone(
+    platform: RunningPlatform,
+) -> None:
+    env = {name: value for name, value in platform.env.items() if not name.endswith(
+        ("_SECRET", "_KEYS", "_PASSWORD"))}
+    done = subprocess.run(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "attune"), "shell", "--config",
+         str(platform.config)], input="print(sorted(n.rpc.executor.ping().items()), "
+        "n.rpc.worker.ping()['status'], n.rpc.notifier.ping()['status'])\n",
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert "[('service', 'executor'), ('status', 'ok')] ok ok" in done.stdout, done.stderr
+    assert read_keys()["ATTUNE_AMQP_PASSWORD"] not in done.stdout + done.stderr
