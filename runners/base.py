@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .sandbox import Sandbox
 
+from .container_policy import ContainerPolicy
 from .destinations import DestinationPolicy
 
 MASK = "***"
@@ -71,6 +72,12 @@ class RunRequest:
     destination_policy: DestinationPolicy = field(default_factory=DestinationPolicy)
     # container runner: image, command, memory, cpus, network, pull (as declared).
     container_config: Mapping[str, Any] | None = None
+    # container runner: the operator's default and maximum memory/cpus and the user containers
+    # run as (ATTUNE.container); the default is the secure one.
+    container_policy: ContainerPolicy = field(default_factory=ContainerPolicy)
+    # container runner: the pack asks to keep its image's USER (pack.yaml
+    # `container: {image_user: true}`); honoured only if the policy allows it.
+    keep_image_user: bool = False
     # python, node, shell: where the action runs (its uid, mounts, limits, network).
     sandbox: Sandbox | None = None
 

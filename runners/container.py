@@ -3,10 +3,12 @@
 The image is pulled only when missing (`pull: if_missing`, the default; `always`, `never`).
 The pack folder is mounted read-only at /action and is the working directory; the stdin
 document is written to the container's stdin, which is then closed; stdout and stderr are read
-as they come, capped and masked. Limits and isolation: `memory` (no extra swap), `cpus`,
-a pids limit, `network: none` by default, no privileges, every capability dropped,
-no-new-privileges, a read-only root filesystem with a small /tmp. The container is removed
-after success, failure, timeout and cancel, and when the calling greenthread dies.
+as they come, capped and masked. Limits and isolation: `memory` (no extra swap) and `cpus`
+(defaults and a maximum from the operator's `ContainerPolicy`), a pids limit, `network: none`
+by default, no privileges, every capability dropped, no-new-privileges, a read-only root
+filesystem with a small /tmp, and an unprivileged uid/gid instead of the image's USER (kept
+only when the pack asks and the operator allows it). The container is removed after success,
+failure, timeout and cancel, and when the calling greenthread dies.
 
 The engine is the one `DOCKER_HOST` names, else the project's own (scripts/docker.sh), else
 Docker's default socket. A stdout that is one JSON document becomes `result.output`.
@@ -19,7 +21,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shlex
 import socket
 import threading
@@ -39,19 +40,19 @@ from docker.utils import parse_repository_tag
 from docker.utils.socket import frames_iter
 
 from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
+from .container_policy import memory_bytes
 from .process import truncation_marker
 
 log = logging.getLogger(__name__)
 
 MOUNT = "/action"
 PROJECT_SOCKET = Path(os.environ.get("ATTUNE_DOCKER_DIR", "/tmp/attune-docker")) / "docker.sock"  # noqa: S108
-DEFAULTS = {"memory": "256m", "cpus": 1.0, "network": "none", "pull": "if_missing"}
+DEFAULTS = {"network": "none", "pull": "if_missing"}
 PULL_POLICIES = ("if_missing", "always", "never")
 PIDS_LIMIT = 256
 TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m"}  # noqa: S108 - inside the container
 LABEL = "attune.managed"
 REMOVE_ATTEMPTS = 3
-_MEMORY = re.compile(r"^[1-9][0-9]*[bkmg]?$", re.IGNORECASE)
 _INTERPRETERS = {".py": ["python3"], ".sh": ["sh"], ".js": ["node"], ".mjs": ["node"]}
 
 
@@ -59,7 +60,13 @@ def engine_url() -> str | None:
     """DOCKER_HOST, else the project's engine socket when it exists, else None (default)."""
     if os.environ.get("DOCKER_HOST"):
         return os.environ["DOCKER_HOST"]
-    if PROJECT_SOCKET.exists():
+    try:
+        present = PROJECT_SOCKET.exists()
+    except PermissionError:
+        # There, but closed to this user (not in the engine's group, scripts/docker.sh): name
+        # it, so the run fails saying so instead of quietly trying another engine.
+        present = True
+    if present:
         return f"unix://{PROJECT_SOCKET}"
     return None
 
@@ -87,11 +94,17 @@ class ContainerSpec:
     network: str
     pull: str
     mount: bool
+    # `UID:GID` the container runs as; None keeps the image's USER (pack opt-in, operator allow).
+    user: str | None = None
 
     @classmethod
     def from_request(cls, request: RunRequest) -> ContainerSpec:
-        """Validate the action's container_config; RunnerError names the bad field."""
-        config: Mapping[str, Any] = {**DEFAULTS, **(request.container_config or {})}
+        """Validate the action's container_config against the operator's policy; RunnerError
+        names the bad field (`resource_limit` above the maximum, `image_user_refused` when the
+        pack wants its image's user and the operator does not allow it)."""
+        policy = request.container_policy
+        config: Mapping[str, Any] = {**DEFAULTS, "memory": policy.memory, "cpus": policy.cpus,
+                                     **(request.container_config or {})}
 
         def bad(field: str, why: str) -> RunnerError:
             return RunnerError("invalid_container_config", f"container_config.{field}: {why}")
@@ -100,16 +113,31 @@ class ContainerSpec:
         if not isinstance(image, str) or not image.strip():
             raise bad("image", "required")
         memory = config["memory"]
-        if not (isinstance(memory, int) and memory > 0) and not (
-            isinstance(memory, str) and _MEMORY.match(memory.strip())
-        ):
-            raise bad("memory", "must be a size such as '256m'")
+        try:
+            asked = memory_bytes(memory)
+        except ValueError:
+            raise bad("memory", "must be a size such as '256m'") from None
+        if asked > memory_bytes(policy.max_memory):
+            raise RunnerError("resource_limit", f"container_config.memory: {memory} is above "
+                              f"the operator's maximum of {policy.max_memory} "
+                              "(ATTUNE.container.maximum.memory)")
         try:
             cpus = float(config["cpus"])
         except (TypeError, ValueError):
             raise bad("cpus", "must be a number") from None
         if not 0 < cpus <= 64:
             raise bad("cpus", "must be between 0 and 64")
+        if cpus > policy.max_cpus:
+            raise RunnerError("resource_limit", f"container_config.cpus: {cpus:g} is above the "
+                              f"operator's maximum of {policy.max_cpus:g} "
+                              "(ATTUNE.container.maximum.cpus)")
+        if request.keep_image_user and not policy.allow_image_user:
+            raise RunnerError("image_user_refused",
+                              "The pack asks to run containers as its image's user (pack.yaml "
+                              "container.image_user), which this installation does not allow "
+                              "(ATTUNE.container.allow_image_user); containers run as "
+                              f"{policy.user}")
+        user = None if request.keep_image_user else policy.user
         network = str(config["network"] or "none")
         if network == "host" or network.startswith("container:"):
             raise bad("network", "must be 'none' or a network name (never the host's)")
@@ -122,7 +150,7 @@ class ContainerSpec:
             (request.working_dir / name).is_file() for name in ("pack.yaml", "pack.yml"))
         return cls(image=image.strip(), command=_command(config.get("command"), request),
                    memory=memory.strip() if isinstance(memory, str) else memory, cpus=cpus,
-                   network=network, pull=pull, mount=mount)
+                   network=network, pull=pull, mount=mount, user=user)
 
 
 def _command(command: Any, request: RunRequest) -> list[str]:
@@ -289,6 +317,7 @@ class ContainerRunner:
                 spec.image, spec.command, stdin_open=True,
                 working_dir=MOUNT if spec.mount else "/",
                 name=f"attune-exec-{request.execution_id}-{uuid.uuid4().hex[:8]}",
+                user=spec.user,  # None: the image's USER (allowed by the operator)
                 labels=_labels(request), host_config=host_config,
                 environment={"ATTUNE_EXECUTION_ID": str(request.execution_id),
                              "ATTUNE_ACTION_REF": request.action_ref},

@@ -7,6 +7,12 @@
 # Prints nothing on success but `export DOCKER_HOST=...`, so `eval "$(scripts/docker.sh env)"`
 # works. Exits non-zero with dockerd's log tail when the engine cannot start: CI fails, it
 # never silently skips the container tests.
+#
+# The engine's socket is root's: whoever can use it is root on this host. It is mode 0660 with
+# group `attune` (the services' user, made by ensure_service_user in lib.sh) when that group
+# exists, else group root, and its folder is closed to everyone else (0710 root:attune, or 0700).
+# Tenant code never reaches it: its sandbox uids are in neither group and its mount namespace
+# does not show /tmp. Sourcing this file defines the functions without running a command.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Keep it short: containerd's socket path under it must stay below 108 characters.
@@ -14,8 +20,50 @@ ENGINE_DIR="${ATTUNE_DOCKER_DIR:-/tmp/attune-docker}"
 SOCK="$ENGINE_DIR/docker.sock"
 IMAGE="${ATTUNE_DOCKER_IMAGE:-python:3.11-slim}"
 export DOCKER_HOST="unix://$SOCK"
+SERVICE_GROUP="${ATTUNE_SERVICE_GROUP:-attune}"
+SUDO="${SUDO:-}"
 
-ping_engine() { curl -sf --max-time 2 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1; }
+ping_engine() {
+  $SUDO curl -sf --max-time 2 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1
+}
+
+# The group that may use the engine: the services' group when it exists, else root alone.
+engine_group() {
+  if getent group "$SERVICE_GROUP" >/dev/null 2>&1; then echo "$SERVICE_GROUP"; else echo root; fi
+}
+
+# "owner:group mode" of a path as stat sees it (mode in octal, e.g. "root:attune 710").
+access_of() { stat -c '%U:%G %a' "$1"; }
+
+# Is the folder root's and closed to others, and the socket (when there) 0660 with the group?
+engine_secured() {
+  local group dir_mode; group="$(engine_group)"
+  if [ "$group" = root ]; then dir_mode=700; else dir_mode=710; fi
+  [ -d "$ENGINE_DIR" ] && [ ! -L "$ENGINE_DIR" ] || return 1
+  [ "$(access_of "$ENGINE_DIR")" = "root:$group $dir_mode" ] || return 1
+  [ ! -e "$SOCK" ] || [ "$(access_of "$SOCK")" = "root:$group 660" ]
+}
+
+# Make the folder (root's, entered only by the engine's group) and fix an existing socket: an
+# engine started before (or by an older version of this script) may have left group `docker`.
+secure_engine() {
+  engine_secured && return
+  need_root_or_sudo "securing the Docker engine's socket"
+  local group dir_mode owner; group="$(engine_group)"
+  if [ "$group" = root ]; then dir_mode=0700; else dir_mode=0710; fi
+  [ ! -L "$ENGINE_DIR" ] || die "$ENGINE_DIR is a symbolic link: remove it"
+  $SUDO mkdir -p "$ENGINE_DIR"
+  owner="$(stat -c %u "$ENGINE_DIR")"
+  # A folder in /tmp that another user made first could hold their links: never adopt it.
+  [ "$owner" = 0 ] || die "$ENGINE_DIR belongs to uid $owner, not root: remove it"
+  $SUDO chown "root:$group" "$ENGINE_DIR"
+  $SUDO chmod "$dir_mode" "$ENGINE_DIR"
+  if [ -S "$SOCK" ]; then
+    $SUDO chown "root:$group" "$SOCK"
+    $SUDO chmod 0660 "$SOCK"
+  fi
+  engine_secured || die "could not restrict $ENGINE_DIR and $SOCK to root:$group"
+}
 
 docker_cli() {  # Debian's client, or any docker CLI on PATH (both negotiate API 1.41)
   local cli; cli="$(command -v docker || true)"; [ -n "$cli" ] || cli=/usr/bin/docker
@@ -37,24 +85,28 @@ start_engine() {
   need_root_or_sudo "starting the Docker engine"
   # A dockerd that was killed (or a machine that lost power) leaves its pid file, and a new
   # dockerd refuses to start beside it.
-  local old; old="$(cat "$ENGINE_DIR/dockerd.pid" 2>/dev/null || true)"
-  if [ -n "$old" ] && ! grep -qs dockerd "/proc/$old/comm"; then rm -f "$ENGINE_DIR/dockerd.pid"; fi
+  local old; old="$($SUDO cat "$ENGINE_DIR/dockerd.pid" 2>/dev/null || true)"
+  if [ -n "$old" ] && ! grep -qs dockerd "/proc/$old/comm"; then
+    $SUDO rm -f "$ENGINE_DIR/dockerd.pid"; fi
   say "starting dockerd on $SOCK"
   # --bridge=none --iptables=false: no docker0 or NAT rules on the host; actions run with
-  # network none anyway. setsid: the engine outlives this script, like PostgreSQL and RabbitMQ;
-  # 9>&-: it must not inherit (and hold forever) the start lock.
-  $SUDO setsid dockerd --host "unix://$SOCK" --data-root "$ENGINE_DIR/data" \
+  # network none anyway. --group: the socket is made 0660 with the engine's group (never
+  # `docker`, which the package creates). setsid: the engine outlives this script, like
+  # PostgreSQL and RabbitMQ; 9>&-: it must not inherit (and hold forever) the start lock.
+  # shellcheck disable=SC2016  # $0 and $@ are the inner shell's
+  $SUDO setsid sh -c 'exec dockerd "$@" >"$0" 2>&1' "$ENGINE_DIR/dockerd.log" \
+      --host "unix://$SOCK" --group "$(engine_group)" --data-root "$ENGINE_DIR/data" \
       --exec-root "$ENGINE_DIR/exec" --pidfile "$ENGINE_DIR/dockerd.pid" \
-      --bridge=none --iptables=false </dev/null >"$ENGINE_DIR/dockerd.log" 2>&1 9>&- &
+      --bridge=none --iptables=false </dev/null 9>&- &
   for _ in $(seq 1 150); do ping_engine && return; sleep 0.2; done
-  tail -20 "$ENGINE_DIR/dockerd.log" >&2 || true
+  $SUDO tail -20 "$ENGINE_DIR/dockerd.log" >&2 || true
   die "dockerd did not answer on $SOCK within 30 s (log: $ENGINE_DIR/dockerd.log)"
 }
 
 # python:3.11-slim stand-in: Debian's python3.11 and its libraries unpacked (~6 s, ~52 MB).
 build_python_image() {
   say "building the local $IMAGE image from Debian packages (once)"
-  local work; work="$(mktemp -d "$ENGINE_DIR/img.XXXX")"
+  local work; work="$(mktemp -d "${TMPDIR:-/tmp}/attune-img.XXXX")"
   mkdir -p "$work/debs" "$work/root"
   local pkgs="libc6 gcc-12-base libgcc-s1 libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libffi8 liblzma5
     libmd0 libncursesw6 libnsl2 libtirpc3 libtirpc-common libgssapi-krb5-2 libk5crypto3
@@ -90,12 +142,13 @@ ensure_image() {
 }
 
 start() {
-  mkdir -p "$ENGINE_DIR"
+  secure_engine
   # One start at a time (two test runs in parallel must not race to install or build).
   exec 9>"$ENGINE_DIR/start.lock"
   flock -w 600 9 || die "another scripts/docker.sh start holds $ENGINE_DIR/start.lock"
   install_engine
   start_engine
+  secure_engine  # an engine that was already running keeps its socket: fix it too
   ensure_image
   echo "export DOCKER_HOST=$DOCKER_HOST"
 }
@@ -114,6 +167,7 @@ status() {
 
 env_line() { echo "export DOCKER_HOST=$DOCKER_HOST"; }
 
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0  # sourced (tests): functions only
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;

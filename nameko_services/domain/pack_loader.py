@@ -104,6 +104,24 @@ def _check_dependency_files(root: Path) -> None:
         raise located_error(exc.file, exc.line, exc.field, exc.reason) from exc
 
 
+def _check_container(doc: YamlFile, manifest: Mapping[str, Any]) -> None:
+    """pack.yaml `container:` is `{image_user: true|false}`: whether the pack's containers keep
+    their image's USER (the operator must also allow it, ATTUNE.container.allow_image_user)."""
+    if "container" not in manifest:
+        return
+    value = manifest["container"]
+    if not isinstance(value, Mapping):
+        raise located_error(doc.name, doc.line_of("container"), "container",
+                            "must be a mapping such as {image_user: true}")
+    for key, given in value.items():
+        if key != "image_user":
+            raise located_error(doc.name, doc.line_of(f"container.{key}"), f"container.{key}",
+                                "unknown key (known: image_user)")
+        if not isinstance(given, bool):
+            raise located_error(doc.name, doc.line_of("container.image_user"),
+                                "container.image_user", "must be true or false")
+
+
 def _meta(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """pack.yaml's other keys plus digests of dependency files (environment rebuild keys)."""
     meta = {k: v for k, v in manifest.items() if k not in ("ref", "name", "version",
@@ -191,6 +209,7 @@ def load_pack(root: Path) -> PackDefinition:
             raise ValidationError("Invalid pack", {"description": "must be a string"})
     except ValidationError as exc:
         raise doc.error(exc) from exc
+    _check_container(doc, manifest)
     _check_dependency_files(root)
 
     def trigger(spec: dict[str, Any], file: YamlFile) -> dict[str, Any]:

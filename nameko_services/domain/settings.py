@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners.container_policy import ContainerPolicy, check_user, memory_bytes
 from runners.destinations import DestinationPolicy
 from runners.sandbox import LIMIT_KEYS, Limits
 
@@ -211,6 +212,67 @@ class SandboxSettings:
         return dataclasses.replace(wanted, **bounded)
 
 
+CONTAINER_KEYS = ("memory", "cpus")
+
+
+def _container_resources(given: Any, where: str, base: tuple[str, float]) -> tuple[str, float]:
+    """`{memory, cpus}` of ATTUNE.container.limits/maximum over `base`; fails naming `where`."""
+    if not isinstance(given, Mapping):
+        raise ConfigurationError(f"{where} must be a mapping of memory and cpus")
+    unknown = set(given) - set(CONTAINER_KEYS)
+    if unknown:
+        raise ConfigurationError(f"unknown key(s) in {where}: {sorted(unknown)}; "
+                                 f"known: {', '.join(CONTAINER_KEYS)}")
+    memory, cpus = base
+    if "memory" in given:
+        memory = str(given["memory"]).strip()
+        try:
+            memory_bytes(memory)
+        except ValueError:
+            raise ConfigurationError(f"{where}.memory must be a size such as '256m', "
+                                     f"not {given['memory']!r}") from None
+    if "cpus" in given:
+        value = given["cpus"]
+        try:
+            cpus = float(value) if not isinstance(value, bool) else -1.0
+        except (TypeError, ValueError):
+            cpus = -1.0
+        if not 0 < cpus <= 64:
+            raise ConfigurationError(f"{where}.cpus must be a number above 0 and at most 64, "
+                                     f"not {value!r}")
+    return memory, cpus
+
+
+def parse_container(section: dict[str, Any]) -> ContainerPolicy:
+    """ATTUNE.container: `limits` (defaults of `memory`/`cpus`), `maximum`, the `user`
+    containers run as and `allow_image_user`; an unknown key or a bad value fails naming it."""
+    unknown = set(section) - {"limits", "maximum", "user", "allow_image_user"}
+    if unknown:
+        raise ConfigurationError(f"unknown key(s) in ATTUNE.container: {sorted(unknown)}")
+    default = ContainerPolicy()
+    memory, cpus = _container_resources(section.get("limits") or {}, "ATTUNE.container.limits",
+                                        (default.memory, default.cpus))
+    max_memory, max_cpus = _container_resources(
+        section.get("maximum") or {}, "ATTUNE.container.maximum",
+        (default.max_memory, default.max_cpus))
+    above = [k for k, (a, b) in {"memory": (memory_bytes(memory), memory_bytes(max_memory)),
+                                 "cpus": (cpus, max_cpus)}.items() if a > b]
+    if above:
+        raise ConfigurationError(f"ATTUNE.container.limits exceed ATTUNE.container.maximum: "
+                                 f"{', '.join(above)}")
+    try:
+        user = check_user(str(section.get("user", default.user)))
+    except ValueError as exc:
+        raise ConfigurationError(f"ATTUNE.container.user {exc}") from None
+    allow = section.get("allow_image_user", False)
+    if isinstance(allow, str) and allow.strip().lower() in ("true", "false"):
+        allow = allow.strip().lower() == "true"
+    if not isinstance(allow, bool):
+        raise ConfigurationError("ATTUNE.container.allow_image_user must be true or false")
+    return ContainerPolicy(memory=memory, cpus=cpus, max_memory=max_memory, max_cpus=max_cpus,
+                           user=user, allow_image_user=allow)
+
+
 @dataclass(frozen=True, slots=True)
 class PackSettings:
     """ATTUNE.packs: the server folders inside which a tenant may register a pack by path
@@ -269,6 +331,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     packs: PackSettings = field(default_factory=PackSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    container: ContainerPolicy = field(default_factory=ContainerPolicy)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -287,6 +350,7 @@ class Settings:
         auth = AuthSettings.from_mapping(dict(section.pop("auth", None) or {}))
         packs = PackSettings.from_mapping(dict(section.pop("packs", None) or {}))
         sandbox = SandboxSettings.from_mapping(dict(section.pop("sandbox", None) or {}))
+        container = parse_container(dict(section.pop("container", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -334,6 +398,7 @@ class Settings:
                 auth=auth,
                 packs=packs,
                 sandbox=sandbox,
+                container=container,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

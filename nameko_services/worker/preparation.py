@@ -132,11 +132,20 @@ def prepare(
         http_config=http_config,
         destination_policy=settings.http_runner.policy,
         container_config=action.get("container_config"),
+        container_policy=settings.container,
+        keep_image_user=keeps_image_user(pack),
         sandbox=sandboxing.for_action(
             settings, tenant_id, pack, settings.sandbox.limits_for(action.get("limits")),
             [code_dir] if temp_dir else [actions.pack_dir(pack) if pack else None]),
     )
     return Prepared(runner_type, request, temp_dir, pack)
+
+
+def keeps_image_user(pack: Mapping[str, Any] | None) -> bool:
+    """Does the pack ask (pack.yaml `container: {image_user: true}`) to run its containers as
+    their image's USER? The runner refuses it unless ATTUNE.container.allow_image_user."""
+    container = ((pack or {}).get("meta") or {}).get("container")
+    return isinstance(container, Mapping) and container.get("image_user") is True
 
 
 def use_environment(prepared: Prepared, settings: Settings, engine: Engine) -> None:

@@ -17,7 +17,7 @@ from docker.errors import DockerException
 from runners.container import docker_client
 from tests.support.e2e import PROJECT_ROOT, unique_name, wait_for_execution, wait_until
 from tests.support.flows import register_pack
-from tests.support.pack_envs import execute, start
+from tests.support.pack_envs import copy_fixture_pack, execute, register_folder, start
 
 SLEEPER = """#!/usr/bin/env python3
 import time
@@ -63,6 +63,7 @@ def test_container_actions_run_isolated_and_leave_nothing_behind(api, engine):
     assert seen["memory_limit"] == str(128 * 1024 * 1024) and seen["cpu_quota"] == "50000"
     assert seen["interfaces"] == ["lo"] and seen["network"] == "OSError:101"
     assert seen["cap_eff"] == "0000000000000000" and seen["no_new_privs"] == "1"
+    assert seen["uid"] == 65534  # the image's USER (root) is replaced (ATTUNE.container.user)
     assert not seen["action_writable"] and not seen["root_writable"]
     assert run["result"]["stderr"] == "message: hi from the API\n"
     assert containers_of(engine, run["id"]) == []
@@ -101,4 +102,32 @@ def test_a_container_action_that_times_out_is_removed(api, engine):
     assert run["status"] == "failed"
     assert run["result"]["error"]["type"] == "timeout"
     assert run["result"]["stdout"] == "going to sleep\n"
+    assert containers_of(engine, run["id"]) == []
+
+
+def test_a_container_action_above_the_operators_maximum_fails_with_resource_limit(api, engine):
+    pack = unique_name("bigbox").replace("-", "_")
+    api.data(api.post("/api/v1/packs", json={"ref": pack, "version": "1.0.0"}), 201)
+    action = api.data(api.post("/api/v1/actions", json={
+        "pack": pack, "name": "hog", "runner_type": "container", "code": "print(1)\n",
+        "container_config": {"image": "python:3.11-slim", "memory": "64g"}}), 201)
+    run = execute(api, action["ref"])
+    assert run["status"] == "failed"
+    assert run["result"]["error"] == {
+        "type": "resource_limit",
+        "message": "container_config.memory: 64g is above the operator's maximum of 4g "
+                   "(ATTUNE.container.maximum.memory)"}
+    assert containers_of(engine, run["id"]) == []
+
+
+def test_a_pack_cannot_keep_its_image_user_unless_the_operator_allows_it(api, engine, tmp_path):
+    folder = copy_fixture_pack("container_pack", tmp_path)
+    manifest = folder / "pack.yaml"
+    manifest.write_text(manifest.read_text() + "container: {image_user: true}\n")
+    pack = register_folder(api, folder)
+    assert pack["meta"]["container"] == {"image_user": True}
+    run = execute(api, "container_pack.inspect", {"message": "as root?"})
+    assert run["status"] == "failed"
+    assert run["result"]["error"]["type"] == "image_user_refused"
+    assert "ATTUNE.container.allow_image_user" in run["result"]["error"]["message"]
     assert containers_of(engine, run["id"]) == []

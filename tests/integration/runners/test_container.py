@@ -8,10 +8,13 @@ skip).
 from __future__ import annotations
 
 import contextlib
+import grp
+import io
 import os
 import random
 import shutil
 import socket
+import stat
 import subprocess
 import textwrap
 import time
@@ -25,7 +28,8 @@ import requests
 from docker.errors import DockerException, ImageNotFound
 
 from runners.base import Outcome, RunRequest
-from runners.container import ContainerRunner, docker_client, remove_orphans
+from runners.container import PROJECT_SOCKET, ContainerRunner, docker_client, remove_orphans
+from runners.container_policy import ContainerPolicy
 from tests.support.e2e import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -170,6 +174,7 @@ def test_the_container_is_created_with_the_declared_limits_and_removed_on_cancel
     assert host["ReadonlyRootfs"] is True
     assert host["PidsLimit"] == 256
     assert host["Binds"] == [f"{CONTAINER_PACK}:/action:ro"]
+    assert container.attrs["Config"]["User"] == "65534:65534"  # never the image's USER
     assert container.attrs["Config"]["Labels"]["attune.action_ref"] == "container_pack.test"
     runner.cancel()
     result = run.wait()
@@ -399,3 +404,108 @@ def _exited_pid() -> int:
             return process.pid
         time.sleep(0.05)
     raise AssertionError("the exited process still exists")
+
+
+# -- who the container runs as, the operator's maximum, the engine's socket (issue 14) --------
+ROOT_IMAGE = "attune-test/user-root:1"
+ID_COMMAND = ["sh", "-c", "echo $(id -u):$(id -g)"]
+
+
+@pytest.fixture(scope="module")
+def root_user_image(engine: docker.DockerClient) -> str:
+    """The local python image with an explicit `USER root`, built once without any network."""
+    dockerfile = f"FROM {IMAGE}\nUSER root\n".encode()
+    engine.images.build(fileobj=io.BytesIO(dockerfile), tag=ROOT_IMAGE, pull=False,
+                        network_mode="none", rm=True)
+    assert engine.images.get(ROOT_IMAGE).attrs["Config"]["User"] == "root"
+    return ROOT_IMAGE
+
+
+def run_id(execution_id: int, image: str, command: list[str] = ID_COMMAND, **overrides):
+    request = make_request(execution_id, None, container_config={
+        "image": image, "command": command}, **overrides)
+    return ContainerRunner().run(request)
+
+
+def test_a_root_image_runs_as_the_unprivileged_user(engine, execution_id, root_user_image):
+    result = run_id(execution_id, root_user_image)
+    assert result.outcome is Outcome.SUCCEEDED, result
+    assert result.stdout == "65534:65534\n"
+    configured = run_id(execution_id, root_user_image,
+                        container_policy=ContainerPolicy(user="4321:4322"))
+    assert configured.stdout == "4321:4322\n", configured
+    assert left_behind(engine, execution_id) == []
+
+
+def test_the_image_user_is_kept_when_the_pack_asks_and_the_operator_allows(
+    engine, execution_id, root_user_image
+):
+    result = run_id(execution_id, root_user_image, keep_image_user=True,
+                    container_policy=ContainerPolicy(allow_image_user=True))
+    assert result.outcome is Outcome.SUCCEEDED, result
+    assert result.stdout == "0:0\n"
+    # the rest of the hardening stays: root without a single capability
+    caps = run_id(execution_id, root_user_image, ["sh", "-c", "grep CapEff /proc/self/status"],
+                  keep_image_user=True, container_policy=ContainerPolicy(allow_image_user=True))
+    assert caps.stdout.split() == ["CapEff:", "0000000000000000"], caps
+
+
+def test_a_pack_asking_for_its_image_user_is_refused_unless_allowed(
+    engine, execution_id, root_user_image
+):
+    result = run_id(execution_id, root_user_image, keep_image_user=True)
+    assert result.outcome is Outcome.FAILED
+    assert result.error["type"] == "image_user_refused"
+    assert "ATTUNE.container.allow_image_user" in result.error["message"]
+    assert left_behind(engine, execution_id) == []
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ({"memory": "8g"}, "container_config.memory: 8g is above the operator's maximum of 4g"),
+    ({"cpus": 8}, "container_config.cpus: 8 is above the operator's maximum of 4"),
+])
+def test_an_action_asking_above_the_maximum_fails_before_any_container(
+    engine, execution_id, config, says
+):
+    since = int(time.time()) - 1
+    request = make_request(execution_id, pack_action("inspect.py"), parameters={"message": "m"},
+                           container_config={"image": IMAGE, **config})
+    result = ContainerRunner().run(request)
+    assert result.outcome is Outcome.FAILED
+    assert result.error == {"type": "resource_limit", "message": says + (
+        " (ATTUNE.container.maximum.memory)" if "memory" in config
+        else " (ATTUNE.container.maximum.cpus)")}
+    # no container was ever created for it (not only: none left)
+    seen = list(engine.api.events(decode=True, since=since, until=int(time.time()) + 1,
+                                  filters={"label": f"attune.execution_id={execution_id}"}))
+    assert seen == []
+
+
+def test_the_engine_socket_is_for_root_and_the_services_group_only(engine):
+    """scripts/docker.sh leaves the socket 0660 root:attune (root:root without that group)
+    in a folder closed to everyone else; another uid cannot even reach it."""
+    subprocess.run(["bash", str(DOCKER_SCRIPT), "start"], check=True, capture_output=True,
+                   timeout=900)
+    group = subprocess.run(["getent", "group", "attune"], capture_output=True, text=True,
+                           check=False).stdout.split(":")[0] or "root"
+    info, folder = PROJECT_SOCKET.stat(), PROJECT_SOCKET.parent.stat()
+    assert (info.st_uid, grp.getgrgid(info.st_gid).gr_name, stat.S_IMODE(info.st_mode)) == (
+        0, group, 0o660)
+    assert folder.st_uid == 0 and grp.getgrgid(folder.st_gid).gr_name == group
+    assert stat.S_IMODE(folder.st_mode) == (0o700 if group == "root" else 0o710)
+    # the system's python: another uid cannot run the one under /root (pyenv)
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    assert python, "no python3 in /usr/bin or /bin to probe the socket with"
+    probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(sys.argv[1]); print('connected')\n"
+             "except OSError as exc:\n    print(type(exc).__name__)\n")
+    outsider = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               python, "-c", probe, str(PROJECT_SOCKET)],
+                              capture_output=True, text=True, timeout=30, check=True)
+    assert outsider.stdout.strip() == "PermissionError"
+    if group != "root":
+        member = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                                 f"--groups={grp.getgrnam(group).gr_gid}", python, "-c",
+                                 probe, str(PROJECT_SOCKET)],
+                                capture_output=True, text=True, timeout=30, check=True)
+        assert member.stdout.strip() == "connected"

@@ -221,3 +221,26 @@ def test_the_shipped_core_pack_validates_with_the_actions_packs_md_promises():
     assert {"echo", "noop", "sleep", "http", "fail", "ask", "shell"} <= {
         i.name for i in core.actions}
     assert core.rules == []
+
+
+def test_pack_yaml_container_image_user_is_kept_in_the_meta_for_the_worker(tmp_path):
+    from nameko_services.worker.preparation import keeps_image_user
+
+    write(tmp_path, {"pack.yaml": "ref: p\ncontainer:\n  image_user: true\n"})
+    pack = pack_loader.load_pack(tmp_path)
+    assert pack.meta["container"] == {"image_user": True}
+    assert keeps_image_user({"meta": pack.meta})
+    assert not keeps_image_user({"meta": {"container": {"image_user": False}}})
+    assert not keeps_image_user({"meta": {}}) and not keeps_image_user(None)
+
+
+@pytest.mark.parametrize(("manifest", "line", "field", "says"), [
+    ("container: yes\n", 2, "container", "must be a mapping such as {image_user: true}"),
+    ("container:\n  image_user: 'yes'\n", 3, "container.image_user", "must be true or false"),
+    ("container:\n  user: root\n", 3, "container.user", "unknown key (known: image_user)"),
+])
+def test_a_bad_container_block_in_pack_yaml_is_named(tmp_path, manifest, line, field, says):
+    write(tmp_path, {"pack.yaml": "ref: p\n" + manifest})
+    error = error_of(tmp_path)
+    assert (error["file"], error["line"], error["field"]) == ("pack.yaml", line, field), error
+    assert says in error["message"]

@@ -76,3 +76,22 @@ def test_a_bad_field_is_named(write, make_request, config, field):
 def test_docker_host_names_the_engine(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/other.sock")
     assert engine_url() == "unix:///run/other.sock"
+
+
+def test_a_project_socket_closed_to_this_user_is_still_the_engine(monkeypatch, tmp_path):
+    """Outside the engine's group the socket's folder cannot be searched: the run must then
+    fail naming that engine, never fall back to Docker's default socket."""
+    import runners.container as container
+
+    class Closed:
+        def exists(self):
+            raise PermissionError(13, "Permission denied")
+
+        def __str__(self):
+            return "/tmp/attune-docker/docker.sock"
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(container, "PROJECT_SOCKET", Closed())
+    assert engine_url() == "unix:///tmp/attune-docker/docker.sock"
+    monkeypatch.setattr(container, "PROJECT_SOCKET", tmp_path / "missing.sock")
+    assert engine_url() is None
