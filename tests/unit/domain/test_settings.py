@@ -5,7 +5,7 @@ import pytest
 from nameko_services.config import PROJECT_ROOT, load_config
 from nameko_services.domain.crypto import new_key_spec
 from nameko_services.domain.errors import ConfigurationError
-from nameko_services.domain.settings import Settings
+from nameko_services.domain.settings import SandboxSettings, Settings
 
 
 def base():
@@ -85,12 +85,15 @@ def test_unknown_keys_under_auth_are_refused():
         Settings.from_mapping(cfg)
 
 
-def test_nameko_yaml_ships_closed_and_the_e2e_configuration_open(monkeypatch):
+def test_nameko_yaml_ships_closed_and_the_e2e_configuration_open(monkeypatch, tmp_path):
     monkeypatch.delenv("ATTUNE_REGISTRATION", raising=False)
-    monkeypatch.setenv("ATTUNE_JWT_SECRET", "j" * 40)
-    monkeypatch.setenv("ATTUNE_ENCRYPTION_KEYS", new_key_spec("k1"))
+    monkeypatch.delenv("ATTUNE_SANDBOX_NETWORK", raising=False)
+    keys = tmp_path / "keys.env"
+    keys.write_text(f"ATTUNE_JWT_SECRET={'j' * 40}\nATTUNE_ENCRYPTION_KEYS={new_key_spec('k1')}\n")
+    monkeypatch.setenv("ATTUNE_KEYS_FILE", str(keys))
     shipped = Settings.from_mapping(load_config(PROJECT_ROOT / "nameko.yaml"))
     assert shipped.auth.registration == "closed"
+    assert shipped.sandbox == SandboxSettings()  # the file says what the code defaults to
     assert shipped.rate_limit.admin.burst > shipped.rate_limit.user.burst
     e2e = Settings.from_mapping(load_config(PROJECT_ROOT / "config.e2e.yaml"))
     assert e2e.auth.registration == "open"
