@@ -6,26 +6,32 @@ from tests.support.flows import fire_webhook, list_all, make_action, make_rule, 
 ITEMS = ["apple", "banana", "cherry"]
 
 CODE = '''
-import pathlib, time
+import time
+
+import attune
 
 def run(item, gate, **_):
-    # Each child waits for the test's gate file, so the parent is observably running meanwhile.
-    deadline = time.time() + 60
-    while not pathlib.Path(gate).exists() and time.time() < deadline:
-        time.sleep(0.05)
+    # Each child waits for the test's gate, a datastore key of the tenant (the sandbox shows it
+    # none of the test's files), so the parent is observably running meanwhile. 0.25 s between
+    # reads stays under the execution token's rate limit.
+    deadline = time.time() + 50
+    while attune.datastore.get(gate) is None:
+        if time.time() > deadline:
+            raise TimeoutError(f"the gate {gate!r} never opened")
+        time.sleep(0.25)
     print("processing", item)
     return item.upper()
 '''
 
 
-def test_with_items_spawns_one_parallel_child_per_item_and_the_parent_waits(api, tmp_path):
-    gate = tmp_path / "open"
+def test_with_items_spawns_one_parallel_child_per_item_and_the_parent_waits(api):
+    gate = "fruit_gate"
     action = make_action(api, "fruit", "process_items", CODE, with_items="{{ items }}",
                          parameters={"items": {"type": "array", "required": True},
                                      "gate": {"type": "string", "required": True}})
     trigger = make_trigger(api, "webhook")
     rule = make_rule(api, trigger, action["ref"], parameters={
-        "items": "{{ trigger.data.items }}", "gate": str(gate)})
+        "items": "{{ trigger.data.items }}", "gate": gate})
     receipt = fire_webhook(api, trigger, {"items": ITEMS})
 
     enforcement = wait_until(
@@ -43,7 +49,7 @@ def test_with_items_spawns_one_parallel_child_per_item_and_the_parent_waits(api,
     assert parent["status"] == "running"
     assert parent["rule_id"] == rule["id"] and parent["parent_execution_id"] is None
 
-    gate.write_text("go")
+    api.data(api.post("/api/v1/datastore", json={"key": gate, "value": "go"}), 201)
     finished = [wait_for_execution(api, c["id"]) for c in children]
     parent = wait_for_execution(api, parent_id)
     assert parent["status"] == "succeeded", parent

@@ -16,10 +16,16 @@ from tests.support.pack_envs import (
 )
 
 PROBE = '''
-import requests
+import sys
 
 def run():
-    return requests.__version__
+    # Without a requirements.txt a pack runs on the plain interpreter in its sandbox, which
+    # shows it no virtualenv (not the platform's either): requests may well be missing.
+    try:
+        import requests
+    except ImportError:
+        return {"requests_version": None, "sys_prefix": sys.prefix}
+    return {"requests_version": requests.__version__, "sys_prefix": sys.prefix}
 '''
 
 
@@ -31,7 +37,9 @@ def test_a_pack_with_requirements_runs_in_its_own_cached_virtualenv(api, platfor
 
     with recording_server() as server:
         server.routes["/users/1"] = (200, {"id": 1, "name": "ada"}, 0.0)
-        first = execute(api, "py_requests_228.which_requests", {"url": f"{server.url}/users/1"})
+        # The action runs sandboxed: it reaches the server on this machine's own address.
+        first = execute(api, "py_requests_228.which_requests",
+                        {"url": f"{server.sandbox_url}/users/1"})
         assert first["status"] == "succeeded", first["result"]
         output = first["result"]["output"]
         assert output["requests_version"] == "2.28.0"  # imported from the pack's venv
@@ -58,7 +66,8 @@ def test_a_pack_with_requirements_runs_in_its_own_cached_virtualenv(api, platfor
     other = make_action(api, unique_name("plain").replace("-", "_"), "probe", PROBE)
     probe = execute(api, other["ref"])
     assert probe["status"] == "succeeded", probe["result"]
-    assert probe["result"]["output"] != "2.28.0"
+    assert probe["result"]["output"]["requests_version"] != "2.28.0"
+    assert not Path(probe["result"]["output"]["sys_prefix"]).is_relative_to(venv)
 
 
 def test_a_pack_whose_requirements_cannot_install_shows_pips_error(api, tmp_path):

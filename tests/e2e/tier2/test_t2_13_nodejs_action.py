@@ -32,7 +32,8 @@ def test_a_node_pack_installs_its_package_json_and_requires_axios(api, platform,
 
     with recording_server() as server:
         server.routes["/status"] = (200, {"healthy": True}, 0.0)
-        run = execute(api, "node_axios.fetch", {"url": f"{server.url}/status"})
+        # The action runs sandboxed: it reaches the server on this machine's own address.
+        run = execute(api, "node_axios.fetch", {"url": f"{server.sandbox_url}/status"})
     assert run["status"] == "succeeded", run["result"]
     output = run["result"]["output"]
     assert (output["status"], output["data"]) == (200, {"healthy": True})

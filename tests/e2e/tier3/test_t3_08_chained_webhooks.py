@@ -10,23 +10,13 @@ from tests.support.flows import list_all, make_action, make_rule, make_trigger
 MAX_CHAIN_DEPTH = 10  # config.e2e.yaml: ATTUNE.max_chain_depth (the default)
 
 POST_WEBHOOK = '''
-import json
-import urllib.request
-
 import attune
 
 
 def run(trigger_id):
-    """POST to a webhook of this tenant, authenticated with the execution's own token."""
-    ctx = attune.context
-    request = urllib.request.Request(
-        f"{ctx['api_url']}/api/v1/webhooks/{trigger_id}",
-        data=json.dumps({"sent_by": ctx["execution_id"]}).encode(),
-        headers={"Authorization": f"Bearer {ctx['token']}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
+    """Fire a webhook of this tenant through the SDK, which authenticates with the execution's
+    own token (the sandbox's only way back into the platform: the gateway's unix socket)."""
+    return attune.webhooks.fire(trigger_id, {"sent_by": attune.context["execution_id"]})
 '''
 
 
