@@ -10,6 +10,7 @@ tests/fixtures/packs), so the changes the test makes there are what the sensor s
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator
@@ -161,6 +162,8 @@ def live_pack(api: ApiClient) -> Iterator[Callable[[str], tuple[dict, Path, Path
             api.delete(f"/api/v1/packs/{pack['id']}")
         finally:
             shutil.rmtree(pack_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # only when no other test's pack is left in it
+        LIVE_PACKS.rmdir()
 
 
 def sensor(api: ApiClient, ref: str) -> dict:
