@@ -598,20 +598,36 @@ def _read_byte(fd: int, timeout: float) -> bytes:
     raise SandboxError(f"the sandbox's network did not come up within {timeout:g} s")
 
 
+def _loopback_ready(child_pid: int) -> bool:
+    """Has bwrap given the sandbox's loopback its address (127.0.0.1 is in the namespace's
+    routing table)? bwrap adds it exclusively, then waits on block-fd; slirp4netns --configure
+    brings `lo` up, which makes the kernel add that address itself: attached before bwrap's
+    own step, bwrap would fail ("loopback: Failed RTM_NEWADDR") and the sandbox with it."""
+    try:
+        return "127.0.0.1" in Path(f"/proc/{child_pid}/net/fib_trie").read_text()
+    except PermissionError:
+        return False
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise SandboxError("the sandbox exited before its network was attached") from exc
+
+
 def _attach_network(ns_fd: int, child_pid: int) -> tuple[subprocess.Popen[bytes], int]:
-    """slirp4netns on the sandbox's network namespace; returns it and the fd that ends it."""
+    """slirp4netns on the sandbox's network namespace, once bwrap has set up its loopback;
+    returns it and the fd that ends it."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while True:  # readable once bwrap has switched to the sandbox's uid and waits on block-fd
-        try:
-            net_fd = os.open(f"/proc/{child_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            break
-        except PermissionError:
-            if time.monotonic() > deadline:
+    while True:
+        if _loopback_ready(child_pid):
+            try:  # readable once bwrap has switched to the sandbox's uid (for root: at once)
+                net_fd = os.open(f"/proc/{child_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                break
+            except PermissionError:
+                pass
+            except FileNotFoundError as exc:
                 raise SandboxError(
-                    "the sandbox's network namespace never became reachable") from None
-            time.sleep(0.0005)
-        except FileNotFoundError as exc:
-            raise SandboxError("the sandbox exited before its network was attached") from exc
+                    "the sandbox exited before its network was attached") from exc
+        if time.monotonic() > deadline:
+            raise SandboxError("the sandbox's network namespace never became reachable")
+        time.sleep(0.0005)
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()
     try:

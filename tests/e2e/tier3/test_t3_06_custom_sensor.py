@@ -1,16 +1,35 @@
 """T3.6 — a pack sensor watching a file: loaded at registration and reload, run in its own
 process on its poll_interval, its payloads become events (source "sensor") that fire rules,
 and a crashing sensor is restarted with its error shown by GET /api/v1/sensors. A pack with a
-requirements.txt runs its sensors in its own virtualenv, as its actions."""
+requirements.txt runs its sensors in its own virtualenv, as its actions.
+
+A sensor runs in a sandbox that shows it its own pack folder (read-only, live) and no other
+file of the host: the file it watches lives in the pack's data/ folder. The test writes that
+pack into a folder a tenant may register by path (config.e2e.yaml ATTUNE.packs.allowed_paths:
+tests/fixtures/packs), so the changes the test makes there are what the sensor sees."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.support.e2e import ApiClient, unique_name, wait_for_execution, wait_until
+import pytest
+
+from tests.support.e2e import (
+    FIXTURE_PACKS,
+    ApiClient,
+    unique_name,
+    wait_for_execution,
+    wait_until,
+)
 from tests.support.flows import list_all, make_rule
-from tests.support.pack_envs import register_folder, reload_folder
+from tests.support.pack_envs import register_folder
+
+# Packs written while a test runs, under an allowed folder (git ignores it).
+LIVE_PACKS = FIXTURE_PACKS / "_live"
 
 WATCH = '''
 """Emit the file's content whenever it differs from the last content seen."""
@@ -78,6 +97,8 @@ def pack_folder(root: Path, ref: str, description: str, triggers: list[str]) -> 
 
 
 def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
+    """The file-sensor pack: `file_watch` watches `watched`, `crash` fails while `flag`
+    exists, `tick` counts its polls."""
     pack = pack_folder(root, ref, "file sensor", ["file_changed", "ticked"])
     (pack / "sensors" / "file_watch.py").write_text(WATCH)
     (pack / "sensors" / "file_watch.yaml").write_text(textwrap.dedent(f"""\
@@ -105,6 +126,46 @@ def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
     return pack
 
 
+def readable_by_anyone(folder: Path) -> None:
+    """The sandbox's uid is not the test's: it must traverse and read the pack folder."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@pytest.fixture
+def live_pack(api: ApiClient) -> Iterator[Callable[[str], tuple[dict, Path, Path, Path]]]:
+    """Factory: `live_pack(ref)` writes the file-sensor pack into LIVE_PACKS/<ref> (its
+    watched file and crash flag in its data/ folder) and registers it by path; returns
+    (pack, pack folder, watched file, flag file). Afterwards the packs are deleted, so their
+    sensors stop, then their folders."""
+    made: list[tuple[dict, Path]] = []
+
+    def make(ref: str) -> tuple[dict, Path, Path, Path]:
+        LIVE_PACKS.mkdir(mode=0o755, exist_ok=True)
+        data = LIVE_PACKS / ref / "data"
+        watched, flag = data / "watched.txt", data / "crash.flag"
+        pack_dir = write_pack(LIVE_PACKS, ref, watched, flag)
+        data.mkdir()
+        watched.write_text("v0")
+        readable_by_anyone(pack_dir)
+        try:
+            pack = api.data(api.post("/api/v1/packs", json={"path": str(pack_dir)}), 201)
+        except BaseException:
+            shutil.rmtree(pack_dir, ignore_errors=True)
+            raise
+        made.append((pack, pack_dir))
+        return pack, pack_dir, watched, flag
+
+    yield make
+    for pack, pack_dir in made:
+        try:
+            api.delete(f"/api/v1/packs/{pack['id']}")
+        finally:
+            shutil.rmtree(pack_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # only when no other test's pack is left in it
+        LIVE_PACKS.rmdir()
+
+
 def sensor(api: ApiClient, ref: str) -> dict:
     return next(s for s in list_all(api, "/api/v1/sensors") if s["ref"] == ref)
 
@@ -118,12 +179,9 @@ def sensor_events(api: ApiClient, trigger: dict) -> list[dict]:
                   key=lambda e: e["id"])
 
 
-def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, tmp_path):
+def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, live_pack):
     ref = unique_name("files").replace("-", "_")
-    watched, flag = tmp_path / "watched.txt", tmp_path / "crash.flag"
-    watched.write_text("v0")
-    pack_dir = write_pack(tmp_path, ref, watched, flag)
-    pack = register_folder(api, pack_dir)
+    pack, pack_dir, watched, _ = live_pack(ref)
     assert sorted(pack["sensors"]) == sorted(f"{ref}.{n}" for n in ("crash", "file_watch", "tick"))
     changed = trigger_of(api, f"{ref}.file_changed")
     rule = make_rule(api, changed, "core.echo",
@@ -147,7 +205,7 @@ def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, tmp_pa
     # Reload with new sensor code: the new process emits with the new version.
     (pack_dir / "sensors" / "file_watch.py").write_text(WATCH.replace("VERSION = 1",
                                                                       "VERSION = 2"))
-    reload_folder(api, pack["id"], pack_dir)
+    api.data(api.post(f"/api/v1/packs/{pack['id']}/reload"), 200)  # re-reads its folder
     # The reload reaches the sensor service as a message: until the old process is replaced it
     # may still see changes, so keep changing the file until the new code reports one.
     writes = [0]
@@ -178,11 +236,9 @@ def test_a_sensor_polls_on_its_interval(api, tmp_path):
     assert span >= 2.5, span
 
 
-def test_a_crashing_sensor_is_restarted_with_its_error_shown(api, tmp_path):
+def test_a_crashing_sensor_is_restarted_with_its_error_shown(api, live_pack):
     ref = unique_name("crashy").replace("-", "_")
-    flag = tmp_path / "crash.flag"
-    pack_dir = write_pack(tmp_path, ref, tmp_path / "w.txt", flag)
-    register_folder(api, pack_dir)
+    _, _, _, flag = live_pack(ref)
     name = f"{ref}.crash"
     wait_until(lambda: sensor(api, name)["status"] == "running", timeout=30,
                message="the sensor to run")

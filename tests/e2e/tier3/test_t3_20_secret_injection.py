@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import uuid
 from pathlib import Path
 
 from tests.support.e2e import unique_name, wait_for_execution, wait_until
 from tests.support.flows import make_action
+from tests.unit.runners.processes import marker_seconds, processes_with
 
 CODE = '''
-import hashlib, os, sys, time
+import hashlib, os, subprocess, sys, time
 import attune
 
 
-def run(pidfile, token, hold=4.0):
+def run(marker, token, hold=4.0):
     value = attune.secrets.get("api_key")
-    with open(pidfile, "w") as handle:
-        handle.write(str(os.getpid()))
+    # A child whose command line is the test's marker: from the host, the test finds it, and
+    # this process as its parent (the sandbox shows the action none of the test's files).
+    child = subprocess.Popen(["sleep", marker])
     print("stdout has", value, "and", token)
     print("stderr has", value, file=sys.stderr)
     time.sleep(hold)
+    child.kill()
+    child.wait()
     return {"sha256": hashlib.sha256(value.encode()).hexdigest(), "echo": value,
-            "token": token, "argv": sys.argv, "env_has_it": value in repr(dict(os.environ))}
+            "token": token, "argv": sys.argv, "env_has_it": value in repr(dict(os.environ)),
+            "pid": os.getpid(), "child_pid": child.pid}
 '''
 
 
@@ -36,6 +40,19 @@ def proc_text(pid: int, name: str) -> bytes:
         return b""
 
 
+def parent_of(pid: int) -> int:
+    """The parent of host process `pid`, as the host sees it."""
+    return int(proc_text(pid, "stat").decode(errors="replace").rsplit(")", 1)[1].split()[1])
+
+
+def inner_pid(pid: int) -> int:
+    """Host process `pid`'s pid in its innermost PID namespace (the sandbox's, for an action)."""
+    for line in proc_text(pid, "status").decode(errors="replace").splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError(f"no NSpid for {pid}")
+
+
 def ancestors(pid: int) -> list[int]:
     """pid, its parent, grandparent... up to (not including) init."""
     chain = []
@@ -44,7 +61,7 @@ def ancestors(pid: int) -> list[int]:
         stat = proc_text(pid, "stat").decode(errors="replace")
         if not stat:
             break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        pid = parent_of(pid)
     return chain
 
 
@@ -54,19 +71,24 @@ def test_secrets_travel_on_stdin_and_are_masked_everywhere(api, platform):
     api.data(api.post("/api/v1/secrets", json={"key": "api_key", "value": secret}), 201)
     action = make_action(api, unique_name("sec").replace("-", "_"), "use_secret", CODE,
                          secrets=["api_key"], parameters={
-                             "pidfile": {"type": "string", "required": True},
+                             "marker": {"type": "string", "required": True},
                              "token": {"type": "string", "secret": True},
                              "hold": {"type": "number"}})
-    pidfile = Path(tempfile.gettempdir()) / f"attune-t320-{uuid.uuid4().hex}.pid"
+    marker = marker_seconds()
     execution = api.data(api.post("/api/v1/executions", json={
-        "action": action["ref"], "parameters": {"pidfile": str(pidfile), "token": token}}), 201)
+        "action": action["ref"], "parameters": {"marker": marker, "token": token}}), 201)
     assert execution["parameters"]["token"] == "***"
 
-    pid = int(wait_until(lambda: pidfile.is_file() and pidfile.read_text().strip(), timeout=60,
-                         message="the action to write its pid"))
+    # The action's child carries the marker; its parent (host pid) is the running action.
+    child = wait_until(lambda: processes_with(marker), timeout=60,
+                       message="the action's marked child")
+    assert len(child) == 1, child
+    pid = parent_of(child[0])
+    seen_as = (inner_pid(pid), inner_pid(child[0]))  # checked against what the action reports
     worker_pid = int((platform.run_dir / "pids" / "worker.pid").read_text().split()[0])
-    inspected = {*ancestors(pid), worker_pid}
-    assert pid in inspected and len(inspected) >= 2
+    inspected = {*ancestors(child[0]), worker_pid}
+    assert {pid, child[0]} <= inspected and len(inspected) >= 3
+    assert worker_pid in ancestors(pid), "the action is not a descendant of the worker"
     for number in inspected:
         for where in ("environ", "cmdline"):
             raw = proc_text(number, where)
@@ -75,9 +97,10 @@ def test_secrets_travel_on_stdin_and_are_masked_everywhere(api, platform):
     assert proc_text(pid, "environ"), "the running action's environment was not readable"
 
     done = wait_for_execution(api, execution["id"])
-    pidfile.unlink(missing_ok=True)
     assert done["status"] == "succeeded", done
     output = done["result"]["output"]
+    # The processes inspected above were this action and its child.
+    assert (output["pid"], output["child_pid"]) == seen_as
     # The action really received the value...
     assert output["sha256"] == hashlib.sha256(secret.encode()).hexdigest()
     assert output["env_has_it"] is False and secret not in " ".join(output["argv"])

@@ -11,17 +11,19 @@ import signal
 from tests.support.e2e import wait_for_execution, wait_until
 from tests.support.flows import make_action
 from tests.support.orchestration import audit, children, execute, make_workflow, run_to_end, tasks
+from tests.support.readiness import flag_key, wait_for_flag
 from tests.support.services import kill
 
 POLITE = '''
-import pathlib, signal, sys, time
+import signal, sys, time
+import attune
 
 def run(seconds=60, ready=""):
     def on_term(signum, frame):
         print("got SIGTERM, cleaning up", flush=True)
         sys.exit(0)
     signal.signal(signal.SIGTERM, on_term)
-    pathlib.Path(ready).write_text("ready")
+    attune.datastore.set(ready, "ready")
     for n in range(seconds * 10):
         if n % 10 == 0:
             print(f"tick {n // 10}", flush=True)
@@ -30,14 +32,15 @@ def run(seconds=60, ready=""):
 '''
 
 STUBBORN = '''
-import pathlib, signal, time
+import signal, time
+import attune
 
 def run(seconds=60, ready=""):
     def on_term(signum, frame):
         print("ignoring SIGTERM", flush=True)
     signal.signal(signal.SIGTERM, on_term)
     print("working", flush=True)
-    pathlib.Path(ready).write_text("ready")
+    attune.datastore.set(ready, "ready")
     for _ in range(seconds * 10):
         time.sleep(0.1)
     return "finished"
@@ -48,10 +51,12 @@ def cancel(api, execution_id, status=202):
     return api.data(api.post(f"/api/v1/executions/{execution_id}/cancel"), status)
 
 
-def start_and_wait_ready(api, action, ready):
-    """Execute and wait until the action has installed its SIGTERM handler (it writes `ready`)."""
-    started = execute(api, action["ref"], {"seconds": 60, "ready": str(ready)})
-    wait_until(ready.exists, timeout=30, message="the action to be ready")
+def start_and_wait_ready(api, action):
+    """Execute and wait until the action has installed its SIGTERM handler (it then sets its
+    `ready` datastore key through the SDK: the sandbox shows it none of the test's files)."""
+    ready = flag_key("t3-23")
+    started = execute(api, action["ref"], {"seconds": 60, "ready": ready})
+    wait_for_flag(api, ready, timeout=30, message="the action to be ready")
     assert api.data(api.get(f"/api/v1/executions/{started['id']}"))["status"] == "running"
     return started
 
@@ -78,11 +83,9 @@ def test_an_execution_not_yet_running_is_canceled_at_once_and_never_runs(api, pl
 PARAMS = {"seconds": {"type": "number"}, "ready": {"type": "string"}}
 
 
-def test_a_running_execution_gets_sigterm_and_ends_canceled_with_its_partial_output(
-    api, tmp_path
-):
+def test_a_running_execution_gets_sigterm_and_ends_canceled_with_its_partial_output(api):
     action = make_action(api, "cancels", "polite", POLITE, parameters=PARAMS)
-    started = start_and_wait_ready(api, action, tmp_path / "ready")
+    started = start_and_wait_ready(api, action)
 
     answer = cancel(api, started["id"])
     assert answer["status"] == "canceling"
@@ -104,9 +107,9 @@ def test_a_running_execution_gets_sigterm_and_ends_canceled_with_its_partial_out
     assert conflict.json()["error"]["code"] == "conflict"
 
 
-def test_an_action_ignoring_sigterm_is_killed_after_the_grace_period(api, tmp_path):
+def test_an_action_ignoring_sigterm_is_killed_after_the_grace_period(api):
     action = make_action(api, "cancels", "stubborn", STUBBORN, parameters=PARAMS)
-    started = start_and_wait_ready(api, action, tmp_path / "ready")
+    started = start_and_wait_ready(api, action)
 
     assert cancel(api, started["id"])["status"] == "canceling"
 

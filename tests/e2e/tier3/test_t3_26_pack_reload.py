@@ -4,13 +4,13 @@ execution already running finishes on the old code and the old virtualenv."""
 from __future__ import annotations
 
 import textwrap
-import uuid
 from pathlib import Path
 
 import requests
 
-from tests.support.e2e import wait_for_execution, wait_until
+from tests.support.e2e import wait_for_execution
 from tests.support.pack_envs import execute, register_folder, reload_folder, start, wait_for_env
+from tests.support.readiness import flag_key, wait_for_flag
 
 ACTION_YAML = """
 name: report
@@ -26,14 +26,15 @@ ACTION_CODE = """
 import sys
 import time
 
+import attune
 import requests
 
 CODE_VERSION = {version}
 
 
 def run(marker=None, hold=0):
-    if marker:  # tells the test this run has loaded its code
-        open(marker, "w").close()
+    if marker:  # tells the test this run has loaded its code (a datastore key, via the SDK)
+        attune.datastore.set(marker, CODE_VERSION)
     time.sleep(hold)
     return {{"code_version": CODE_VERSION, "requests_version": requests.__version__,
             "venv": sys.prefix}}
@@ -66,9 +67,11 @@ def test_reload_switches_code_and_venv_while_running_executions_finish_on_the_ol
     assert code_and_requests(before) == (1, "2.25.0")
 
     # An execution in flight on version 1 (its code is loaded once the marker appears).
-    marker = tmp_path / f"loaded-{uuid.uuid4().hex}"
-    in_flight = start(api, "reload_pack.report", {"marker": str(marker), "hold": 6})
-    wait_until(marker.exists, timeout=60, message="the in-flight run to load its code")
+    marker = flag_key("t3-26-loaded")
+    in_flight = start(api, "reload_pack.report", {"marker": marker, "hold": 6})
+    loaded = wait_for_flag(api, marker, timeout=60,
+                           message="the in-flight run to load its code")
+    assert loaded == 1  # the run in flight has version 1 loaded before the reload
 
     write_pack(folder, "1.1.0", 2, "2.28.0")
     reloaded = reload_folder(api, pack["id"], folder)

@@ -22,13 +22,15 @@ from nameko_services.cli import command_for
 from tests.support.e2e import PROJECT_ROOT, NotificationSocket, service_log_errors, wait_until
 from tests.support.flows import make_action
 from tests.support.orchestration import execute
+from tests.support.readiness import flag_key, wait_for_flag
 from tests.support.services import bring_up, kill, wait_gone
 
 SLOW = '''
-import pathlib, time
+import time
+import attune
 
 def run(seconds=6, ready=""):
-    pathlib.Path(ready).write_text("ready")
+    attune.datastore.set(ready, "ready")
     time.sleep(seconds)
     print("done sleeping", flush=True)
     return "finished"
@@ -62,15 +64,12 @@ def stop(proc: subprocess.Popen, timeout: float = 60.0) -> int:
         raise
 
 
-def test_a_worker_finishes_its_run_takes_nothing_new_and_exits_zero(
-    api, platform, database, tmp_path
-):
+def test_a_worker_finishes_its_run_takes_nothing_new_and_exits_zero(api, platform, database):
     kill(platform, "worker", signal.SIGTERM)  # the session's worker drains (it is idle)...
     wait_gone(int(Path(platform.run_dir, "pids", "worker.pid").read_text()))
     extra = start_extra(platform, "worker")  # ...so the run goes to this one
     try:
-        code, inflight, untouched, name = _drain_extra_worker(api, platform, database, tmp_path,
-                                                              extra)
+        code, inflight, untouched, name = _drain_extra_worker(api, platform, database, extra)
     finally:
         if extra.poll() is None:
             extra.kill()
@@ -97,14 +96,14 @@ def _worker_row(database, pid):
                                  " ORDER BY heartbeat_at DESC LIMIT 1"), {"pid": pid}).one_or_none()
 
 
-def _drain_extra_worker(api, platform, database, tmp_path, extra):
+def _drain_extra_worker(api, platform, database, extra):
     """Run a slow action on `extra`, SIGTERM it mid-run, queue more work; its exit code."""
     name = wait_until(lambda: _worker_row(database, extra.pid), timeout=60,
                       message="the extra worker's heartbeat").name
     action = make_action(api, "shutdown", "slow", SLOW, parameters=PARAMS)
-    ready = tmp_path / "ready"
-    inflight = execute(api, action["ref"], {"seconds": 10, "ready": str(ready)})
-    wait_until(ready.exists, timeout=60, message="the action to start")
+    ready = flag_key("t3-30")  # set by the action through the SDK once it runs
+    inflight = execute(api, action["ref"], {"seconds": 10, "ready": ready})
+    wait_for_flag(api, ready, timeout=60, message="the action to start")
 
     extra.send_signal(signal.SIGTERM)
     wait_until(lambda: consumers(platform, WORK_QUEUE) == 0, timeout=30,
