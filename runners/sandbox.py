@@ -57,7 +57,9 @@ INSIDE_UID = 1000
 INSIDE_GID = 1000
 HOME = "/home/attune"
 TMP = "/tmp"  # noqa: S108 - inside the sandbox: its own tmpfs
-API_SOCKET = "/run/attune/api.sock"
+# The gateway's socket lives alone in a folder that is bound (not the socket file itself): a
+# gateway that restarts makes a new socket there, which sandboxes made before still see.
+API_SOCKET = "/run/attune/api/api.sock"
 ROUTES = "/run/attune/routes"
 # Where no /etc/subuid entry exists and the worker is root (tests, a root-run platform).
 DEFAULT_RANGE = (1_500_000_000, 10_000_000)
@@ -334,6 +336,9 @@ def prepare_host(host: Host) -> None:
         folder = host.state_dir
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o755)  # noqa: S103 - sandboxes' own uids read these files
+        if host.api_socket is not None:  # bound before the gateway may have made its socket
+            host.api_socket.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(host.api_socket.parent, 0o755)  # noqa: S103 - the sandboxes' uids pass
         files = {
             "passwd": (f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
                        f"attune:x:{INSIDE_UID}:{INSIDE_GID}:Attune action:{HOME}:/bin/sh\n"
@@ -396,8 +401,8 @@ def bwrap_argv(sandbox: Sandbox, argv: Sequence[str], ns_fd: int, status_fd: int
         args += _ro(path, path)
     for path in sandbox.outputs:
         args += ["--perms", "0755", "--size", str(sandbox.output_mb * mib), "--tmpfs", path]
-    if sandbox.host.api_socket is not None and sandbox.host.api_socket.exists():
-        args += _ro(sandbox.host.api_socket, API_SOCKET)
+    if sandbox.host.api_socket is not None:
+        args += _ro(sandbox.host.api_socket.parent, Path(API_SOCKET).parent)
     args += ["--chdir", sandbox.cwd]
     # The first command inside: a watcher (bash: dash reads no fd above 9), holding no fd but
     # the guard, that ends the sandbox (every process of its uid in its PID namespace) when

@@ -31,7 +31,7 @@ def run_dir(settings: Settings) -> Path:
 def host(settings: Settings) -> Host:
     """This installation's sandbox state folder, the gateway's socket, the opened networks."""
     root = run_dir(settings)
-    return Host(state_dir=root / "sandbox", api_socket=root / "api.sock",
+    return Host(state_dir=root / "sandbox", api_socket=root / "api" / "api.sock",
                 allowed_networks=settings.sandbox.allow_networks)
 
 

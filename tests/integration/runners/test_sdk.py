@@ -137,3 +137,44 @@ def test_node_sdk_fires_a_webhook_with_the_execution_token(folder, datastore_ser
     (call,) = datastore_server["calls"]
     assert call[:2] == ("POST", "/api/v1/webhooks/12") and call[3] == {"sent_by": 7}
     assert call[2]["Authorization"] == "Bearer exec-token-7"
+
+
+def test_a_run_reaches_the_gateway_socket_made_again_after_its_sandbox(folder):
+    """A gateway that restarts makes a new socket; runs (and warm servers) made before it must
+    reach that one, not the old file their sandbox was given."""
+    import dataclasses
+    import threading
+
+    from tests.integration.rows import wait_until
+
+    sock = folder / "api" / "api.sock"
+    sock.parent.mkdir()
+    source = """
+        import time
+        import attune
+        def run():
+            first = attune.datastore.get("k")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    value = attune.datastore.get("k")
+                except Exception:
+                    value = None
+                if value == "second":
+                    return [first, value]
+                time.sleep(0.05)
+            return [first, "never reached the new socket"]
+    """
+    results = []
+    with datastore_stub(sock) as before:
+        before["store"]["k"] = "first"
+        req = dataclasses.replace(request(folder, "a.py", source, before, "python"),
+                                  sandbox=sandbox_for(folder / "state", folder, api_socket=sock))
+        thread = threading.Thread(target=lambda: results.append(PythonRunner().run(req)))
+        thread.start()
+        wait_until(lambda: before["calls"], 30)
+    with datastore_stub(sock) as after:
+        after["store"]["k"] = "second"
+        thread.join(60)
+    assert results and results[0].outcome is Outcome.SUCCEEDED, results
+    assert results[0].output == ["first", "second"]

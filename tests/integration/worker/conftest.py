@@ -77,10 +77,10 @@ def news():
 @pytest.fixture
 def api_server(config):
     """The stand-in datastore routes (tests.support.datastore_stub), also on the unix socket
-    the worker's sandboxes show as the API (<run_dir>/api.sock)."""
+    the worker's sandboxes show as the API (<run_dir>/api/api.sock)."""
     run_dir = Path(config["ATTUNE"]["run_dir"]).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with datastore_stub(run_dir / "api.sock") as server:
+    with datastore_stub(run_dir / "api" / "api.sock") as server:
         yield server
 
 
