@@ -17,6 +17,7 @@ from runners import dependency_files
 from . import action_spec, rule_definitions, sensor_definitions, triggers, yaml_source
 from .catalog import PACK_REF_RE, PACK_REF_RULE
 from .errors import ValidationError
+from .settings import NETWORK_MODES
 from .yaml_source import YamlFile, located_error
 
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,49}$")
@@ -122,6 +123,14 @@ def _check_container(doc: YamlFile, manifest: Mapping[str, Any]) -> None:
                                 "container.image_user", "must be true or false")
 
 
+def _check_network(doc: YamlFile, manifest: Mapping[str, Any]) -> None:
+    """pack.yaml `network:` is `outbound` or `none` (docs/packs.md); a typo must not quietly
+    mean either."""
+    if "network" in manifest and manifest["network"] not in NETWORK_MODES:
+        raise located_error(doc.name, doc.line_of("network"), "network",
+                            f"must be one of: {', '.join(NETWORK_MODES)}")
+
+
 def _meta(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """pack.yaml's other keys plus digests of dependency files (environment rebuild keys)."""
     meta = {k: v for k, v in manifest.items() if k not in ("ref", "name", "version",
@@ -210,6 +219,7 @@ def load_pack(root: Path) -> PackDefinition:
     except ValidationError as exc:
         raise doc.error(exc) from exc
     _check_container(doc, manifest)
+    _check_network(doc, manifest)
     _check_dependency_files(root)
 
     def trigger(spec: dict[str, Any], file: YamlFile) -> dict[str, Any]:

@@ -244,3 +244,17 @@ def test_a_bad_container_block_in_pack_yaml_is_named(tmp_path, manifest, line, f
     error = error_of(tmp_path)
     assert (error["file"], error["line"], error["field"]) == ("pack.yaml", line, field), error
     assert says in error["message"]
+
+
+@pytest.mark.parametrize("value", ["no", "false", "off", "outbond", "'None'"])
+def test_a_pack_network_other_than_outbound_or_none_is_named(tmp_path, value):
+    write(tmp_path, {"pack.yaml": f"ref: p\nnetwork: {value}\n"})
+    error = error_of(tmp_path)
+    assert (error["file"], error["line"], error["field"]) == ("pack.yaml", 2, "network"), error
+    assert "must be one of: outbound, none" in error["message"]
+
+
+@pytest.mark.parametrize("value", ["none", "outbound"])
+def test_a_pack_says_whether_its_code_has_a_network(tmp_path, value):
+    write(tmp_path, {"pack.yaml": f"ref: p\nnetwork: {value}\n"})
+    assert pack_loader.load_pack(tmp_path).meta["network"] == value
