@@ -417,6 +417,10 @@ def bwrap_argv(sandbox: Sandbox, argv: Sequence[str], ns_fd: int, status_fd: int
                      '--inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "$@"')
     else:
         launcher += 'exec "$@"'
+    # Last, once every mount point exists: the root itself (a tmpfs holding the folders bwrap
+    # made for them, such as the parents of the paths shown) becomes read-only, so code writes
+    # only in /tmp, home and outputs, whose sizes are limited.
+    args += ["--remount-ro", "/"]
     return [*args, "--", "/bin/sh", "-c", launcher, "attune-sandbox",
             *sandbox.limits.prlimit_argv(), *argv]
 
@@ -598,6 +602,25 @@ def _read_byte(fd: int, timeout: float) -> bytes:
     raise SandboxError(f"the sandbox's network did not come up within {timeout:g} s")
 
 
+def _wait_for_loopback(child_pid: int, deadline: float) -> None:
+    """Wait until bwrap has brought up the sandbox's loopback (its 127.0.0.1 route shows in
+    the namespace's FIB): bwrap configures it over netlink right after its namespace becomes
+    reachable, and slirp4netns configuring the same namespace meanwhile makes bwrap fail
+    ("loopback: Failed RTM_NEWADDR")."""
+    fib = Path(f"/proc/{child_pid}/net/fib_trie")
+    while True:
+        try:
+            if b"127.0.0.1" in fib.read_bytes():
+                return
+        except FileNotFoundError as exc:
+            raise SandboxError("the sandbox exited before its network was attached") from exc
+        except PermissionError:
+            return  # cannot look: attach as before
+        if time.monotonic() > deadline:
+            raise SandboxError("the sandbox's loopback never came up")
+        time.sleep(0.0005)
+
+
 def _attach_network(ns_fd: int, child_pid: int) -> tuple[subprocess.Popen[bytes], int]:
     """slirp4netns on the sandbox's network namespace; returns it and the fd that ends it."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -612,6 +635,11 @@ def _attach_network(ns_fd: int, child_pid: int) -> tuple[subprocess.Popen[bytes]
             time.sleep(0.0005)
         except FileNotFoundError as exc:
             raise SandboxError("the sandbox exited before its network was attached") from exc
+    try:
+        _wait_for_loopback(child_pid, deadline)
+    except BaseException:
+        os.close(net_fd)
+        raise
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()
     try:
