@@ -1,5 +1,7 @@
-"""The sandbox's root is read-only (code writes only where a limit bounds it) and its loopback
-is up before its network is attached (issue #14)."""
+"""Sandbox limits end a run as `resource_limit` naming the limit: what programs print when the
+kernel refuses a process, disk space or file size is recognised, a fork bomb stopped by its
+timeout included; the sandbox's root is read-only; its loopback is up before its network is
+attached (issue #14)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ import pytest
 
 from runners import sandbox as sandboxes
 from runners.base import Outcome
+from runners.process import exceeded_limit
 from runners.sandbox import Limits, SandboxError
 from runners.shell import ShellRunner
 from tests.support.e2e import wait_until
 
 LIMITS = Limits(memory_mb=256, processes=16, file_size_mb=4, tmp_mb=8)
+PROCESSES = "process limit (16 processes) exceeded"
+DISK = "disk space limit (8 MB, each of /tmp and home) exceeded"
+FILE_SIZE = "file size limit (4 MB) exceeded"
 
 
 @pytest.fixture
@@ -26,6 +32,51 @@ def limited(make_request):
         return dataclasses.replace(request, sandbox=dataclasses.replace(request.sandbox,
                                                                         limits=LIMITS))
     return make
+
+
+@pytest.mark.parametrize(("stderr", "expected"), [
+    ("action.sh: fork: retry: Resource temporarily unavailable\n", PROCESSES),  # bash
+    ("action.sh: fork: Resource temporarily unavailable\n", PROCESSES),
+    ("sh: 1: Cannot fork\n", PROCESSES),  # dash
+    ("Error: spawn sleep EAGAIN\n    at ChildProcess._handle.onexit\n", PROCESSES),  # node
+    ("Error: spawnSync /bin/sh EAGAIN\n", PROCESSES),
+    ('  File "action.py", line 5, in run\n    os.fork()\n'
+     "BlockingIOError: [Errno 11] Resource temporarily unavailable\n", PROCESSES),
+    ("    self.pid = _fork_exec(\n               ^^^^^^^^^^^\n"
+     "BlockingIOError: [Errno 11] Resource temporarily unavailable\n", PROCESSES),
+    ("OSError: [Errno 28] No space left on device\n", DISK),  # python
+    ("Error: ENOSPC: no space left on device, write\n", DISK),  # node
+    ("dd: error writing '/tmp/filler': No space left on device\n", DISK),
+    ("OSError: [Errno 27] File too large\n", FILE_SIZE),  # python ignores SIGXFSZ
+    ("Error: EFBIG: file too large, write\n", FILE_SIZE),  # node
+    ("MemoryError\n", "memory limit (256 MB) exceeded"),
+    # Not a limit: EAGAIN from a non-blocking socket, an ordinary error.
+    ('    sock.recv(10)\nBlockingIOError: [Errno 11] Resource temporarily unavailable\n', None),
+    ("ValueError: nope\n", None),
+])
+def test_what_a_refused_resource_prints_names_the_limit(limited, stderr, expected):
+    assert exceeded_limit(limited(), 1, stderr) == expected
+
+
+def test_a_signal_still_names_its_limit_first(limited):
+    assert exceeded_limit(limited(), -25, "No space left on device") == FILE_SIZE
+
+
+def test_a_shell_fork_bomb_stopped_by_its_timeout_is_a_resource_limit(write, limited):
+    entry = write("actions/bomb.sh", "while :; do sleep 60 & done\n")
+    request = dataclasses.replace(limited(), entry_point=entry, runner_type="shell",
+                                  timeout_s=3, kill_grace_s=1)
+    result = ShellRunner().run(request)
+    assert result.outcome is Outcome.FAILED
+    assert result.error == {"type": "resource_limit",
+                            "message": f"{PROCESSES}; stopped at the timeout (3 s)"}
+
+
+def test_a_timeout_without_refused_forks_stays_a_timeout(write, limited):
+    entry = write("actions/slow.sh", "sleep 60\n")
+    request = dataclasses.replace(limited(), entry_point=entry, runner_type="shell",
+                                  timeout_s=1, kill_grace_s=1)
+    assert ShellRunner().run(request).error["type"] == "timeout"
 
 
 def test_writing_outside_tmp_and_home_fails_read_only(write, limited, pack_dir):
