@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -137,18 +138,35 @@ def _write_all(fd: int, data: bytes) -> None:
 # What interpreters print when an allocation fails under RLIMIT_DATA.
 _OUT_OF_MEMORY = ("MemoryError", "JavaScript heap out of memory",
                   "Fatal process out of memory", "Cannot allocate memory", "memory exhausted")
+# What programs print when a new process is refused under RLIMIT_NPROC: bash, dash, node's
+# child_process, and python's os.fork/subprocess (a BlockingIOError raised from a fork).
+_FORK_REFUSED = re.compile(
+    r"fork: (retry: )?Resource temporarily unavailable|Cannot fork|\bspawn(Sync)? \S+ EAGAIN"
+    r"|fork\w*\([^\n]*\n(\s*\^+\n)?BlockingIOError: \[Errno 11\]")
+# ENOSPC: only the sandbox's /tmp and home are writable, and their size is the tmp_mb limit.
+_DISK_FULL = re.compile(r"No space left on device", re.IGNORECASE)
+# EFBIG: python ignores SIGXFSZ, so RLIMIT_FSIZE shows as an error instead of a signal.
+_FILE_TOO_LARGE = re.compile(r"File too large", re.IGNORECASE)
 
 
 def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | None:
     """Which sandbox limit ended a failed run, if one did: a signal that means one (CPU time,
-    file size), or an interpreter's report that memory ran out."""
+    file size), or what programs print when the kernel refused memory, a process, disk space
+    or file size."""
     if request.sandbox is None:
         return None
     limits = request.sandbox.limits
     if exit_code < 0 and (found := limits.exceeded(-exit_code)):
         return found
-    if any(marker in stderr[-4096:] for marker in _OUT_OF_MEMORY):
+    tail = stderr[-4096:]
+    if any(marker in tail for marker in _OUT_OF_MEMORY):
         return f"memory limit ({limits.memory_mb} MB) exceeded"
+    if _FORK_REFUSED.search(tail):
+        return f"process limit ({limits.processes} processes) exceeded"
+    if _DISK_FULL.search(tail):
+        return f"disk space limit ({limits.tmp_mb} MB, each of /tmp and home) exceeded"
+    if _FILE_TOO_LARGE.search(tail):
+        return f"file size limit ({limits.file_size_mb} MB) exceeded"
     return None
 
 
@@ -384,12 +402,22 @@ class ProcessRunner:
             outcome, err_doc = Outcome.CANCELED, error("canceled", "Execution canceled")
         elif ended_by == "timeout":
             outcome = Outcome.FAILED
-            err_doc = error("timeout", f"Action timed out after {request.timeout_s:g} s")
-        elif exit_code != 0:
+            # A fork bomb's shell retries refused forks until the timeout stops it.
+            if request.sandbox is not None and _FORK_REFUSED.search(stderr[-4096:]):
+                err_doc = error("resource_limit", (
+                    f"process limit ({request.sandbox.limits.processes} processes) exceeded; "
+                    f"stopped at the timeout ({request.timeout_s:g} s)"))
+            else:
+                err_doc = error("timeout", f"Action timed out after {request.timeout_s:g} s")
+        elif exit_code != 0 or problem or reported:
             outcome = Outcome.FAILED
+            # A python action's error is reported, whatever its exit code (a forked run may
+            # exit 0 after reporting it): an error that a limit caused is that limit.
             limit = exceeded_limit(request, exit_code, stderr)
             if limit:
                 err_doc = error("resource_limit", limit)
+            elif exit_code == 0:
+                err_doc = problem or reported
             elif reported:
                 err_doc = reported
             elif exit_code < 0:
@@ -398,8 +426,6 @@ class ProcessRunner:
                 )
             else:
                 err_doc = error("nonzero_exit", f"Action exited with code {exit_code}")
-        elif problem or reported:
-            outcome, err_doc = Outcome.FAILED, problem or reported
         else:
             outcome, err_doc = Outcome.SUCCEEDED, None
 

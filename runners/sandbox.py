@@ -422,6 +422,10 @@ def bwrap_argv(sandbox: Sandbox, argv: Sequence[str], ns_fd: int, status_fd: int
                      '--inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "$@"')
     else:
         launcher += 'exec "$@"'
+    # Last, once every mount point exists: the root itself (a tmpfs holding the folders bwrap
+    # made for them, such as the parents of the paths shown) becomes read-only, so code writes
+    # only in /tmp, home and outputs, whose sizes are limited.
+    args += ["--remount-ro", "/"]
     return [*args, "--", "/bin/sh", "-c", launcher, "attune-sandbox",
             *sandbox.limits.prlimit_argv(), *argv]
 
