@@ -262,9 +262,9 @@ class ProcessRunner:
                     os.close(fd)
             raise
         # The child's ends now live in the child only.
-        for fd in (stdin_r, out_w, err_w, res_w):
-            if fd is not None:
-                os.close(fd)
+        for end in (stdin_r, out_w, err_w, res_w):
+            if end is not None:
+                os.close(end)
 
         streams: list[_Stream] = []
 
@@ -380,6 +380,7 @@ class ProcessRunner:
                     output = json.loads(stdout)
 
         reported = document.get("error") if isinstance(document.get("error"), dict) else None
+        err_doc: dict[str, Any] | None
         if ended_by == "canceled":
             outcome, err_doc = Outcome.CANCELED, error("canceled", "Execution canceled")
         elif ended_by == "timeout":
@@ -387,9 +388,9 @@ class ProcessRunner:
             err_doc = error("timeout", f"Action timed out after {request.timeout_s:g} s")
         elif exit_code != 0:
             outcome = Outcome.FAILED
-            limit = exceeded_limit(request, exit_code, stderr)
-            if limit:
-                err_doc = error("resource_limit", limit)
+            exceeded = exceeded_limit(request, exit_code, stderr)
+            if exceeded:
+                err_doc = error("resource_limit", exceeded)
             elif reported:
                 err_doc = reported
             elif exit_code < 0:
