@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full test suite: lint (ruff, lint-imports), unit, integration and e2e (the e2e
+# The full test suite: lint (ruff, lint-imports, mypy), unit, integration and e2e (the e2e
 # fixtures start the platform on config.e2e.yaml through the same `attune up` the README uses,
 # and stop it afterwards).
 source "$(dirname "$0")/lib.sh"
@@ -10,5 +10,7 @@ say "ruff"
 "$VENV/bin/ruff" check nameko_services gateway runners tests bench alembic
 say "lint-imports (the layers: [tool.importlinter] in pyproject.toml)"
 "$VENV/bin/lint-imports"
+say "mypy (nameko_services/domain, runners: [tool.mypy] in pyproject.toml)"
+"$VENV/bin/mypy"
 say "pytest"
 exec "$PY" -m pytest "${@:-tests}"
