@@ -10,7 +10,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Defined in the domain (its settings need it); the command and the tests take it from here.
+from .domain.paths import PROJECT_ROOT
+
 KEYS_FILE_NAME = "keys.env"
 JWT_SECRET = "ATTUNE_JWT_SECRET"
 ENCRYPTION_KEYS = "ATTUNE_ENCRYPTION_KEYS"

@@ -169,10 +169,10 @@ def _decode(data: bytes, name: str) -> str:
     except LookupError as exc:
         raise DependencyFileError(name, 1, f"declares an unknown encoding {encoding!r}") from exc
     except UnicodeDecodeError as exc:
-        line = data[start:start + exc.start].count(b"\n") + 1
+        line_no = data[start:start + exc.start].count(b"\n") + 1
         hint = ("; save it as UTF-8 with a '# -*- coding: utf-8 -*-' first line (pip would "
                 "otherwise decode it with the worker's locale)") if encoding == "ascii" else ""
-        raise DependencyFileError(name, line, f"is not {encoding} text{hint}") from exc
+        raise DependencyFileError(name, line_no, f"is not {encoding} text{hint}") from exc
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:

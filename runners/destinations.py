@@ -127,9 +127,10 @@ def connect(host: str, port: int, policy: DestinationPolicy, timeout: float | No
     """
     candidates = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     for *_, sockaddr in candidates:
-        reason = policy.refusal(sockaddr[0], port)
+        address = str(sockaddr[0])  # already text for AF_INET/AF_INET6 (typeshed: str | int)
+        reason = policy.refusal(address, port)
         if reason is not None:
-            raise DestinationRefused(host, port, sockaddr[0], reason)
+            raise DestinationRefused(host, port, address, reason)
     failure: OSError | None = None
     for family, kind, proto, _, sockaddr in candidates:
         sock = socket.socket(family, kind, proto)

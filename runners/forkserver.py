@@ -79,8 +79,10 @@ class ForkedProcess:
         except OSError:
             line = None
         # No exit line: the server died, and its children with it (death signal SIGKILL).
-        ok = line is not None and line.startswith(b"exit ")
-        self.returncode = int(line[5:]) if ok else -signal.SIGKILL
+        if line is not None and line.startswith(b"exit "):
+            self.returncode = int(line[5:])
+        else:
+            self.returncode = -signal.SIGKILL
         with contextlib.suppress(OSError):
             self._reply.close()
         self._ended.set()

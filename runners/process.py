@@ -280,9 +280,9 @@ class ProcessRunner:
                     os.close(fd)
             raise
         # The child's ends now live in the child only.
-        for fd in (stdin_r, out_w, err_w, res_w):
-            if fd is not None:
-                os.close(fd)
+        for end in (stdin_r, out_w, err_w, res_w):
+            if end is not None:
+                os.close(end)
 
         streams: list[_Stream] = []
 
@@ -398,6 +398,7 @@ class ProcessRunner:
                     output = json.loads(stdout)
 
         reported = document.get("error") if isinstance(document.get("error"), dict) else None
+        err_doc: dict[str, Any] | None
         if ended_by == "canceled":
             outcome, err_doc = Outcome.CANCELED, error("canceled", "Execution canceled")
         elif ended_by == "timeout":
@@ -413,9 +414,9 @@ class ProcessRunner:
             outcome = Outcome.FAILED
             # A python action's error is reported, whatever its exit code (a forked run may
             # exit 0 after reporting it): an error that a limit caused is that limit.
-            limit = exceeded_limit(request, exit_code, stderr)
-            if limit:
-                err_doc = error("resource_limit", limit)
+            exceeded = exceeded_limit(request, exit_code, stderr)
+            if exceeded:
+                err_doc = error("resource_limit", exceeded)
             elif exit_code == 0:
                 err_doc = problem or reported
             elif reported:

@@ -309,13 +309,23 @@ def host_networks() -> list[str]:
     return found
 
 
+def _subnet_of(network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+               other: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Does `network` lie inside `other` (never across IP versions)?"""
+    if isinstance(network, ipaddress.IPv4Network) and isinstance(other, ipaddress.IPv4Network):
+        return network.subnet_of(other)
+    if isinstance(network, ipaddress.IPv6Network) and isinstance(other, ipaddress.IPv6Network):
+        return network.subnet_of(other)
+    return False
+
+
 def routes(allowed: Iterable[str] = ()) -> str:
     """`ip -batch` lines: prohibit every blocked network not allowed."""
     keep = [ipaddress.ip_network(a, strict=False) for a in allowed]
     lines = []
     for entry in [*BLOCKED_NETWORKS, *host_networks()]:
         network = ipaddress.ip_network(entry, strict=False)
-        if not any(network.subnet_of(k) for k in keep if k.version == network.version):
+        if not any(_subnet_of(network, k) for k in keep):
             lines.append(f"route add prohibit {network}")
     for allowed_net in keep:  # more specific than the prohibits they sit in
         if allowed_net.version == 4:
@@ -698,11 +708,12 @@ def spawn(sandbox: Sandbox, argv: Sequence[str], env: Mapping[str, str], *,
         command = bwrap_argv(sandbox, argv, ns_fd, status_theirs.fileno(), block_r, guard)
         if as_init:
             command.insert(command.index("--unshare-pid") + 1, "--as-pid-1")
+        extra: dict[str, Any] = {"extra_groups": []} if os.getuid() == 0 else {}
         proc = subprocess.Popen(
             [_tool("setpriv"), "--pdeathsig", "KILL", "--", *command],
             stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env),
             pass_fds=(ns_fd, *theirs, *pass_fds), start_new_session=True,
-            close_fds=True, **({"extra_groups": []} if os.getuid() == 0 else {}),
+            close_fds=True, **extra,
         )
     except (OSError, SandboxError) as exc:
         status_ours.close()

@@ -31,7 +31,7 @@ from .catalog import (
     visible,
     writable_pack,
 )
-from .db import isoformat
+from .db import Row, isoformat
 from .errors import ConflictError, NotFoundError, ValidationError
 from .models import actions, packs, rules
 
@@ -68,7 +68,7 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def pack_dir(pack: Mapping[str, Any]) -> Path | None:
+def pack_dir(pack: Row) -> Path | None:
     """The folder an action's entry_point is relative to (None for API-only packs)."""
     return Path(pack["source_path"]) if pack.get("source_path") else None
 
@@ -119,7 +119,7 @@ def list_actions(
 
 
 def insert_row(
-    conn: Connection, *, pack: Mapping[str, Any], values: Mapping[str, Any]
+    conn: Connection, *, pack: Row, values: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Insert a validated action into `pack`; a taken ref is ConflictError."""
     ref = ref_of(pack["ref"], values["name"])
@@ -147,7 +147,7 @@ def differs(row: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     return any(row[key] != value for key, value in values.items())
 
 
-def record(conn: Connection, row: Mapping[str, Any], op: str, actor: Actor) -> None:
+def record(conn: Connection, row: Row, op: str, actor: Actor) -> None:
     audit.record(conn, tenant_id=row["tenant_id"], actor_type=actor.type, actor=actor.name,
                  action=f"action.{op}", entity_type="action", entity_id=row["id"],
                  details={"ref": row["ref"], "runner_type": row["runner_type"]})

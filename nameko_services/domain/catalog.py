@@ -10,11 +10,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, func, or_, select
 
 from . import audit, messages
+from .db import Row
 from .errors import ForbiddenError, NotFoundError, ValidationError
 from .models import packs, rules
 
@@ -135,7 +136,7 @@ class Problems:
             raise ValidationError(f"Invalid {self.what}: {first}: {reason}", dict(self.fields))
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -202,7 +203,7 @@ def writable_pack(
     return dict(row)
 
 
-def rule_changed(row: Mapping[str, Any], op: str) -> Change:
+def rule_changed(row: Row, op: str) -> Change:
     return Change(messages.RULE_CHANGED, {"rule_id": row["id"], "trigger_id": row["trigger_id"],
                                           "tenant_id": row["tenant_id"], "op": op})
 

@@ -170,6 +170,7 @@ def put(
     if not isinstance(encrypted, bool):
         raise ValidationError("Invalid encrypted flag", {"encrypted": "must be true or false"})
     ensure_storable(value, "value")
+    stored: dict[str, Any]
     if encrypted:
         ciphertext, key_id = cipher.encrypt(value, aad=aad(tenant_id, key))
         # SQL NULL, not JSON null: the encrypted_shape check constraint insists on it.

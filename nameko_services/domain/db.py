@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, RowMapping, create_engine
+
+# A row as the domain hands it around: as read (`.mappings()`: SQLAlchemy's RowMapping, whose
+# keys may be columns as well as names, so no Mapping[str, Any] to a type checker) or copied
+# into a dict.
+Row: TypeAlias = Mapping[str, Any] | RowMapping
 
 
 def make_engine(url: str, pool_size: int = 10) -> Engine:

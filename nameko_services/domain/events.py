@@ -50,9 +50,9 @@ def create(
         )
         .returning(events)
     )
-    row = conn.execute(stmt).mappings().one_or_none()
-    if row is not None:
-        return dict(row), True
+    inserted = conn.execute(stmt).mappings().one_or_none()
+    if inserted is not None:
+        return dict(inserted), True
     existing = conn.execute(
         select(events).where(
             events.c.trigger_id == trigger["id"], events.c.idempotency_key == idempotency_key

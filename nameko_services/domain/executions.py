@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from . import audit
 from . import parameters as params_mod
-from .db import isoformat
+from .db import Row, isoformat
 from .errors import NotFoundError, ValidationError
 from .models import executions
 from .states import TERMINAL_STATES, TIMESTAMP_COLUMN, ExecutionStatus, sources_of
@@ -160,7 +160,7 @@ def get(conn: Connection, tenant_id: int | None, execution_id: int) -> dict[str,
     return dict(row)
 
 
-def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+def to_api(row: Row) -> dict[str, Any]:
     """api.md's `execution` object; secret parameters shown as "***"."""
     return {
         "id": row["id"],

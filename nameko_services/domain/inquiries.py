@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator, SchemaError
 from sqlalchemy import Connection, func, insert, select, text, update
 
 from . import audit
-from .db import isoformat
+from .db import Row, isoformat
 from .errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from .models import executions, inquiries, users
 from .states import ExecutionStatus, InquiryStatus, Role
@@ -22,7 +22,7 @@ from .states import ExecutionStatus, InquiryStatus, Role
 I = InquiryStatus  # noqa: E741
 
 
-def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+def to_api(row: Row) -> dict[str, Any]:
     """api.md's `inquiry` object (plus `roles`)."""
     return {
         "id": row["id"],

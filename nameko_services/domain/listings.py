@@ -5,17 +5,20 @@ Newest first (`created_at` desc, then `id` desc) with exact totals, as api.md's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, RowMapping, Table, func, select
 
 from . import events as events_mod
 from . import executions as executions_mod
 from .models import events, executions
 
 
-def _page(conn: Connection, table: Table, where: list, limit: int, offset: int) -> tuple[list, int]:
+def _page(
+    conn: Connection, table: Table, where: list, limit: int, offset: int
+) -> tuple[Sequence[RowMapping], int]:
     total = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
     rows = conn.execute(
         select(table).where(*where)

@@ -32,7 +32,7 @@ from .catalog import (
     newest_first,
     visible,
 )
-from .db import isoformat
+from .db import Row, isoformat
 from .errors import ConflictError, ForbiddenError, ValidationError
 from .models import actions, packs, rules, sensors, triggers
 from .pack_loader import Item, PackDefinition
@@ -64,7 +64,7 @@ def _children(conn: Connection, pack_ids: list[int]) -> dict[int, dict[str, list
 
 
 def to_api(
-    row: Mapping[str, Any], children: Mapping[str, list[str]], tenant_id: int | None
+    row: Row, children: Mapping[str, list[str]], tenant_id: int | None
 ) -> dict[str, Any]:
     """The API shape; where the pack lives on the server is shown only to its owner."""
     data = {
@@ -117,7 +117,7 @@ def find_own(conn: Connection, tenant_id: int | None, ref: str) -> dict[str, Any
     return dict(row) if row else None
 
 
-def _sync_triggers(conn: Connection, pack: Mapping[str, Any], items: list[Item],
+def _sync_triggers(conn: Connection, pack: Row, items: list[Item],
                    actor: Actor) -> tuple[list[Change], list[dict[str, Any]]]:
     existing = {r["ref"]: dict(r) for r in conn.execute(
         select(triggers).where(triggers.c.pack_id == pack["id"])).mappings()}
@@ -135,7 +135,7 @@ def _sync_triggers(conn: Connection, pack: Mapping[str, Any], items: list[Item],
     return changes, list(existing.values())
 
 
-def _sync_actions(conn: Connection, pack: Mapping[str, Any], items: list[Item],
+def _sync_actions(conn: Connection, pack: Row, items: list[Item],
                   actor: Actor) -> list[dict[str, Any]]:
     existing = {r["ref"]: dict(r) for r in conn.execute(
         select(actions).where(actions.c.pack_id == pack["id"])).mappings()}
@@ -150,13 +150,13 @@ def _sync_actions(conn: Connection, pack: Mapping[str, Any], items: list[Item],
     return list(existing.values())
 
 
-def _record_sensor(conn: Connection, row: Mapping[str, Any], op: str, actor: Actor) -> None:
+def _record_sensor(conn: Connection, row: Row, op: str, actor: Actor) -> None:
     audit.record(conn, tenant_id=row["tenant_id"], actor_type=actor.type, actor=actor.name,
                  action=f"sensor.{op}", entity_type="sensor", entity_id=row["id"],
                  details={"ref": row["ref"]})
 
 
-def _sync_sensors(conn: Connection, pack: Mapping[str, Any], items: list[Item],
+def _sync_sensors(conn: Connection, pack: Row, items: list[Item],
                   actor: Actor) -> list[dict[str, Any]]:
     existing = {r["ref"]: dict(r) for r in conn.execute(
         select(sensors).where(sensors.c.pack_id == pack["id"])).mappings()}
@@ -180,7 +180,7 @@ def _sync_sensors(conn: Connection, pack: Mapping[str, Any], items: list[Item],
     return list(existing.values())
 
 
-def _sync_rules(conn: Connection, pack: Mapping[str, Any], items: list[Item],
+def _sync_rules(conn: Connection, pack: Row, items: list[Item],
                 actor: Actor) -> tuple[list[Change], list[dict[str, Any]]]:
     tenant_id = pack["tenant_id"]
     if items and tenant_id is None:
@@ -206,7 +206,7 @@ def _sync_rules(conn: Connection, pack: Mapping[str, Any], items: list[Item],
     return changes, list(existing.values())
 
 
-def _sync(conn: Connection, pack: Mapping[str, Any], definition: PackDefinition,
+def _sync(conn: Connection, pack: Row, definition: PackDefinition,
           actor: Actor) -> list[Change]:
     """Make the pack's rows match the definition; the changes to publish."""
     changes, stale_triggers = _sync_triggers(conn, pack, definition.triggers, actor)
@@ -226,7 +226,7 @@ def _sync(conn: Connection, pack: Mapping[str, Any], definition: PackDefinition,
     return changes
 
 
-def _pack_changed(row: Mapping[str, Any], op: str) -> Change:
+def _pack_changed(row: Row, op: str) -> Change:
     return Change(messages.PACK_CHANGED,
                   {"pack_id": row["id"], "tenant_id": row["tenant_id"], "op": op})
 
@@ -240,7 +240,7 @@ def initial_env_status(definition: PackDefinition) -> str:
     return "ready"
 
 
-def _apply(conn: Connection, pack: Mapping[str, Any], definition: PackDefinition, op: str,
+def _apply(conn: Connection, pack: Row, definition: PackDefinition, op: str,
            actor: Actor) -> Outcome:
     source = str(definition.root) if definition.root is not None else None
     row = conn.execute(

@@ -29,7 +29,7 @@ from .catalog import (
     rule_changed,
     writable_pack,
 )
-from .db import isoformat
+from .db import Row, isoformat
 from .errors import ConflictError, NotFoundError, ValidationError
 from .models import actions, rules, triggers
 
@@ -101,7 +101,7 @@ def _joined() -> Select[Any]:
     )
 
 
-def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+def to_api(row: Row) -> dict[str, Any]:
     """The API shape; `trigger` and `action` are the refs, beside their ids."""
     return {
         "id": row["id"],

@@ -14,8 +14,8 @@ from runners.container_policy import ContainerPolicy, check_user, memory_bytes
 from runners.destinations import DestinationPolicy
 from runners.sandbox import LIMIT_KEYS, Limits
 
-from ..config import PROJECT_ROOT
 from .errors import ConfigurationError
+from .paths import PROJECT_ROOT
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from .catalog import (
     visible,
     writable_pack,
 )
-from .db import isoformat
+from .db import Row, isoformat
 from .errors import ConflictError, ValidationError
 from .models import rules, triggers
 from .states import TIMER_TYPES, TriggerType
@@ -156,7 +156,7 @@ def to_api(
     return data
 
 
-def changed(row: Mapping[str, Any], op: str) -> Change:
+def changed(row: Row, op: str) -> Change:
     return Change(messages.TRIGGER_CHANGED,
                   {"trigger_id": row["id"], "tenant_id": row["tenant_id"], "op": op})
 
@@ -177,7 +177,7 @@ def find(conn: Connection, tenant_id: int | None, ref: str) -> dict[str, Any] | 
 
 def resolve(conn: Connection, tenant_id: int | None, value: Any, field: str) -> dict[str, Any]:
     """A trigger named by id or ref in a request body; unknown is 422 naming the field."""
-    row = None
+    row: Row | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         row = conn.execute(
             select(triggers).where(triggers.c.id == value, visible(triggers, tenant_id))
@@ -239,7 +239,7 @@ def update_row(
     ).mappings().one())
 
 
-def record(conn: Connection, row: Mapping[str, Any], op: str, actor: Actor) -> Change:
+def record(conn: Connection, row: Row, op: str, actor: Actor) -> Change:
     """Audit a trigger change and return the news to publish after commit."""
     audit.record(conn, tenant_id=row["tenant_id"], actor_type=actor.type, actor=actor.name,
                  action=f"trigger.{op}", entity_type="trigger", entity_id=row["id"],

@@ -99,7 +99,7 @@ def login(conn: Connection, username: str, password: str, *, offload: Offload) -
         offload(verify_password, None, password)  # same work as a real miss
         raise UnauthorizedError("Invalid username or password")
     row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
-    if not offload(verify_password, row["password_hash"] if row else None, password):
+    if not offload(verify_password, row["password_hash"] if row else None, password) or row is None:
         raise UnauthorizedError("Invalid username or password")
     return dict(row)
 

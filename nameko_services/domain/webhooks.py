@@ -47,7 +47,9 @@ class Sender:
 
 
 def token_matches(expected: str | None, presented: str) -> bool:
-    return bool(expected) and hmac.compare_digest(expected.encode(), presented.encode())
+    if not expected:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
 
 
 def signature_matches(secret: str | None, raw_body: bytes, header: str) -> bool:

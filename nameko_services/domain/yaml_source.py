@@ -68,9 +68,11 @@ class _Loader(yaml.SafeLoader):
     """Safe loading with timestamps kept as text: definitions are stored as JSON."""
 
 
-_Loader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
-)
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 def _check_json(data: Any, path: str, doc: YamlFile) -> None:

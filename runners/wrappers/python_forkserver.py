@@ -146,6 +146,7 @@ class Server:
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
+        self._wake_r = wake_r
         self._wake_w = wake_w  # kept open for the life of the server
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -160,7 +161,7 @@ class Server:
                 elif key.data == "reap":
                     while True:
                         try:
-                            if not key.fileobj.recv(4096):
+                            if not self._wake_r.recv(4096):
                                 break
                         except BlockingIOError:
                             break

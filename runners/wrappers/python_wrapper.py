@@ -16,6 +16,10 @@ import json
 import os
 import sys
 
+TYPE_CHECKING = False  # typing's flag without importing typing (mypy reads it the same way)
+if TYPE_CHECKING:
+    from types import CodeType
+
 WRAPPER_FILE = os.path.abspath(__file__)
 SDK_DIR = os.path.join(os.path.dirname(os.path.dirname(WRAPPER_FILE)), "sdk", "python")
 # Frames of these files are the platform's, not the action's: left out of tracebacks.
@@ -68,7 +72,7 @@ def _print_traceback(exc: BaseException) -> None:
     traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
 
 
-def _load_module(entry: str, code: object) -> object:
+def _load_module(entry: str, code: CodeType) -> object:
     module = type(sys)("__attune_action__")
     module.__file__ = entry
     sys.modules[module.__name__] = module
@@ -99,6 +103,7 @@ def run_action(result_fd: int, entry: str) -> int:
         with open(entry, "rb") as handle:
             source = handle.read()
         tree = compile(source, entry, "exec", ast.PyCF_ONLY_AST)
+        assert isinstance(tree, ast.Module)  # mode "exec" parses to a Module
         if not _defines_run(tree):
             import runpy
 

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 SDK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -52,6 +53,7 @@ def load_sensor_class(entry_point: str, ref: str) -> type:
 
 def build(cls: type, config: dict) -> Any:
     """`cls(config)` when the constructor takes an argument, else `cls()` plus `.config`."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):

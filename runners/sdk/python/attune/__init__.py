@@ -16,6 +16,10 @@ from __future__ import annotations
 import json
 
 # No `typing` import: every python action loads this module, so it stays cheap.
+TYPE_CHECKING = False  # typing's flag without importing typing (mypy reads it the same way)
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["AttuneError", "DatastoreError", "WebhookError", "context", "datastore", "params",
            "secrets", "webhooks"]
 
@@ -111,7 +115,7 @@ datastore = _Datastore()
 webhooks = _Webhooks()
 
 
-def _configure(document: dict[str, object]) -> None:
+def _configure(document: dict[str, Any]) -> None:
     """Called once by the wrapper with the stdin document, before the action is imported."""
     params.clear()
     params.update(document.get("parameters") or {})
@@ -154,7 +158,7 @@ def _connection() -> object:
                                       timeout=_TIMEOUT_SECONDS)
 
 
-def _request(method: str, path: str, payload: object = None) -> tuple[int, object]:
+def _request(method: str, path: str, payload: object = None) -> tuple[int, Any]:
     headers = {"Accept": "application/json", "Authorization": f"Bearer {context.get('token')}"}
     data = None
     if payload is not None:
@@ -171,7 +175,7 @@ def _request(method: str, path: str, payload: object = None) -> tuple[int, objec
         connection.close()  # type: ignore[attr-defined]
 
 
-def _json(raw: bytes) -> object:
+def _json(raw: bytes) -> Any:  # whatever JSON the gateway sent
     try:
         return json.loads(raw) if raw else None
     except ValueError:
