@@ -6,8 +6,6 @@ attached (issue #14)."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,8 @@ import pytest
 from runners import sandbox as sandboxes
 from runners.base import Outcome
 from runners.process import exceeded_limit
-from runners.sandbox import Limits, SandboxError
+from runners.sandbox import Limits
 from runners.shell import ShellRunner
-from tests.support.e2e import wait_until
 
 LIMITS = Limits(memory_mb=256, processes=16, file_size_mb=4, tmp_mb=8)
 PROCESSES = "process limit (16 processes) exceeded"
@@ -95,23 +92,3 @@ def test_writing_outside_tmp_and_home_fails_read_only(write, limited, pack_dir):
         f"{made}/hostile Read-only file system", "/tmp/ok ok", "/home/attune/ok ok", ""]
     assert not (pack_dir / "hostile").exists() and not (made / "hostile").exists()
 
-
-def test_the_loopback_wait_returns_once_it_is_up_and_fails_when_it_never_is():
-    with subprocess.Popen(["unshare", "--net", "sleep", "30"]) as down:
-        try:
-            wait_until(lambda: Path(f"/proc/{down.pid}/comm").read_text() == "sleep\n",
-                       timeout=5, interval=0.01, message="unshare to make its namespace")
-            started = time.monotonic()
-            with pytest.raises(SandboxError, match="loopback never came up"):
-                sandboxes._wait_for_loopback(down.pid, time.monotonic() + 0.3)
-            assert time.monotonic() - started >= 0.3  # it waited for it
-        finally:
-            down.kill()
-    with subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up && sleep 30"]) \
-            as up:
-        try:
-            sandboxes._wait_for_loopback(up.pid, time.monotonic() + 5)
-        finally:
-            up.kill()
-    with pytest.raises(SandboxError, match="exited before"):
-        sandboxes._wait_for_loopback(up.pid, time.monotonic() + 1)
