@@ -145,14 +145,16 @@ _FORK_REFUSED = re.compile(
     r"|fork\w*\([^\n]*\n(\s*\^+\n)?BlockingIOError: \[Errno 11\]")
 # ENOSPC: only the sandbox's /tmp and home are writable, and their size is the tmp_mb limit.
 _DISK_FULL = re.compile(r"No space left on device", re.IGNORECASE)
+# EMFILE: RLIMIT_NOFILE (python, node and shells all print the C library's message).
+_TOO_MANY_FILES = re.compile(r"Too many open files|\bEMFILE\b")
 # EFBIG: python ignores SIGXFSZ, so RLIMIT_FSIZE shows as an error instead of a signal.
 _FILE_TOO_LARGE = re.compile(r"File too large", re.IGNORECASE)
 
 
 def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | None:
     """Which sandbox limit ended a failed run, if one did: a signal that means one (CPU time,
-    file size), or what programs print when the kernel refused memory, a process, disk space
-    or file size."""
+    file size), or what programs print when the kernel refused memory, a process, disk space,
+    file size or another open file."""
     if request.sandbox is None:
         return None
     limits = request.sandbox.limits
@@ -167,6 +169,8 @@ def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | No
         return f"disk space limit ({limits.tmp_mb} MB, each of /tmp and home) exceeded"
     if _FILE_TOO_LARGE.search(tail):
         return f"file size limit ({limits.file_size_mb} MB) exceeded"
+    if _TOO_MANY_FILES.search(tail):
+        return f"open files limit ({limits.open_files} files) exceeded"
     return None
 
 

@@ -721,6 +721,21 @@ EXHAUST = {
             dd if=/dev/zero of="$folder/filler" bs=1M
         """,
     },
+    "file hoarder": {
+        "python": """
+            def run():
+                hoard = []
+                while True:
+                    hoard.append(open("/dev/null"))
+        """,
+        "node": """
+            const fs = require('fs');
+            module.exports = { run: async () => {
+              for (;;) fs.openSync('/dev/null', 'r');
+            } };
+        """,
+        "shell": "while :; do exec {fd}</dev/null || exit 1; done\n",
+    },
 }
 # Small limits, each under the operator's maximum, and the message naming the one exceeded.
 EXHAUST_CASES = [
@@ -729,12 +744,14 @@ EXHAUST_CASES = [
     ("disk filler", {"tmp_mb": 8}, {"where": "tmp"}, "disk space limit (8 MB"),
     ("disk filler", {"tmp_mb": 8}, {"where": "home"}, "disk space limit (8 MB"),
     ("disk filler", {"file_size_mb": 4}, {"where": "tmp"}, "file size limit (4 MB) exceeded"),
+    ("file hoarder", {"open_files": 32}, {}, "open files limit (32 files) exceeded"),
 ]
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize(("attempt", "limits", "parameters", "message"), EXHAUST_CASES,
-                         ids=["fork_bomb", "memory_hog", "tmp_filler", "home_filler", "big_file"])
+                         ids=["fork_bomb", "memory_hog", "tmp_filler", "home_filler", "big_file",
+                              "file_hoarder"])
 def test_exhausting_a_limit_fails_the_run_as_resource_limit_and_the_next_run_succeeds(
     tenant, health, runner, attempt, limits, parameters, message
 ):

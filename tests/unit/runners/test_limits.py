@@ -20,6 +20,7 @@ LIMITS = Limits(memory_mb=256, processes=16, file_size_mb=4, tmp_mb=8)
 PROCESSES = "process limit (16 processes) exceeded"
 DISK = "disk space limit (8 MB, each of /tmp and home) exceeded"
 FILE_SIZE = "file size limit (4 MB) exceeded"
+OPEN_FILES = f"open files limit ({LIMITS.open_files} files) exceeded"
 
 
 @pytest.fixture
@@ -47,6 +48,8 @@ def limited(make_request):
     ("OSError: [Errno 27] File too large\n", FILE_SIZE),  # python ignores SIGXFSZ
     ("Error: EFBIG: file too large, write\n", FILE_SIZE),  # node
     ("MemoryError\n", "memory limit (256 MB) exceeded"),
+    ("OSError: [Errno 24] Too many open files: '/tmp/f'\n", OPEN_FILES),  # python
+    ("Error: EMFILE: too many open files, open '/tmp/f'\n", OPEN_FILES),  # node
     # Not a limit: EAGAIN from a non-blocking socket, an ordinary error.
     ('    sock.recv(10)\nBlockingIOError: [Errno 11] Resource temporarily unavailable\n', None),
     ("ValueError: nope\n", None),
