@@ -174,6 +174,15 @@ def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | No
     return None
 
 
+def _sandbox_failure(request: RunRequest, exit_code: int, stderr: str) -> str | None:
+    """bwrap's own complaint when it could not build the sandbox (a folder its uid cannot
+    traverse, say): the platform's fault, not the action's. A run printing the same only
+    mislabels its own failure."""
+    if request.sandbox is None or exit_code != 1 or not stderr.startswith("bwrap: "):
+        return None
+    return f"the sandbox could not be made: {stderr.splitlines()[0].removeprefix('bwrap: ')}"
+
+
 def _decode(data: bytes, cut: bool) -> str:
     """UTF-8 text; a cut may split a character, whose partial bytes are dropped."""
     if not cut:
@@ -421,6 +430,8 @@ class ProcessRunner:
             exceeded = exceeded_limit(request, exit_code, stderr)
             if exceeded:
                 err_doc = error("resource_limit", exceeded)
+            elif sandbox_failure := _sandbox_failure(request, exit_code, stderr):
+                err_doc = error("sandbox_unavailable", sandbox_failure)
             elif exit_code == 0:
                 err_doc = problem or reported
             elif reported:

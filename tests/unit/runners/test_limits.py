@@ -95,3 +95,18 @@ def test_writing_outside_tmp_and_home_fails_read_only(write, limited, pack_dir):
         f"{made}/hostile Read-only file system", "/tmp/ok ok", "/home/attune/ok ok", ""]
     assert not (pack_dir / "hostile").exists() and not (made / "hostile").exists()
 
+
+
+def test_a_pack_folder_the_sandbox_cannot_reach_is_the_platforms_failure(write, make_request,
+                                                                          pack_dir):
+    entry = write("actions/ok.sh", "echo never\n")
+    pack_dir.chmod(0o700)  # bwrap resolves what it binds as the sandbox's uid
+    try:
+        result = ShellRunner().run(dataclasses.replace(make_request(entry),
+                                                       runner_type="shell"))
+    finally:
+        pack_dir.chmod(0o755)
+    assert result.outcome is Outcome.FAILED, result
+    assert result.error["type"] == "sandbox_unavailable", result.error
+    assert result.error["message"].startswith("the sandbox could not be made: "), result.error
+    assert str(pack_dir) in result.error["message"] and "never" not in result.stdout
