@@ -32,7 +32,7 @@ apt_install() {
 # Every program the scripts, the README tour and the tests call, installed where missing (a
 # minimal Debian has none of them). Pairs of "command package".
 TOOLS=(
-  "curl curl" "pgrep procps" "flock util-linux" "python3 python3"
+  "curl curl" "pgrep procps" "flock util-linux" "python3 python3" "jq jq"
 )
 ensure_tools() {
   local pair missing=()

@@ -213,7 +213,8 @@ CONNECT = {
           printf 'PROBE\\t%s\\t%s\\n' "$label" "${outcome:-Connection timed out}"
         done
         token=$(printf '%s' "$document" | jq -r .context.token)
-        api() { curl -s --unix-socket /run/attune/api.sock -H "Authorization: Bearer $token" \\
+        sock=$(printf '%s' "$document" | jq -r .context.api_socket)
+        api() { curl -s --unix-socket "$sock" -H "Authorization: Bearer $token" \\
                   -H 'Content-Type: application/json' "$@"; }
         api -d "{\\"key\\": \\"$ATTUNE_PARAM_KEY\\", \\"value\\": \\"$ATTUNE_PARAM_VALUE\\"}" \\
             http://attune/api/v1/datastore >/dev/null

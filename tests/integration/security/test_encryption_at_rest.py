@@ -233,7 +233,8 @@ def test_the_rotate_keys_command_reports_and_exits_zero_when_done(
                                                     key_id=key_id))
     keys = tmp_path / "keys.env"
     keys.write_text(f"ATTUNE_JWT_SECRET={config['ATTUNE']['jwt_secret']}\n"
-                    f"ATTUNE_ENCRYPTION_KEYS={rotating}\n")
+                    f"ATTUNE_ENCRYPTION_KEYS={rotating}\n"
+                    "ATTUNE_DATABASE_PASSWORD=unused\nATTUNE_AMQP_PASSWORD=unused\n")
     monkeypatch.setenv("ATTUNE_KEYS_FILE", str(keys))
     monkeypatch.setenv("ATTUNE_DATABASE_URL", config["ATTUNE"]["database_url"])
 
