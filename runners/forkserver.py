@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ MAX_SERVERS = 8
 CLOSE_WAIT_SECONDS = 5.0
 # An interpreter whose new server failed its first launch is run cold for this long.
 BROKEN_SECONDS = 60.0
+
+
+# The result pipe's number in a forked child (python_forkserver.py's RESULT_FD).
+RESULT_FD = 3
+# What a fork server's own environment holds: nothing of any run.
+SERVER_VARIABLES = ("PATH", "HOME", "TMPDIR", "LANG")
 
 
 class ForkServerUnavailable(Exception):
@@ -157,15 +163,18 @@ class ForkServer:
     def launch(
         self, cwd: str, env: Mapping[str, str], entry: str, stdio: tuple[int, int, int, int],
         on_exit: Callable[[], None], rlimits: Mapping[str, tuple[int, int]],
+        argv: Sequence[str] | None = None,
     ) -> ForkedProcess:
-        """Fork a child running `entry` with (stdin, stdout, stderr, result) as its fds 0-3
-        and `rlimits` (resource.RLIMIT_* name → (soft, hard)) set before it starts.
+        """Fork a child running `entry` (or executing `argv`: a shell or node run) with
+        (stdin, stdout, stderr, result) as its fds 0-3 and `rlimits` (resource.RLIMIT_* name →
+        (soft, hard)) set before it starts.
 
         The caller keeps its copies of the four fds until this returns, so that a failure
         leaves them usable for the cold path.
         """
         message = json.dumps({"cwd": cwd, "env": dict(env), "entry": entry,
-                              "rlimits": dict(rlimits)}).encode()
+                              "rlimits": dict(rlimits),
+                              "argv": list(argv) if argv else None}).encode()
         reply, theirs = socket.socketpair()
         try:
             try:
@@ -272,14 +281,15 @@ SERVERS = ForkServers()
 def launch(
     sandbox: Sandbox, interpreter: str, server_env: Mapping[str, str], env: Mapping[str, str],
     entry: str, stdio: tuple[int, int, int, int], on_exit: Callable[[], None],
+    argv: Sequence[str] | None = None,
 ) -> ForkedProcess:
-    """Fork `entry` from this process's server for `sandbox` and `interpreter`, in
+    """Fork `entry` (or `argv`) from this process's server for `sandbox` and `interpreter`, in
     `sandbox.cwd` with `sandbox.limits` (one retry if the server had died)."""
     for attempt in (1, 2):
         server = SERVERS.get(sandbox, interpreter, server_env)
         try:
             return server.launch(sandbox.cwd, env, entry, stdio, on_exit,
-                                 sandbox.limits.rlimits())
+                                 sandbox.limits.rlimits(), argv)
         except RunnerError:
             SERVERS.discard(server)  # stuck: the next run gets a new server
             raise

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import sandbox
+from . import forkserver, sandbox
 from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
+from .environments import find_python
 from .sandbox import Sandbox
 
 CHUNK = 64 * 1024
@@ -174,13 +175,19 @@ def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | No
     return None
 
 
+# bwrap's own complaint (exit 1), and a warm server's child that could not enter the run's
+# folder (python_forkserver.py, exit 70).
+_SANDBOX_COMPLAINTS = {(1, "bwrap: "), (70, "attune ")}
+
+
 def _sandbox_failure(request: RunRequest, exit_code: int, stderr: str) -> str | None:
     """bwrap's own complaint when it could not build the sandbox (a folder its uid cannot
     traverse, say): the platform's fault, not the action's. A run printing the same only
     mislabels its own failure."""
-    if request.sandbox is None or exit_code != 1 or not stderr.startswith("bwrap: "):
+    if request.sandbox is None or (exit_code, stderr[:7]) not in _SANDBOX_COMPLAINTS:
         return None
-    return f"the sandbox could not be made: {stderr.splitlines()[0].removeprefix('bwrap: ')}"
+    said = stderr.splitlines()[0].partition(": ")[2]
+    return f"the sandbox could not be made: {said}"
 
 
 def _decode(data: bytes, cut: bool) -> str:
@@ -220,6 +227,9 @@ class ProcessRunner:
 
     #: Whether the child gets a result pipe (the wrappers write {"output"} or {"error"} to it).
     uses_result_pipe = True
+    #: Whether a run starts as a fork of its sandbox's warm server that executes the command
+    #: (no new sandbox per run), falling back to a fresh sandbox when no server can take it.
+    warm_exec = False
 
     def __init__(self) -> None:
         self._canceled = threading.Event()
@@ -241,10 +251,35 @@ class ProcessRunner:
         """Start `argv` in the request's sandbox with (stdin, stdout, stderr, result) as its
         pipes. The cold path, a fresh sandbox per run; the caller closes its copies of `stdio`.
         """
+        if self.warm_exec and (warm := self._start_warm(request, env, stdio)) is not None:
+            return warm
         stdin, stdout, stderr, result = stdio
         return sandbox.spawn(sandbox_of(request, argv[0]), argv, env, stdin=stdin, stdout=stdout,
                              stderr=stderr, pass_fds=(result,) if result is not None else (),
                              on_exit=self._wake.set)
+
+    def _start_warm(self, request: RunRequest, env: dict[str, str],
+                    stdio: tuple[int, int, int, int | None]) -> Child | None:
+        """Fork the sandbox's warm server (the worker's own python, pid 1 of a sandbox kept
+        per tenant, pack and limits, as python actions use) and execute the command there;
+        None when no server could take the run."""
+        server_python = find_python()
+        stdin, stdout, stderr, result = stdio
+        argv = self.command(request, forkserver.RESULT_FD if result is not None else None)
+        box = sandbox_of(request, server_python)
+        extra = tuple(p for p in sandbox.installation_of(argv[0]) if p not in box.read_only)
+        box = dataclasses.replace(box, read_only=(*box.read_only, *extra))
+        server_env = {k: v for k, v in env.items() if k in forkserver.SERVER_VARIABLES}
+        # A run without a result pipe gets /dev/null there (the server hands on four fds).
+        target = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if result is None else result
+        try:
+            return forkserver.launch(box, server_python, server_env, env, "",
+                                     (stdin, stdout, stderr, target), self._wake.set, argv=argv)
+        except forkserver.ForkServerUnavailable:
+            return None
+        finally:
+            if result is None:
+                os.close(target)
 
     # -- the Runner protocol ------------------------------------------------------------------
     def cancel(self) -> None:

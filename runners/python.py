@@ -12,8 +12,6 @@ from .environments import find_python
 from .process import Child, ProcessRunner, sandbox_of
 
 WRAPPER = Path(__file__).resolve().parent / "wrappers" / "python_wrapper.py"
-# What a fork server's own environment holds: nothing of any run.
-SERVER_VARIABLES = ("PATH", "HOME", "TMPDIR", "LANG")
 
 
 class PythonRunner(ProcessRunner):
@@ -44,7 +42,7 @@ class PythonRunner(ProcessRunner):
     ) -> Child:
         stdin, stdout, stderr, result = stdio
         assert result is not None and request.entry_point is not None
-        server_env = {k: v for k, v in env.items() if k in SERVER_VARIABLES}
+        server_env = {k: v for k, v in env.items() if k in forkserver.SERVER_VARIABLES}
         try:
             return forkserver.launch(
                 sandbox_of(request, argv[0]), argv[0], server_env, env,

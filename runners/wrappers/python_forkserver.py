@@ -57,6 +57,8 @@ MAX_MESSAGE = 1 << 20
 SERVER_PID = os.getpid()  # often 1: the server may be its sandbox's init
 FDS_PER_RUN = 5
 RESULT_FD = 3
+# The exit code of a child that could not become the run (process.py: sandbox_unavailable).
+SANDBOX_FAILED = 70
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -91,12 +93,22 @@ def _child(request: dict, fds: list[int], work: str) -> None:
         for source, target in ((stdin, 0), (stdout, 1), (stderr, 2), (result, RESULT_FD)):
             os.dup2(source, target)
         os.closerange(RESULT_FD + 1, os.sysconf("SC_OPEN_MAX"))
-        os.chdir(request["cwd"])
+        try:
+            os.chdir(request["cwd"])
+        except OSError as exc:  # the platform's fault (a folder closed to the sandbox's uid)
+            print(f"attune sandbox: cannot enter {request['cwd']}: {exc.strerror}",
+                  file=sys.stderr, flush=True)
+            os._exit(SANDBOX_FAILED)
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ.update({"HOME": work, "TMPDIR": work})
         tempfile.tempdir = None
         _limit(request.get("rlimits") or {})
+        if request.get("argv"):  # a shell or node run: this sandbox's warm start, then exec
+            for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+                signal.signal(number, signal.SIG_DFL)  # python's own choices, not the action's
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            os.execve(request["argv"][0], request["argv"], os.environ)  # noqa: S606 - argv as the cold path runs it
         try:
             code = python_wrapper.run_action(RESULT_FD, request["entry"])
         except SystemExit as exc:

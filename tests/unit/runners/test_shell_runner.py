@@ -62,3 +62,26 @@ def test_killed_by_a_signal_is_reported_with_the_signal_name(write, make_request
     assert result.outcome is Outcome.FAILED
     assert result.exit_code == -9
     assert result.error == {"type": "killed", "message": "Action was killed by signal SIGKILL"}
+
+
+def test_runs_of_one_sandbox_fork_from_its_warm_server_not_a_new_sandbox_each(write,
+                                                                            make_request):
+    # Inside, pid 1 is the sandbox's warm server (python_forkserver.py) and the run its child;
+    # a second run finds the same server (same start time), so no sandbox was made for it.
+    entry = write("actions/who.sh", """
+        #!/bin/bash
+        read -r -a stat < /proc/1/stat
+        echo "$$ $PPID $(tr '\\0' ' ' < /proc/1/cmdline) ${stat[21]}"
+    """)
+    seen = [run(make_request(entry, runner_type="shell")).stdout.split() for _ in range(2)]
+    for pid, parent, *server, started in seen:
+        assert pid != "1" and parent == "1", seen
+        assert any(word.endswith("python_forkserver.py") for word in server), seen
+    assert seen[0][-1] == seen[1][-1], seen
+
+
+def test_sigpipe_is_the_scripts_default_again_after_the_warm_server(write, make_request):
+    # python ignores SIGPIPE and SIGXFSZ; an action forked from it must not inherit that.
+    entry = write("actions/pipe.sh", "#!/bin/bash\ngrep -E 'SigIgn' /proc/self/status\n")
+    ignored = int(run(make_request(entry, runner_type="shell")).stdout.split()[1], 16)
+    assert not ignored & (1 << (13 - 1)) and not ignored & (1 << (25 - 1)), hex(ignored)
