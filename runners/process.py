@@ -137,8 +137,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 # What interpreters print when an allocation fails under RLIMIT_DATA.
-_OUT_OF_MEMORY = ("MemoryError", "JavaScript heap out of memory",
-                  "Fatal process out of memory", "Cannot allocate memory", "memory exhausted")
+_OUT_OF_MEMORY = ("MemoryError", "JavaScript heap out of memory", "Cannot allocate memory",
+                  "memory exhausted")
+# V8's fatal reports of a failed allocation vary with where it failed ("Fatal process out of
+# memory: ...", "Oilpan: Out of memory", a `FATAL` with "out of memory" in it).
+_V8_OUT_OF_MEMORY = re.compile(r"out of memory", re.IGNORECASE)
 # What programs print when a new process is refused under RLIMIT_NPROC: bash, dash, node's
 # child_process, and python's os.fork/subprocess (a BlockingIOError raised from a fork).
 _FORK_REFUSED = re.compile(
@@ -162,7 +165,7 @@ def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | No
     if exit_code < 0 and (found := limits.exceeded(-exit_code)):
         return found
     tail = stderr[-4096:]
-    if any(marker in tail for marker in _OUT_OF_MEMORY):
+    if any(marker in tail for marker in _OUT_OF_MEMORY) or _V8_OUT_OF_MEMORY.search(tail):
         return f"memory limit ({limits.memory_mb} MB) exceeded"
     if _FORK_REFUSED.search(tail):
         return f"process limit ({limits.processes} processes) exceeded"

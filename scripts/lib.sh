@@ -139,8 +139,37 @@ ensure_database() {
 
 rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
+# RabbitMQ's AMQP listener on loopback only: nothing of the platform's infrastructure answers
+# on the host's other addresses (Debian's default is all of them), which an operator may open
+# to sandboxes for a service of theirs (PostgreSQL's Debian default is localhost already).
+# epmd and the Erlang distribution port are left as configured: moving them can change the
+# node's name and so its data. Returns 0 when the configuration had to change.
+RABBITMQ_CONF_DIR="${RABBITMQ_CONF_DIR:-/etc/rabbitmq}"
+RABBITMQ_LINES=(
+  "rabbitmq.conf|listeners.tcp.local = 127.0.0.1:5672"
+)
+rabbitmq_on_loopback() {
+  local entry file line changed=1
+  for entry in "${RABBITMQ_LINES[@]}"; do
+    file="$RABBITMQ_CONF_DIR/${entry%%|*}" line="${entry#*|}"
+    if ! grep -qxF "$line" "$file" 2>/dev/null; then
+      say "RabbitMQ on loopback only: $line ($file)"
+      [ "${line#listeners.tcp}" = "$line" ] || $SUDO sed -i '/^listeners\.tcp\./d' "$file" 2>/dev/null || true
+      printf '%s\n' "$line" | $SUDO tee -a "$file" >/dev/null
+      changed=0
+    fi
+  done
+  return "$changed"
+}
+
 ensure_rabbitmq() {
   command -v rabbitmq-server >/dev/null || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
+  need_root_or_sudo "configuring RabbitMQ"
+  if rabbitmq_on_loopback && rabbit_up; then
+    say "restarting RabbitMQ on loopback"
+    $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true
+    for _ in $(seq 1 60); do rabbit_up || break; sleep 0.5; done
+  fi
   if ! rabbit_up; then
     say "starting RabbitMQ"
     need_root_or_sudo "starting RabbitMQ"

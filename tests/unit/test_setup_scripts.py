@@ -54,3 +54,14 @@ def test_the_readme_tour_that_fresh_check_runs_is_found():
     assert done.stdout.startswith("# 1.") and "```" not in done.stdout
     assert "attune create-user" in done.stdout and "/auth/login" in done.stdout
     assert "/api/v1/executions" in done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the RabbitMQ configuration is root's")
+def test_rabbitmq_is_configured_to_listen_on_loopback_only(tmp_path):
+    (tmp_path / "rabbitmq.conf").write_text("listeners.tcp.default = 5672\nloopback_users = none\n")
+    snippet = f'RABBITMQ_CONF_DIR="{tmp_path}"; need_root_or_sudo x; '
+    first = lib_sh(snippet + "if rabbitmq_on_loopback; then echo changed; else echo same; fi")
+    again = lib_sh(snippet + "if rabbitmq_on_loopback; then echo changed; else echo same; fi")
+    assert (first.stdout, again.stdout) == ("changed\n", "same\n"), first.stderr + again.stderr
+    assert (tmp_path / "rabbitmq.conf").read_text() == (
+        "loopback_users = none\nlisteners.tcp.local = 127.0.0.1:5672\n")

@@ -74,7 +74,7 @@ def test_runs_of_one_sandbox_fork_from_its_warm_server_not_a_new_sandbox_each(wr
         echo "$$ $PPID $(tr '\\0' ' ' < /proc/1/cmdline) ${stat[21]}"
     """)
     seen = [run(make_request(entry, runner_type="shell")).stdout.split() for _ in range(2)]
-    for pid, parent, *server, started in seen:
+    for pid, parent, *server, _started in seen:
         assert pid != "1" and parent == "1", seen
         assert any(word.endswith("python_forkserver.py") for word in server), seen
     assert seen[0][-1] == seen[1][-1], seen
