@@ -151,8 +151,14 @@ _FORK_REFUSED = re.compile(
 _DISK_FULL = re.compile(r"No space left on device", re.IGNORECASE)
 # EMFILE: RLIMIT_NOFILE (python, node and shells all print the C library's message).
 _TOO_MANY_FILES = re.compile(r"Too many open files|\bEMFILE\b")
-# EFBIG: python ignores SIGXFSZ, so RLIMIT_FSIZE shows as an error instead of a signal.
-_FILE_TOO_LARGE = re.compile(r"File too large", re.IGNORECASE)
+# EFBIG: python ignores SIGXFSZ, so RLIMIT_FSIZE shows as an error instead of a signal; a
+# shell reports its child's SIGXFSZ ("File size limit exceeded") and exits 153 itself.
+_FILE_TOO_LARGE = re.compile(r"File too large|File size limit exceeded", re.IGNORECASE)
+# A shell's report of its child's SIGXCPU.
+_CPU_EXCEEDED = re.compile(r"CPU time limit exceeded")
+# V8 ends a failed allocation under RLIMIT_DATA with a fatal error (SIGTRAP or SIGABRT) whose
+# wording varies with where it failed.
+_V8_FATAL = re.compile(r"^# Fatal error in ", re.MULTILINE)
 
 
 def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | None:
@@ -165,8 +171,11 @@ def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | No
     if exit_code < 0 and (found := limits.exceeded(-exit_code)):
         return found
     tail = stderr[-4096:]
-    if any(marker in tail for marker in _OUT_OF_MEMORY) or _V8_OUT_OF_MEMORY.search(tail):
+    if any(marker in tail for marker in _OUT_OF_MEMORY) or _V8_OUT_OF_MEMORY.search(tail) or (
+            exit_code in (-signal.SIGTRAP, -signal.SIGABRT) and _V8_FATAL.search(stderr)):
         return f"memory limit ({limits.memory_mb} MB) exceeded"
+    if _CPU_EXCEEDED.search(tail) and limits.cpu_seconds is not None:
+        return f"CPU time limit ({limits.cpu_seconds} s) exceeded"
     if _FORK_REFUSED.search(tail):
         return f"process limit ({limits.processes} processes) exceeded"
     if _DISK_FULL.search(tail):

@@ -49,6 +49,7 @@ def limited(make_request):
     ("OSError: [Errno 27] File too large\n", FILE_SIZE),  # python ignores SIGXFSZ
     ("Error: EFBIG: file too large, write\n", FILE_SIZE),  # node
     ("MemoryError\n", "memory limit (256 MB) exceeded"),
+    ("action.sh: line 2:     5 File size limit exceededdd if=/dev/zero of=f\n", FILE_SIZE),
     ("OSError: [Errno 24] Too many open files: '/tmp/f'\n", OPEN_FILES),  # python
     ("Error: EMFILE: too many open files, open '/tmp/f'\n", OPEN_FILES),  # node
     # Not a limit: EAGAIN from a non-blocking socket, an ordinary error.
@@ -57,6 +58,12 @@ def limited(make_request):
 ])
 def test_what_a_refused_resource_prints_names_the_limit(limited, stderr, expected):
     assert exceeded_limit(limited(), 1, stderr) == expected
+
+
+def test_v8s_fatal_error_under_a_memory_limit_is_the_memory_limit(limited):
+    stderr = "\n\n#\n# Fatal error in , line 0\n# Check failed: allocation.\n#\n"
+    assert exceeded_limit(limited(), -5, stderr) == "memory limit (256 MB) exceeded"
+    assert exceeded_limit(limited(), 1, stderr) is None  # not a crash: not V8's fatal end
 
 
 def test_a_signal_still_names_its_limit_first(limited):
