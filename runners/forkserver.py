@@ -46,8 +46,8 @@ BROKEN_SECONDS = 60.0
 
 # The result pipe's number in a forked child (python_forkserver.py's RESULT_FD).
 RESULT_FD = 3
-# What a fork server's own environment holds: nothing of any run.
-SERVER_VARIABLES = ("PATH", "HOME", "TMPDIR", "LANG")
+# What a fork server's own environment holds of a run's: nothing particular to that run.
+_SERVER_VARIABLES = ("PATH", "HOME", "TMPDIR", "LANG")
 
 
 class ForkServerUnavailable(Exception):
@@ -279,12 +279,14 @@ SERVERS = ForkServers()
 
 
 def launch(
-    sandbox: Sandbox, interpreter: str, server_env: Mapping[str, str], env: Mapping[str, str],
-    entry: str, stdio: tuple[int, int, int, int], on_exit: Callable[[], None],
+    sandbox: Sandbox, interpreter: str, env: Mapping[str, str], entry: str,
+    stdio: tuple[int, int, int, int], on_exit: Callable[[], None],
     argv: Sequence[str] | None = None,
 ) -> ForkedProcess:
     """Fork `entry` (or `argv`) from this process's server for `sandbox` and `interpreter`, in
-    `sandbox.cwd` with `sandbox.limits` (one retry if the server had died)."""
+    `sandbox.cwd` with `sandbox.limits` and the run's `env` (a server started for it gets only
+    PATH, HOME, TMPDIR and LANG of it); one retry if the server had died."""
+    server_env = {name: value for name, value in env.items() if name in _SERVER_VARIABLES}
     for attempt in (1, 2):
         server = SERVERS.get(sandbox, interpreter, server_env)
         try:

@@ -23,8 +23,6 @@ def _node_binary() -> str | None:
 class NodeRunner(ProcessRunner):
     """Runs `await run(params)` of `module.exports` or the module as a script."""
 
-    warm_exec = True
-
     def command(self, request: RunRequest, result_fd: int | None) -> list[str]:
         if request.entry_point is None:
             raise RunnerError("invalid_action", "A node action needs an entry point or code")

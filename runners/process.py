@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from . import forkserver, sandbox
 from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
@@ -44,14 +44,15 @@ def truncation_marker(limit: int) -> str:
     return f"... (output truncated after {limit} bytes)"
 
 
-def sandbox_of(request: RunRequest, interpreter: str | None = None) -> Sandbox:
+def sandbox_of(request: RunRequest, *programs: str) -> Sandbox:
     """The request's sandbox with the request's working directory, the wrappers and SDKs, and
-    `interpreter`'s installation when it lives outside /usr; tenant code never runs without
+    each program's installation when it lives outside /usr; tenant code never runs without
     one."""
     if request.sandbox is None:
         raise RunnerError("sandbox_unavailable",
                           f"{request.action_ref}: no sandbox was given for this run")
-    shown = [*sandbox.RUNTIME, *(sandbox.installation_of(interpreter) if interpreter else ())]
+    shown = [*sandbox.RUNTIME, *(p for program in programs
+                                 for p in sandbox.installation_of(program))]
     extra = tuple(p for p in shown if p not in request.sandbox.read_only)
     return dataclasses.replace(request.sandbox, cwd=str(request.working_dir),
                                read_only=(*request.sandbox.read_only, *extra))
@@ -136,12 +137,11 @@ def _write_all(fd: int, data: bytes) -> None:
             os.close(fd)
 
 
-# What interpreters print when an allocation fails under RLIMIT_DATA.
-_OUT_OF_MEMORY = ("MemoryError", "JavaScript heap out of memory", "Cannot allocate memory",
-                  "memory exhausted")
-# V8's fatal reports of a failed allocation vary with where it failed ("Fatal process out of
-# memory: ...", "Oilpan: Out of memory", a `FATAL` with "out of memory" in it).
-_V8_OUT_OF_MEMORY = re.compile(r"out of memory", re.IGNORECASE)
+# What interpreters print when an allocation fails under RLIMIT_DATA: python's MemoryError,
+# the C library's ENOMEM, and "out of memory" in any case (node's "JavaScript heap out of
+# memory", V8's "Fatal process out of memory: ...", "Oilpan: Out of memory").
+_OUT_OF_MEMORY = re.compile(r"MemoryError|Cannot allocate memory|memory exhausted"
+                            r"|(?i:out of memory)")
 # What programs print when a new process is refused under RLIMIT_NPROC: bash, dash, node's
 # child_process, and python's os.fork/subprocess (a BlockingIOError raised from a fork).
 _FORK_REFUSED = re.compile(
@@ -171,7 +171,7 @@ def exceeded_limit(request: RunRequest, exit_code: int, stderr: str) -> str | No
     if exit_code < 0 and (found := limits.exceeded(-exit_code)):
         return found
     tail = stderr[-4096:]
-    if any(marker in tail for marker in _OUT_OF_MEMORY) or _V8_OUT_OF_MEMORY.search(tail) or (
+    if _OUT_OF_MEMORY.search(tail) or (
             exit_code in (-signal.SIGTRAP, -signal.SIGABRT) and _V8_FATAL.search(stderr)):
         return f"memory limit ({limits.memory_mb} MB) exceeded"
     if _CPU_EXCEEDED.search(tail) and limits.cpu_seconds is not None:
@@ -234,14 +234,20 @@ class Child(Protocol):
         """After the leader exited: kill what is left of the group, reap, the exit code."""
 
 
+class WarmStart(NamedTuple):
+    """How a run starts from its sandbox's warm server: the server's interpreter, and either the
+    python `entry` its child runs itself or the `argv` the child executes."""
+
+    interpreter: str
+    entry: str
+    argv: list[str] | None
+
+
 class ProcessRunner:
     """Base of the process runners: subclasses say which command and environment to use."""
 
     #: Whether the child gets a result pipe (the wrappers write {"output"} or {"error"} to it).
     uses_result_pipe = True
-    #: Whether a run starts as a fork of its sandbox's warm server that executes the command
-    #: (no new sandbox per run), falling back to a fresh sandbox when no server can take it.
-    warm_exec = False
 
     def __init__(self) -> None:
         self._canceled = threading.Event()
@@ -256,37 +262,39 @@ class ProcessRunner:
         """The child's whole environment (nothing is inherited)."""
         return base_environment(request)
 
+    def warm_start(self, request: RunRequest, argv: list[str]) -> WarmStart:
+        """A server of the worker's own python whose child executes the command (its result
+        pipe, if any, is fd 3 there)."""
+        result_fd = forkserver.RESULT_FD if self.uses_result_pipe else None
+        return WarmStart(find_python(), "", self.command(request, result_fd))
+
     def start(
         self, request: RunRequest, argv: list[str], env: dict[str, str],
         stdio: tuple[int, int, int, int | None],
     ) -> Child:
         """Start `argv` in the request's sandbox with (stdin, stdout, stderr, result) as its
-        pipes. The cold path, a fresh sandbox per run; the caller closes its copies of `stdio`.
-        """
-        if self.warm_exec and (warm := self._start_warm(request, env, stdio)) is not None:
+        pipes: a fork of the sandbox's warm server, or, when none can take it, a fresh sandbox
+        of its own. The caller closes its copies of `stdio`."""
+        if (warm := self._start_warm(request, argv, env, stdio)) is not None:
             return warm
         stdin, stdout, stderr, result = stdio
         return sandbox.spawn(sandbox_of(request, argv[0]), argv, env, stdin=stdin, stdout=stdout,
                              stderr=stderr, pass_fds=(result,) if result is not None else (),
                              on_exit=self._wake.set)
 
-    def _start_warm(self, request: RunRequest, env: dict[str, str],
+    def _start_warm(self, request: RunRequest, argv: list[str], env: dict[str, str],
                     stdio: tuple[int, int, int, int | None]) -> Child | None:
-        """Fork the sandbox's warm server (the worker's own python, pid 1 of a sandbox kept
-        per tenant, pack and limits, as python actions use) and execute the command there;
-        None when no server could take the run."""
-        server_python = find_python()
+        """Fork the warm server of the run's sandbox (its pid 1, kept per tenant, pack,
+        environment and limits); None when no server could take the run."""
+        warm = self.warm_start(request, argv)
+        box = sandbox_of(request, warm.interpreter, *(warm.argv or [])[:1])
         stdin, stdout, stderr, result = stdio
-        argv = self.command(request, forkserver.RESULT_FD if result is not None else None)
-        box = sandbox_of(request, server_python)
-        extra = tuple(p for p in sandbox.installation_of(argv[0]) if p not in box.read_only)
-        box = dataclasses.replace(box, read_only=(*box.read_only, *extra))
-        server_env = {k: v for k, v in env.items() if k in forkserver.SERVER_VARIABLES}
         # A run without a result pipe gets /dev/null there (the server hands on four fds).
         target = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if result is None else result
         try:
-            return forkserver.launch(box, server_python, server_env, env, "",
-                                     (stdin, stdout, stderr, target), self._wake.set, argv=argv)
+            return forkserver.launch(box, warm.interpreter, env, warm.entry,
+                                     (stdin, stdout, stderr, target), self._wake.set,
+                                     argv=warm.argv)
         except forkserver.ForkServerUnavailable:
             return None
         finally:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import forkserver
 from .base import RunnerError, RunRequest
 from .environments import find_python
-from .process import Child, ProcessRunner, sandbox_of
+from .process import ProcessRunner, WarmStart
 
 WRAPPER = Path(__file__).resolve().parent / "wrappers" / "python_wrapper.py"
 
@@ -36,17 +35,6 @@ class PythonRunner(ProcessRunner):
         return [self.interpreter(request), "-I", "-B", str(WRAPPER), str(result_fd),
                 str(request.entry_point)]
 
-    def start(
-        self, request: RunRequest, argv: list[str], env: dict[str, str],
-        stdio: tuple[int, int, int, int | None],
-    ) -> Child:
-        stdin, stdout, stderr, result = stdio
-        assert result is not None and request.entry_point is not None
-        server_env = {k: v for k, v in env.items() if k in forkserver.SERVER_VARIABLES}
-        try:
-            return forkserver.launch(
-                sandbox_of(request, argv[0]), argv[0], server_env, env,
-                str(request.entry_point), (stdin, stdout, stderr, result), self._wake.set,
-            )
-        except forkserver.ForkServerUnavailable:
-            return super().start(request, argv, env, stdio)
+    def warm_start(self, request: RunRequest, argv: list[str]) -> WarmStart:
+        """The pack environment's interpreter runs the wrapper in the forked child itself."""
+        return WarmStart(argv[0], str(request.entry_point), None)

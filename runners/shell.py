@@ -51,8 +51,6 @@ def _shebang(path: Path) -> list[str] | None:
 class ShellRunner(ProcessRunner):
     """Runs the script with its shebang interpreter (bash when it has none)."""
 
-    warm_exec = True
-
     uses_result_pipe = False
 
     def command(self, request: RunRequest, result_fd: int | None) -> list[str]:

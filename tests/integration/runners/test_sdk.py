@@ -110,6 +110,15 @@ def test_node_sdk_get_set_delete(folder, datastore_server):
                            "encrypted": False, "ttl_seconds": 30}
 
 
+def assert_fired_as_execution_7(result, server: dict) -> None:
+    """The run returned the event the stub made, after one POST with the execution's token."""
+    assert result.outcome is Outcome.SUCCEEDED, result
+    assert result.output == {"event_id": 1012, "trigger_id": 12}
+    (call,) = server["calls"]
+    assert call[:2] == ("POST", "/api/v1/webhooks/12") and call[3] == {"sent_by": 7}
+    assert call[2]["Authorization"] == "Bearer exec-token-7"
+
+
 def test_python_sdk_fires_a_webhook_with_the_execution_token(folder, datastore_server):
     source = """
         import attune
@@ -117,11 +126,7 @@ def test_python_sdk_fires_a_webhook_with_the_execution_token(folder, datastore_s
             return attune.webhooks.fire(12, {"sent_by": attune.context["execution_id"]})
     """
     result = PythonRunner().run(request(folder, "a.py", source, datastore_server, "python"))
-    assert result.outcome is Outcome.SUCCEEDED, result
-    assert result.output == {"event_id": 1012, "trigger_id": 12}
-    (call,) = datastore_server["calls"]
-    assert call[:2] == ("POST", "/api/v1/webhooks/12") and call[3] == {"sent_by": 7}
-    assert call[2]["Authorization"] == "Bearer exec-token-7"
+    assert_fired_as_execution_7(result, datastore_server)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -132,11 +137,7 @@ def test_node_sdk_fires_a_webhook_with_the_execution_token(folder, datastore_ser
           attune.webhooks.fire(12, { sent_by: attune.context.execution_id });
     """
     result = NodeRunner().run(request(folder, "a.js", source, datastore_server, "node"))
-    assert result.outcome is Outcome.SUCCEEDED, result
-    assert result.output == {"event_id": 1012, "trigger_id": 12}
-    (call,) = datastore_server["calls"]
-    assert call[:2] == ("POST", "/api/v1/webhooks/12") and call[3] == {"sent_by": 7}
-    assert call[2]["Authorization"] == "Bearer exec-token-7"
+    assert_fired_as_execution_7(result, datastore_server)
 
 
 def test_a_run_reaches_the_gateway_socket_made_again_after_its_sandbox(folder):
