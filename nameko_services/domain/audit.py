@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import CTE, ColumnElement, Connection, String, insert, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from .db import isoformat
 from .models import audit_log
@@ -33,6 +34,38 @@ def record(
             details=details or {},
         )
     )
+
+
+def logged_for(
+    changed: CTE,
+    *,
+    actor_type: str,
+    actor: str,
+    action: str | ColumnElement[Any],
+    entity_type: str,
+    details: ColumnElement[Any],
+) -> CTE:
+    """One entry per row of `changed` (a data-modifying CTE with `tenant_id` and `id`), as a
+    CTE to attach to the statement that made the change: the entry costs no round trip of its
+    own and, as with `record`, exists iff the change does."""
+    if isinstance(action, str):
+        action = literal(action, String)
+    return (
+        insert(audit_log)
+        .from_select(
+            ["tenant_id", "actor_type", "actor", "action", "entity_type", "entity_id", "details"],
+            select(
+                changed.c.tenant_id, literal(actor_type, String), literal(actor, String), action,
+                literal(entity_type, String), changed.c.id.cast(String), details,
+            ),
+        )
+        .cte(f"logged_{changed.name}")
+    )
+
+
+def details_of(fixed: dict[str, Any]) -> ColumnElement[Any]:
+    """`fixed` as a jsonb value, to merge (`||`) into details computed in SQL."""
+    return literal(fixed, JSONB)
 
 
 def list_entries(

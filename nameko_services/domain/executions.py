@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, String, case, func, insert, literal, select, update
 
 from . import audit
 from . import parameters as params_mod
@@ -62,32 +62,31 @@ def create(
     if status is S.FAILED:
         timestamps["finished_at"] = func.now()
     retry = action.get("retry") or {}
-    row = (
-        conn.execute(
-            insert(executions)
-            .values(
-                tenant_id=tenant_id,
-                action_id=action["id"],
-                action_ref=action["ref"],
-                status=status.value,
-                parameters=values,
-                secret_parameters=params_mod.secret_names(declared),
-                result=result,
-                max_attempts=links.pop("max_attempts", None) or int(retry.get("max_attempts", 1)),
-                **timestamps,
-                **links,
-            )
-            .returning(executions)
+    made = (
+        insert(executions)
+        .values(
+            tenant_id=tenant_id,
+            action_id=action["id"],
+            action_ref=action["ref"],
+            status=status.value,
+            parameters=values,
+            secret_parameters=params_mod.secret_names(declared),
+            result=result,
+            max_attempts=links.pop("max_attempts", None) or int(retry.get("max_attempts", 1)),
+            **timestamps,
+            **links,
         )
-        .mappings()
-        .one()
+        .returning(executions)
+        .cte("made")
     )
-    audit.record(
-        conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
-        action="execution.created", entity_type="execution", entity_id=row["id"],
-        details={"action_ref": row["action_ref"], "status": row["status"],
-                 "parent_execution_id": row["parent_execution_id"]},
+    logged = audit.logged_for(
+        made, actor_type=actor_type, actor=actor, action="execution.created",
+        entity_type="execution",
+        details=func.jsonb_build_object(
+            "action_ref", made.c.action_ref, "status", made.c.status,
+            "parent_execution_id", made.c.parent_execution_id),
     )
+    row = conn.execute(select(made).add_cte(logged)).mappings().one()
     if status is S.FAILED:
         audit.record(
             conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
@@ -119,7 +118,7 @@ def transition(
         .where(executions.c.id == execution_id)
         .scalar_subquery()
     )
-    stmt = (
+    moved = (
         update(executions)
         .where(executions.c.id == execution_id, executions.c.status.in_(allowed))
         .values(
@@ -129,23 +128,24 @@ def transition(
             **fields,
         )
         .returning(executions, previous.label("previous"))
+        .cte("moved")
     )
-    row = conn.execute(stmt).mappings().one_or_none()
-    if row is None:
-        return None
-    audit.record(
-        conn, tenant_id=row["tenant_id"], actor_type=actor_type, actor=actor,
-        action=audit_action(target, row["previous"]), entity_type="execution",
-        entity_id=execution_id, details={"from": row["previous"], **(details or {})},
+    logged = audit.logged_for(
+        moved, actor_type=actor_type, actor=actor, action=audit_action(target, moved.c.previous),
+        entity_type="execution",
+        details=func.jsonb_build_object("from", moved.c.previous).op("||")(
+            audit.details_of(details or {})),
     )
-    return dict(row)
+    row = conn.execute(select(moved).add_cte(logged)).mappings().one_or_none()
+    return None if row is None else dict(row)
 
 
-def audit_action(target: ExecutionStatus, previous: str | None) -> str:
-    """api.md's audit names: `execution.<status>`, but entering running is `started` (or
-    `resumed` after a pause)."""
+def audit_action(target: ExecutionStatus, previous: Any) -> Any:
+    """api.md's audit names, as SQL over the status left (`previous`): `execution.<status>`,
+    but entering running is `started` (or `resumed` after a pause)."""
     if target is S.RUNNING:
-        return "execution.resumed" if previous == S.PAUSED else "execution.started"
+        return case((previous == S.PAUSED.value, literal("execution.resumed", String)),
+                    else_=literal("execution.started", String))
     return f"execution.{target.value}"
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from runners import get_runner
@@ -39,39 +39,71 @@ _TARGETS = {Outcome.SUCCEEDED: S.SUCCEEDED, Outcome.FAILED: S.FAILED, Outcome.CA
 def handle_scheduled(
     platform: Platform, runtime: Runtime, dispatch: Dispatch, payload: Mapping[str, Any]
 ) -> dict[str, Any] | None:
-    """Run one EXECUTION_SCHEDULED message; returns the final row, or None if not ours."""
+    """Run one EXECUTION_SCHEDULED message; returns the final row, or None if not ours.
+
+    The claim and the reads that prepare the run share one transaction (a database error in
+    either leaves the execution `scheduled`: the message is retried or the sweep re-sends it).
+    """
     execution_id = int(payload["execution_id"])
-    with transaction(platform.engine) as conn:
-        claimed = executions.transition(
-            conn, execution_id, S.RUNNING, expected=[S.SCHEDULED],
-            actor_type="worker", actor=runtime.name, worker=runtime.name,
-        )
-    if claimed is None:
+    ready: preparation.Prepared | RunResult | None = None
+    try:
+        with transaction(platform.engine) as conn:
+            claimed = executions.transition(
+                conn, execution_id, S.RUNNING, expected=[S.SCHEDULED],
+                actor_type="worker", actor=runtime.name, worker=runtime.name,
+            )
+            if claimed is not None:
+                ready = prepare_claimed(conn, platform, claimed)
+    except BaseException:
+        if isinstance(ready, preparation.Prepared):
+            ready.cleanup()
+        raise
+    if claimed is None or ready is None:
         log.debug("execution %s not claimable (taken, canceled or gone)", execution_id,
                   extra={"execution_id": execution_id})
         return None
     _publish(dispatch, claimed)
     with runtime.track(execution_id) as slot:
-        result = run_claimed(platform, claimed, slot)
+        result = run_claimed(platform, claimed, ready, slot)
     final = record(platform.engine, runtime.name, execution_id, result)
     if final is not None:
         _publish(dispatch, final)
     return final
 
 
-def run_claimed(platform: Platform, row: Mapping[str, Any], slot: Slot) -> RunResult:
-    """Prepare and run; never raises (a failure of ours becomes a failed result).
+def prepare_claimed(
+    conn: Connection, platform: Platform, row: Mapping[str, Any]
+) -> preparation.Prepared | RunResult:
+    """The run's request, or the failed result of an execution that cannot run here.
+
+    A database error propagates (the caller's transaction, claim included, rolls back).
+    """
+    try:
+        return preparation.prepare(conn, platform.settings, platform.cipher, row)
+    except preparation.Rejected as exc:
+        return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
+    except DBAPIError:
+        raise
+    except Exception as exc:
+        return _worker_error(row, exc, None)
+
+
+def run_claimed(
+    platform: Platform, row: Mapping[str, Any], ready: preparation.Prepared | RunResult,
+    slot: Slot,
+) -> RunResult:
+    """Run a prepared request; never raises (a failure of ours becomes a failed result).
 
     While the run's secrets are known, they are masked in this process's logs, and an error of
     ours is masked before it becomes the execution's result.
     """
-    prepared = None
+    if isinstance(ready, RunResult):
+        return ready
+    prepared = ready
     with contextlib.ExitStack() as scope:
+        scope.callback(prepared.cleanup)
         try:
-            with transaction(platform.engine) as conn:
-                prepared = preparation.prepare(conn, platform.settings, platform.cipher, row)
             scope.enter_context(log_masking.known(prepared.request.secret_values()))
-            scope.callback(prepared.cleanup)
             preparation.use_environment(prepared, platform.settings, platform.engine)
             runner = get_runner(prepared.runner_type)()
             slot.attach(runner)
@@ -79,13 +111,20 @@ def run_claimed(platform: Platform, row: Mapping[str, Any], slot: Slot) -> RunRe
         except preparation.Rejected as exc:
             return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
         except Exception as exc:
-            log.exception("worker error in execution %s", row["id"],
-                          extra={"execution_id": row["id"]})
-            message = f"{type(exc).__name__}: {exc}"
-            if prepared is not None:
-                message = prepared.request.masker().text(message)
-            return RunResult(outcome=Outcome.FAILED, error=error("worker_error", message))
+            return _worker_error(row, exc, prepared)
     raise AssertionError("unreachable")  # every path above returns
+
+
+def _worker_error(
+    row: Mapping[str, Any], exc: Exception, prepared: preparation.Prepared | None
+) -> RunResult:
+    """A failure of ours, logged, as the execution's (masked) failed result."""
+    log.exception("worker error in execution %s", row["id"], exc_info=exc,
+                  extra={"execution_id": row["id"]})
+    message = f"{type(exc).__name__}: {exc}"
+    if prepared is not None:
+        message = prepared.request.masker().text(message)
+    return RunResult(outcome=Outcome.FAILED, error=error("worker_error", message))
 
 
 def decide(current: str, result: RunResult) -> tuple[ExecutionStatus, dict[str, Any]]:
@@ -105,25 +144,23 @@ def decide(current: str, result: RunResult) -> tuple[ExecutionStatus, dict[str, 
 def record(
     engine: Engine, worker: str, execution_id: int, result: RunResult
 ) -> dict[str, Any] | None:
-    """running|canceling → terminal with the result; None if it was ended elsewhere."""
+    """running|canceling → terminal with the result; None if it was ended elsewhere.
+
+    Tried first as still `running` (one statement); only when that finds nothing is the
+    status read under a row lock, to end a `canceling` run as canceled.
+    """
     for attempt in range(1, RECORD_ATTEMPTS + 1):
         try:
             with transaction(engine) as conn:
+                final = _finish(conn, worker, execution_id, S.RUNNING, result)
+                if final is not None:
+                    return final
                 current = repository.lock_status(conn, execution_id)
-                if current not in (S.RUNNING, S.CANCELING):
+                if current != S.CANCELING:
                     log.info("execution %s already %s; result dropped", execution_id, current,
                              extra={"execution_id": execution_id})
                     return None
-                target, doc = decide(current, result)
-                return executions.transition(
-                    conn, execution_id, target, expected=[S(current)],
-                    actor_type="worker", actor=worker, result=storable(doc),
-                    details={
-                        "exit_code": doc["exit_code"],
-                        "error_type": (doc["error"] or {}).get("type"),
-                        "duration_ms": doc["duration_ms"],
-                    },
-                )
+                return _finish(conn, worker, execution_id, S.CANCELING, result)
         except DBAPIError:
             if attempt == RECORD_ATTEMPTS:
                 raise
@@ -131,6 +168,23 @@ def record(
                         attempt, exc_info=True, extra={"execution_id": execution_id})
             time.sleep(0.2 * 2**attempt)
     return None
+
+
+def _finish(
+    conn: Connection, worker: str, execution_id: int, current: ExecutionStatus,
+    result: RunResult,
+) -> dict[str, Any] | None:
+    """The terminal transition of a run that ended while `current`, if it still is."""
+    target, doc = decide(current, result)
+    return executions.transition(
+        conn, execution_id, target, expected=[current],
+        actor_type="worker", actor=worker, result=storable(doc),
+        details={
+            "exit_code": doc["exit_code"],
+            "error_type": (doc["error"] or {}).get("type"),
+            "duration_ms": doc["duration_ms"],
+        },
+    )
 
 
 def storable(value: Any) -> Any:

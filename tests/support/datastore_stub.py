@@ -75,6 +75,7 @@ def datastore_stub(socket_path: Path | None = None) -> Iterator[dict[str, Any]]:
 
     servers: list[socketserver.BaseServer] = [ThreadingHTTPServer(("127.0.0.1", 0), Handler)]
     if socket_path is not None:
+        socket_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         socket_path.unlink(missing_ok=True)
         servers.append(UnixHTTPServer(str(socket_path), Handler))
         socket_path.chmod(0o666)  # the sandbox's uid connects
