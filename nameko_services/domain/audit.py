@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, Connection, String, insert, literal, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import CTE, ColumnElement, Connection, String, bindparam, insert, literal, select
 
 from .db import isoformat
 from .models import audit_log
@@ -37,17 +36,13 @@ def record(
 
 
 def logged_for(
-    changed: CTE,
-    *,
-    actor_type: str,
-    actor: str,
-    action: str | ColumnElement[Any],
-    entity_type: str,
+    changed: CTE, *, action: str | ColumnElement[Any], entity_type: str,
     details: ColumnElement[Any],
 ) -> CTE:
     """One entry per row of `changed` (a data-modifying CTE with `tenant_id` and `id`), as a
     CTE to attach to the statement that made the change: the entry costs no round trip of its
-    own and, as with `record`, exists iff the change does."""
+    own and, as with `record`, exists iff the change does. The actor comes from the bound
+    values `audit_actor_type` and `audit_actor` (`actor_values`)."""
     if isinstance(action, str):
         action = literal(action, String)
     return (
@@ -55,17 +50,18 @@ def logged_for(
         .from_select(
             ["tenant_id", "actor_type", "actor", "action", "entity_type", "entity_id", "details"],
             select(
-                changed.c.tenant_id, literal(actor_type, String), literal(actor, String), action,
-                literal(entity_type, String), changed.c.id.cast(String), details,
+                changed.c.tenant_id, bindparam("audit_actor_type", type_=String),
+                bindparam("audit_actor", type_=String), action, literal(entity_type, String),
+                changed.c.id.cast(String), details,
             ),
         )
         .cte(f"logged_{changed.name}")
     )
 
 
-def details_of(fixed: dict[str, Any]) -> ColumnElement[Any]:
-    """`fixed` as a jsonb value, to merge (`||`) into details computed in SQL."""
-    return literal(fixed, JSONB)
+def actor_values(actor_type: str, actor: str) -> dict[str, str]:
+    """The bound values `logged_for` reads the actor from."""
+    return {"audit_actor_type": actor_type, "audit_actor": actor}
 
 
 def list_entries(

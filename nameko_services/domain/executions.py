@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, String, case, func, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    String,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from . import audit
 from . import parameters as params_mod
@@ -62,31 +75,21 @@ def create(
     if status is S.FAILED:
         timestamps["finished_at"] = func.now()
     retry = action.get("retry") or {}
-    made = (
-        insert(executions)
-        .values(
-            tenant_id=tenant_id,
-            action_id=action["id"],
-            action_ref=action["ref"],
-            status=status.value,
-            parameters=values,
-            secret_parameters=params_mod.secret_names(declared),
-            result=result,
-            max_attempts=links.pop("max_attempts", None) or int(retry.get("max_attempts", 1)),
-            **timestamps,
-            **links,
-        )
-        .returning(executions)
-        .cte("made")
-    )
-    logged = audit.logged_for(
-        made, actor_type=actor_type, actor=actor, action="execution.created",
-        entity_type="execution",
-        details=func.jsonb_build_object(
-            "action_ref", made.c.action_ref, "status", made.c.status,
-            "parent_execution_id", made.c.parent_execution_id),
-    )
-    row = conn.execute(select(made).add_cte(logged)).mappings().one()
+    columns = {
+        "tenant_id": tenant_id,
+        "action_id": action["id"],
+        "action_ref": action["ref"],
+        "status": status.value,
+        "parameters": values,
+        "secret_parameters": params_mod.secret_names(declared),
+        "result": result,
+        "max_attempts": links.pop("max_attempts", None) or int(retry.get("max_attempts", 1)),
+        **links,
+    }
+    row = conn.execute(
+        _create_statement(tuple(columns), status is S.FAILED),
+        {**_bound(columns), **audit.actor_values(actor_type, actor)},
+    ).mappings().one()
     if status is S.FAILED:
         audit.record(
             conn, tenant_id=tenant_id, actor_type=actor_type, actor=actor,
@@ -112,32 +115,77 @@ def transition(
     `UPDATE … WHERE id = :id AND status IN (:expected)` makes duplicated or late messages harmless.
     Returns the updated row plus `previous` (the status it left).
     """
-    allowed = [s.value for s in (expected if expected is not None else sources_of(target))]
+    allowed = tuple(s.value for s in (expected if expected is not None else sources_of(target)))
+    row = conn.execute(
+        _transition_statement(target, allowed, tuple(fields)),
+        {"execution_id": execution_id, "audit_details": details or {}, **_bound(fields),
+         **audit.actor_values(actor_type, actor)},
+    ).mappings().one_or_none()
+    return None if row is None else dict(row)
+
+
+def _bound(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values under the bind names `_column_values` gives them."""
+    return {f"v_{name}": value for name, value in values.items()}
+
+
+def _column_values(names: Iterable[str]) -> dict[str, Any]:
+    """A bind parameter per column (typed as the column, e.g. jsonb), named `v_<column>`."""
+    return {name: bindparam(f"v_{name}", type_=executions.c[name].type) for name in names}
+
+
+# The statements below are built once per shape and reused: building one (its CTE's column
+# collection above all) costs more CPU than executing it.
+@functools.cache
+def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
+    """INSERT of a new execution with the `execution.created` audit entry, in one statement."""
+    timestamps = {"requested_at": func.now()}
+    if failed:
+        timestamps["finished_at"] = func.now()
+    made = (
+        insert(executions)
+        .values(**_column_values(columns), **timestamps)
+        .returning(executions)
+        .cte("made")
+    )
+    logged = audit.logged_for(
+        made, action="execution.created", entity_type="execution",
+        details=func.jsonb_build_object(
+            "action_ref", made.c.action_ref, "status", made.c.status,
+            "parent_execution_id", made.c.parent_execution_id),
+    )
+    return select(made).add_cte(logged)
+
+
+@functools.cache
+def _transition_statement(
+    target: ExecutionStatus, allowed: tuple[str, ...], fields: tuple[str, ...]
+) -> Select[Any]:
+    """The conditional UPDATE with its audit entry (`from` the status left, merged with the
+    bound `audit_details`), in one statement; `previous` is read from the row before it."""
     previous = (
         select(executions.c.status)
-        .where(executions.c.id == execution_id)
+        .where(executions.c.id == bindparam("execution_id"))
         .scalar_subquery()
     )
     moved = (
         update(executions)
-        .where(executions.c.id == execution_id, executions.c.status.in_(allowed))
+        .where(executions.c.id == bindparam("execution_id"), executions.c.status.in_(allowed))
         .values(
             status=target.value,
             updated_at=func.now(),
             **{TIMESTAMP_COLUMN[target]: func.now()},
-            **fields,
+            **_column_values(fields),
         )
         .returning(executions, previous.label("previous"))
         .cte("moved")
     )
     logged = audit.logged_for(
-        moved, actor_type=actor_type, actor=actor, action=audit_action(target, moved.c.previous),
-        entity_type="execution",
+        moved, action=audit_action(target, moved.c.previous), entity_type="execution",
         details=func.jsonb_build_object("from", moved.c.previous).op("||")(
-            audit.details_of(details or {})),
+            bindparam("audit_details", type_=JSONB)),
     )
-    row = conn.execute(select(moved).add_cte(logged)).mappings().one_or_none()
-    return None if row is None else dict(row)
+    return select(moved).add_cte(logged)
 
 
 def audit_action(target: ExecutionStatus, previous: Any) -> Any:
