@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from .db import isoformat
@@ -71,16 +71,27 @@ def get(conn: Connection, tenant_id: int | None, event_id: int) -> dict[str, Any
     return dict(row)
 
 
-def mark_processed(conn: Connection, event_id: int, error: str | None = None) -> bool:
-    """Claim the event for rule evaluation; False when another executor already did."""
-    from sqlalchemy import update
+def claim(conn: Connection, tenant_id: int, event_id: int) -> dict[str, Any] | None:
+    """Mark the tenant's event processed and return it; None when another executor (or an
+    earlier delivery) already did, or there is no such event. One statement."""
+    row = conn.execute(
+        _CLAIM, {"b_event_id": event_id, "b_tenant_id": tenant_id}
+    ).mappings().one_or_none()
+    return dict(row) if row is not None else None
 
-    result = conn.execute(
-        update(events)
-        .where(events.c.id == event_id, events.c.processed_at.is_(None))
-        .values(processed_at=func.now(), error=error)
-    )
-    return result.rowcount == 1
+
+def refuse(conn: Connection, event_id: int, error: str) -> None:
+    """Store why a claimed event runs no rule."""
+    conn.execute(update(events).where(events.c.id == event_id).values(error=error))
+
+
+_CLAIM = (
+    update(events)
+    .where(events.c.id == bindparam("b_event_id"), events.c.tenant_id == bindparam("b_tenant_id"),
+           events.c.processed_at.is_(None))
+    .values(processed_at=func.now())
+    .returning(events)
+)
 
 
 def to_api(row: dict[str, Any]) -> dict[str, Any]:

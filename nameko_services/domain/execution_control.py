@@ -112,7 +112,7 @@ def cancel(conn: Connection, *, tenant_id: int, execution_id: int, actor: str) -
         if status is S.CANCELING:  # asked before: ask again (harmless), change nothing
             return Outcome(row, [cancel_request])
         target = S.CANCELED if status in CANCEL_AT_ONCE else S.CANCELING
-        extra = (
+        extra: dict[str, Any] = (
             {"result": executions.error_result("canceled", f"Canceled by {actor}")}
             if target is S.CANCELED and row["result"] is None else {}
         )

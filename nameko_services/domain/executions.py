@@ -24,8 +24,14 @@ from . import audit
 from . import parameters as params_mod
 from .db import Row, isoformat
 from .errors import NotFoundError, ValidationError
-from .models import executions
-from .states import TERMINAL_STATES, TIMESTAMP_COLUMN, ExecutionStatus, sources_of
+from .models import enforcements, executions
+from .states import (
+    TERMINAL_STATES,
+    TIMESTAMP_COLUMN,
+    EnforcementStatus,
+    ExecutionStatus,
+    sources_of,
+)
 
 S = ExecutionStatus
 
@@ -108,18 +114,21 @@ def transition(
     actor: str,
     expected: Iterable[ExecutionStatus] | None = None,
     details: dict[str, Any] | None = None,
+    enforcement: EnforcementStatus | None = None,
+    enforcement_error: str | None = None,
     **fields: Any,
 ) -> dict[str, Any] | None:
     """Conditionally move an execution to `target`; None when it was not in an allowed status.
 
     `UPDATE … WHERE id = :id AND status IN (:expected)` makes duplicated or late messages harmless.
-    Returns the updated row plus `previous` (the status it left).
+    Returns the updated row plus `previous` (the status it left). `enforcement`: move the
+    rule enforcement that made it (if any) on from `created` in the same statement.
     """
     allowed = tuple(s.value for s in (expected if expected is not None else sources_of(target)))
     row = conn.execute(
-        _transition_statement(target, allowed, tuple(fields)),
-        {"execution_id": execution_id, "audit_details": details or {}, **_bound(fields),
-         **audit.actor_values(actor_type, actor)},
+        _transition_statement(target, allowed, tuple(fields), enforcement),
+        {"b_execution_id": execution_id, "audit_details": details or {}, **_bound(fields),
+         "enforcement_error": enforcement_error, **audit.actor_values(actor_type, actor)},
     ).mappings().one_or_none()
     return None if row is None else dict(row)
 
@@ -135,7 +144,8 @@ def _column_values(names: Iterable[str]) -> dict[str, Any]:
 
 
 # The statements below are built once per shape and reused: building one (its CTE's column
-# collection above all) costs more CPU than executing it.
+# collection above all) costs more CPU than executing it. No bound name may equal a column
+# name of a table they change: SQLAlchemy would add it to that UPDATE's SET clause.
 @functools.cache
 def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
     """INSERT of a new execution with the `execution.created` audit entry, in one statement."""
@@ -154,23 +164,39 @@ def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
             "action_ref", made.c.action_ref, "status", made.c.status,
             "parent_execution_id", made.c.parent_execution_id),
     )
-    return select(made).add_cte(logged)
+    statement = select(made).add_cte(logged)
+    if "enforcement_id" in columns:  # the rule's enforcement names its execution (or failure)
+        failed_now = made.c.status == S.FAILED.value
+        statement = statement.add_cte(
+            update(enforcements)
+            .where(enforcements.c.id == made.c.enforcement_id)
+            .values(
+                execution_id=made.c.id, updated_at=func.now(),
+                status=case((failed_now, EnforcementStatus.FAILED.value),
+                            else_=enforcements.c.status),
+                error=case((failed_now, made.c.result["error"]["message"].astext),
+                           else_=enforcements.c.error),
+            )
+            .cte("linked")
+        )
+    return statement
 
 
 @functools.cache
 def _transition_statement(
-    target: ExecutionStatus, allowed: tuple[str, ...], fields: tuple[str, ...]
+    target: ExecutionStatus, allowed: tuple[str, ...], fields: tuple[str, ...],
+    enforcement: EnforcementStatus | None,
 ) -> Select[Any]:
     """The conditional UPDATE with its audit entry (`from` the status left, merged with the
     bound `audit_details`), in one statement; `previous` is read from the row before it."""
     previous = (
         select(executions.c.status)
-        .where(executions.c.id == bindparam("execution_id"))
+        .where(executions.c.id == bindparam("b_execution_id"))
         .scalar_subquery()
     )
     moved = (
         update(executions)
-        .where(executions.c.id == bindparam("execution_id"), executions.c.status.in_(allowed))
+        .where(executions.c.id == bindparam("b_execution_id"), executions.c.status.in_(allowed))
         .values(
             status=target.value,
             updated_at=func.now(),
@@ -185,7 +211,18 @@ def _transition_statement(
         details=func.jsonb_build_object("from", moved.c.previous).op("||")(
             bindparam("audit_details", type_=JSONB)),
     )
-    return select(moved).add_cte(logged)
+    statement = select(moved).add_cte(logged)
+    if enforcement is not None:
+        statement = statement.add_cte(
+            update(enforcements)
+            .where(enforcements.c.id == moved.c.enforcement_id,
+                   enforcements.c.status == EnforcementStatus.CREATED.value)
+            .values(status=enforcement.value, updated_at=func.now(),
+                    error=func.coalesce(bindparam("enforcement_error", type_=String),
+                                        enforcements.c.error))
+            .cte("enforced")
+        )
+    return statement
 
 
 def audit_action(target: ExecutionStatus, previous: Any) -> Any:

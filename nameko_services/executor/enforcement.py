@@ -1,6 +1,6 @@
 """Event → rule evaluations → enforcements → executions, in one transaction per event.
 
-The event is claimed first (`events.mark_processed`), so a redelivered message or a second
+The event is claimed first (`events.claim`), so a redelivered message or a second
 executor finds it processed and does nothing. New executions are planned (scheduled, fanned out
 or failed) in the same transaction; all news is published after commit, `created` first.
 """
@@ -17,8 +17,6 @@ from sqlalchemy import Connection, Engine
 from ..domain import datastore, events, executions, messages, rules, templating
 from ..domain.crypto import Cipher
 from ..domain.db import transaction
-from ..domain.errors import NotFoundError
-from ..domain.states import EnforcementStatus, ExecutionStatus
 from . import repository, scheduling
 from .news import Dispatch, Outgoing, created, send
 
@@ -45,15 +43,13 @@ def evaluate_event(
 
     An event deeper than `max_chain_depth` is claimed with its error stored and runs no rule.
     """
-    try:
-        event = events.get(conn, tenant_id, event_id)
-    except NotFoundError:
-        log.warning("event %s of tenant %s not found", event_id, tenant_id)
+    event = events.claim(conn, tenant_id, event_id)
+    if event is None:
+        log.debug("event %s of tenant %s: processed already, or not found", event_id, tenant_id)
         return []
     refused = chain_error(event, max_chain_depth)
-    if not events.mark_processed(conn, event_id, refused):
-        return []
     if refused is not None:
+        events.refuse(conn, event_id, refused)
         log.warning("event %s: %s", event_id, refused, extra={"tenant_id": tenant_id})
         return []
     if event["trigger_id"] is None:
@@ -66,11 +62,11 @@ def evaluate_event(
     planned: list[Outgoing] = []
     for rule in repository.enabled_rules(conn, tenant_id, event["trigger_id"]):
         decision = rules.decide(rule["criteria"], context)
-        repository.record_evaluation(
+        enforcement = repository.record_evaluation(
             conn, tenant_id, event_id, rule["id"], decision.matched, decision.error
         )
         if decision.matched:
-            enforced = _enforce(conn, rule, event, context)
+            enforced = _enforce(conn, rule, event, context, enforcement)
             execution = None
             if enforced is not None:
                 execution, action = enforced
@@ -92,27 +88,24 @@ def handle_event(
 
 
 def _enforce(
-    conn: Connection, rule: dict[str, Any], event: dict[str, Any], context: dict[str, Any]
+    conn: Connection, rule: dict[str, Any], event: dict[str, Any], context: dict[str, Any],
+    enforcement: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Create the enforcement and its execution: (execution, its action), or None when there
-    is no execution to run."""
+    """Create the execution of a new enforcement: (execution, its action), or None when there
+    is no execution to run (the enforcement records why)."""
     tenant_id = event["tenant_id"]
-    enforcement = repository.create_enforcement(conn, tenant_id, rule["id"], event["id"])
     if enforcement is None:  # this rule already enforced this event
         return None
     try:
         parameters = rules.render_parameters(rule["parameters"], context)
     except templating.TemplateError as exc:
-        repository.update_enforcement(
-            conn, tenant_id, enforcement["id"], status=EnforcementStatus.FAILED, error=str(exc)
-        )
+        repository.fail_enforcement(conn, tenant_id, enforcement["id"], str(exc))
         return None
     action = repository.action(conn, tenant_id, rule["action_id"])
     if action is None:
-        repository.update_enforcement(
-            conn, tenant_id, enforcement["id"], status=EnforcementStatus.FAILED,
-            error=f"Action {rule['action_id']} of rule {rule['ref']} not found",
-        )
+        repository.fail_enforcement(
+            conn, tenant_id, enforcement["id"],
+            f"Action {rule['action_id']} of rule {rule['ref']} not found")
         return None
     execution = executions.create(
         conn,
@@ -125,13 +118,7 @@ def _enforce(
         event_id=event["id"],
         enforcement_id=enforcement["id"],
         trigger_data=event["payload"],
-    )
-    failed = execution["status"] == ExecutionStatus.FAILED  # invalid parameters
-    repository.update_enforcement(
-        conn, tenant_id, enforcement["id"], execution_id=execution["id"],
-        status=EnforcementStatus.FAILED if failed else None,
-        error=(execution["result"] or {}).get("error", {}).get("message") if failed else None,
-    )
+    )  # links the enforcement to it (failed with the reason if the parameters are invalid)
     return execution, action
 
 

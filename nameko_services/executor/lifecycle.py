@@ -13,7 +13,6 @@ from sqlalchemy import Connection
 
 from ..domain import executions
 from ..domain.states import EnforcementStatus, ExecutionStatus
-from . import repository
 from .news import Outgoing, scheduled, status_changed
 
 S = ExecutionStatus
@@ -22,12 +21,10 @@ ACTOR = {"actor_type": "service", "actor": "executor"}
 
 def to_scheduled(conn: Connection, row: Mapping[str, Any]) -> list[Outgoing]:
     """requested → scheduled; the worker gets EXECUTION_SCHEDULED after the status change."""
-    moved = executions.transition(conn, row["id"], S.SCHEDULED, expected=[S.REQUESTED], **ACTOR)
+    moved = executions.transition(conn, row["id"], S.SCHEDULED, expected=[S.REQUESTED],
+                                  enforcement=EnforcementStatus.SCHEDULED, **ACTOR)
     if moved is None:
         return []
-    repository.update_enforcement(
-        conn, moved["tenant_id"], moved["enforcement_id"], status=EnforcementStatus.SCHEDULED
-    )
     return [status_changed(moved), scheduled(moved)]
 
 
@@ -35,14 +32,10 @@ def to_running(
     conn: Connection, row: Mapping[str, Any], state: dict[str, Any]
 ) -> dict[str, Any] | None:
     """requested → running for an execution the executor runs itself (a with-items parent)."""
-    moved = executions.transition(
-        conn, row["id"], S.RUNNING, expected=[S.REQUESTED], state=state, **ACTOR
+    return executions.transition(
+        conn, row["id"], S.RUNNING, expected=[S.REQUESTED], state=state,
+        enforcement=EnforcementStatus.SCHEDULED, **ACTOR
     )
-    if moved is not None:
-        repository.update_enforcement(
-            conn, moved["tenant_id"], moved["enforcement_id"], status=EnforcementStatus.SCHEDULED
-        )
-    return moved
 
 
 def fail(
@@ -63,14 +56,11 @@ def fail(
     result["error"].update(error_fields)
     moved = executions.transition(
         conn, row["id"], S.FAILED, expected=list(expected), result=result,
-        details={"error": result["error"]}, **ACTOR,
+        details={"error": result["error"]}, enforcement=EnforcementStatus.FAILED,
+        enforcement_error=message, **ACTOR,
     )
     if moved is None:
         return []
-    repository.update_enforcement(
-        conn, moved["tenant_id"], moved["enforcement_id"], status=EnforcementStatus.FAILED,
-        error=message,
-    )
     return [status_changed(moved)]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, or_, select, update
+from sqlalchemy import Connection, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..domain.models import actions, enforcements, executions, rule_evaluations, rules
@@ -17,13 +17,8 @@ from ..domain.states import EnforcementStatus
 
 def enabled_rules(conn: Connection, tenant_id: int, trigger_id: int) -> list[dict[str, Any]]:
     """The tenant's enabled rules on a trigger, oldest first."""
-    rows = conn.execute(
-        select(rules)
-        .where(rules.c.tenant_id == tenant_id, rules.c.trigger_id == trigger_id,
-               rules.c.enabled.is_(True))
-        .order_by(rules.c.id)
-    ).mappings()
-    return [dict(r) for r in rows]
+    rows = conn.execute(_ENABLED_RULES, {"tenant_id": tenant_id, "trigger_id": trigger_id})
+    return [dict(r) for r in rows.mappings()]
 
 
 def action(conn: Connection, tenant_id: int, action_id: int | None) -> dict[str, Any] | None:
@@ -31,60 +26,61 @@ def action(conn: Connection, tenant_id: int, action_id: int | None) -> dict[str,
     if action_id is None:
         return None
     row = conn.execute(
-        select(actions).where(
-            actions.c.id == action_id,
-            or_(actions.c.tenant_id == tenant_id, actions.c.tenant_id.is_(None)),
-        )
+        _ACTION, {"action_id": action_id, "tenant_id": tenant_id}
     ).mappings().one_or_none()
     return dict(row) if row is not None else None
 
 
 def record_evaluation(
     conn: Connection, tenant_id: int, event_id: int, rule_id: int, matched: bool, error: str | None
-) -> None:
-    conn.execute(
-        pg_insert(rule_evaluations)
-        .values(tenant_id=tenant_id, event_id=event_id, rule_id=rule_id, matched=matched,
-                error=error)
-        .on_conflict_do_nothing(index_elements=["event_id", "rule_id"])
-    )
-
-
-def create_enforcement(
-    conn: Connection, tenant_id: int, rule_id: int, event_id: int
 ) -> dict[str, Any] | None:
-    """Insert the enforcement of a match; None when this rule+event already has one."""
-    row = conn.execute(
-        pg_insert(enforcements)
-        .values(tenant_id=tenant_id, rule_id=rule_id, event_id=event_id)
-        .on_conflict_do_nothing(index_elements=["rule_id", "event_id"])
-        .returning(enforcements)
-    ).mappings().one_or_none()
+    """Record a rule's verdict on an event; a match also inserts its enforcement (same
+    statement), returned — None when unmatched or when this rule+event already has one."""
+    values = {"b_tenant_id": tenant_id, "b_event_id": event_id, "b_rule_id": rule_id,
+              "b_matched": matched, "b_error": error}
+    if not matched:
+        conn.execute(_EVALUATION, values)
+        return None
+    row = conn.execute(_MATCH, values).mappings().one_or_none()
     return dict(row) if row is not None else None
 
 
-def update_enforcement(
-    conn: Connection,
-    tenant_id: int,
-    enforcement_id: int | None,
-    *,
-    status: EnforcementStatus | None = None,
-    execution_id: int | None = None,
-    error: str | None = None,
-) -> None:
-    """Link an execution and/or move status on from `created` (a later duplicate is a no-op)."""
-    if enforcement_id is None:
-        return
-    values: dict[str, Any] = {"updated_at": func.now()}
-    where = [enforcements.c.id == enforcement_id, enforcements.c.tenant_id == tenant_id]
-    if execution_id is not None:
-        values["execution_id"] = execution_id
-    if status is not None:
-        values["status"] = status.value
-        where.append(enforcements.c.status == EnforcementStatus.CREATED.value)
-    if error is not None:
-        values["error"] = error
-    conn.execute(update(enforcements).where(*where).values(**values))
+# Built once and reused with bound values (building costs more CPU than running them); a
+# bound name never repeats a column name of an INSERT or UPDATE (SQLAlchemy reserves those).
+_ENABLED_RULES = (
+    select(rules)
+    .where(rules.c.tenant_id == bindparam("tenant_id"),
+           rules.c.trigger_id == bindparam("trigger_id"), rules.c.enabled.is_(True))
+    .order_by(rules.c.id)
+)
+_ACTION = select(actions).where(
+    actions.c.id == bindparam("action_id"),
+    or_(actions.c.tenant_id == bindparam("tenant_id"), actions.c.tenant_id.is_(None)),
+)
+_EVALUATION = (
+    pg_insert(rule_evaluations)
+    .values(**{name: bindparam(f"b_{name}") for name in
+               ("tenant_id", "event_id", "rule_id", "matched", "error")})
+    .on_conflict_do_nothing(index_elements=["event_id", "rule_id"])
+)
+_MATCH = select(
+    pg_insert(enforcements)
+    .values(tenant_id=bindparam("b_tenant_id"), rule_id=bindparam("b_rule_id"),
+            event_id=bindparam("b_event_id"))
+    .on_conflict_do_nothing(index_elements=["rule_id", "event_id"])
+    .returning(enforcements)
+    .cte("enforced")
+).add_cte(_EVALUATION.cte("evaluated"))
+
+
+def fail_enforcement(conn: Connection, tenant_id: int, enforcement_id: int, error: str) -> None:
+    """A new enforcement that could not make its execution: failed, with the reason."""
+    conn.execute(
+        update(enforcements)
+        .where(enforcements.c.id == enforcement_id, enforcements.c.tenant_id == tenant_id,
+               enforcements.c.status == EnforcementStatus.CREATED.value)
+        .values(status=EnforcementStatus.FAILED.value, error=error, updated_at=func.now())
+    )
 
 
 def lock_execution(
