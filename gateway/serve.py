@@ -61,7 +61,8 @@ def relay_service(hub: Any) -> type:
         @event_handler(m.NOTIFIER, m.NOTIFICATION_PUBLISHED, handler_type=BROADCAST,
                        reliable_delivery=False)
         def on_notification_published(self, payload: dict[str, Any]) -> None:
-            hub.publish(payload.get("tenant_id"), payload.get("message"))
+            for item in payload.get("notifications") or ():
+                hub.publish(item.get("tenant_id"), item.get("message"))
 
     return GatewayRelay
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from nameko_services.domain import messages, webhooks
+from nameko_services.domain import events, messages, webhooks
 from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
 
@@ -68,7 +68,6 @@ def receive(trigger_id: str):
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
     if created:  # committed: the executor will find the row
-        ctx().publish(messages.GATEWAY, messages.EVENT_CREATED,
-                      {"event_id": event["id"], "tenant_id": event["tenant_id"]})
+        ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))
     return one({"event_id": event["id"], "trigger_id": event["trigger_id"],
                 "received_at": isoformat(event["created_at"])}, 202)

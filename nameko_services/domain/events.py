@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -92,6 +93,19 @@ _CLAIM = (
     .values(processed_at=func.now())
     .returning(events)
 )
+
+
+# An event whose payload serialises to at most this travels inside its EVENT_CREATED news, so
+# the notifier need not read it back; a larger one is read from the table.
+ANNOUNCED_PAYLOAD_BYTES = 8 * 1024
+
+
+def announcement(row: dict[str, Any]) -> dict[str, Any]:
+    """The EVENT_CREATED payload for a stored event (publish it after the commit)."""
+    news: dict[str, Any] = {"event_id": row["id"], "tenant_id": row["tenant_id"]}
+    if len(json.dumps(row["payload"], default=str)) <= ANNOUNCED_PAYLOAD_BYTES:
+        news["event"] = to_api(row)
+    return news
 
 
 def to_api(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from typing import Any
 
 from ..domain import messages as m
 from ..domain.db import transaction
-from ..extensions import Dispatcher, PlatformProvider, event_handler, rpc
+from ..extensions import PlatformProvider, event_handler, rpc
 from . import notifications as n
+from .broadcast import Broadcast
 from .coalescing import RuleTriggerCoalescing
 from .ordering import KeyedFifoLocks
 
@@ -22,7 +23,7 @@ class NotifierService:
     name = "notifier"
 
     platform = PlatformProvider()
-    dispatch = Dispatcher()
+    broadcast = Broadcast()
     ordering = KeyedFifoLocks()
     coalescing = RuleTriggerCoalescing()
 
@@ -81,13 +82,15 @@ class NotifierService:
                 log.warning("notifier: malformed news for %s, dropped", key, exc_info=True)
                 return
             if notification is not None:
-                self.dispatch(m.NOTIFICATION_PUBLISHED, notification.to_payload())
+                self.broadcast(notification.to_payload())
 
     def _forward_inquiry(self, event: str, payload: dict[str, Any]) -> None:
         key = f"inquiry:{n.inquiry_id_of(payload)}"
         self._forward(key, lambda: self._inquiry(event, payload))
 
     def _event(self, payload: dict[str, Any]) -> n.Notification | None:
+        if payload.get("event"):  # small events travel with their news (events.announcement)
+            return n.for_event(payload["event"])
         with transaction(self.platform.engine) as conn:
             row = n.read_event(conn, int(payload["tenant_id"]), int(payload["event_id"]))
         if row is None:

@@ -157,6 +157,5 @@ def emit_and_announce(engine: Engine, publish: Callable[[str, str, dict[str, Any
     """Store, then publish EVENT_CREATED (source "sensor") for each event after commit."""
     created = store_emitted(engine, spec, payload)
     for event in created:
-        publish(messages.SENSOR, messages.EVENT_CREATED,
-                {"event_id": event["id"], "tenant_id": event["tenant_id"]})
+        publish(messages.SENSOR, messages.EVENT_CREATED, events.announcement(event))
     return created

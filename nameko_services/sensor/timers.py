@@ -209,7 +209,7 @@ def fire_and_announce(
         refresh(engine, scheduler, trigger_id)
         return None
     for event in fired.events:
-        dispatch(messages.EVENT_CREATED, {"event_id": event["id"], "tenant_id": event["tenant_id"]})
+        dispatch(messages.EVENT_CREATED, events.announcement(event))
     return fired
 
 

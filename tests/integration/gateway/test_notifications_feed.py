@@ -189,7 +189,8 @@ def test_every_gateway_process_relay_receives_every_notification(config):
             runner.start()
             runners.append(runner)
         dispatch = event_dispatcher(config)
-        dispatch(m.NOTIFIER, m.NOTIFICATION_PUBLISHED, {"tenant_id": 4, "message": note()})
+        dispatch(m.NOTIFIER, m.NOTIFICATION_PUBLISHED,
+                 {"notifications": [{"tenant_id": 4, "message": note()}]})
         wait_until(lambda: all(hub.published for hub in hubs))
     finally:
         for runner in runners:

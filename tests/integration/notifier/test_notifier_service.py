@@ -56,7 +56,8 @@ def status_news(execution_id, tenant_id, status, previous):
 
 def messages_of(published, tenant):
     """Our tenant's messages (the durable queues may hold news from earlier tests)."""
-    return [payload["message"] for _, _, payload in published if payload["tenant_id"] == tenant]
+    return [item["message"] for _, _, payload in published for item in payload["notifications"]
+            if item["tenant_id"] == tenant]
 
 
 def test_transitions_of_one_execution_leave_in_the_order_they_arrived(

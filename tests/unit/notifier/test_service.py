@@ -8,7 +8,9 @@ from nameko_services.notifier.service import NotifierService
 
 
 def published(service):
-    return [call.args for call in service.dispatch.call_args_list]
+    """(NOTIFICATION_PUBLISHED, payload) per notification the service handed to its broadcast."""
+    return [(m.NOTIFICATION_PUBLISHED, call.args[0])
+            for call in service.broadcast.call_args_list]
 
 
 def test_ping_answers_ok():
@@ -38,6 +40,19 @@ def test_event_created_reads_the_event_row(monkeypatch):
         [(_, payload)] = published(service)
         assert payload["message"]["event"] == "event.created"
         assert payload["message"]["data"]["payload"] == {"a": 1}
+
+
+def test_an_announced_event_is_not_read_back(monkeypatch):
+    def unexpected(*args):
+        raise AssertionError("read the event although its news carried it")
+
+    monkeypatch.setattr(n, "read_event", unexpected)
+    row = {"id": 5, "trigger_id": 3, "trigger_ref": "t.ref", "source": "webhook",
+           "payload": {"a": 1}, "tenant_id": 2, "created_at": "2026-01-27T10:30:00.000Z"}
+    service = worker_factory(NotifierService)
+    service.on_event_created({"event_id": 5, "tenant_id": 2, "event": row})
+    [(_, payload)] = published(service)
+    assert payload["message"]["data"]["event"] == row
 
 
 def test_vanished_event_sends_nothing(monkeypatch):
