@@ -24,7 +24,6 @@ from runners.environments import EnvironmentBuildError
 from ..domain import actions, auth, sandboxing, templating
 from ..domain import secrets as secrets_repo
 from ..domain.crypto import Cipher
-from ..domain.errors import NotFoundError
 from ..domain.settings import Settings
 from . import pack_environments, repository
 
@@ -63,7 +62,7 @@ def prepare(
 ) -> Prepared:
     """Everything the runner needs for this (running) execution row."""
     tenant_id = row["tenant_id"]
-    action = _action(conn, row)
+    action, pack = _action_and_pack(conn, row)
     try:
         runner_type = canonical_runner_type(action["runner_type"])
     except UnknownRunnerError as exc:
@@ -111,7 +110,6 @@ def prepare(
     http_config = None
     if runner_type == "http":
         http_config = _render_http_config(action, parameters, secret_values)
-    pack = repository.pack(conn, action["pack_id"])
     code_dir = sandboxing.code_dir(settings, sandboxing.owner_of(tenant_id))
     working_dir, entry_point, temp_dir = _locate(action, pack, runner_type, row["id"], code_dir)
     cap = settings.worker.max_output_size_bytes
@@ -169,13 +167,15 @@ def use_environment(prepared: Prepared, settings: Settings, engine: Engine) -> N
         )
 
 
-def _action(conn: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
-    if row["action_id"] is None:
+def _action_and_pack(
+    conn: Connection, row: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    found = None
+    if row["action_id"] is not None:
+        found = repository.action_and_pack(conn, row["tenant_id"], row["action_id"])
+    if found is None:
         raise Rejected("action_missing", f"Action {row['action_ref']} no longer exists")
-    try:
-        return actions.get(conn, row["tenant_id"], row["action_id"])
-    except NotFoundError as exc:
-        raise Rejected("action_missing", f"Action {row['action_ref']} no longer exists") from exc
+    return found
 
 
 def _secrets(

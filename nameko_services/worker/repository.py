@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from ..domain.models import executions, packs, workers
+from ..domain.models import actions, executions, packs, workers
 
 
 def heartbeat(conn: Connection, name: str, hostname: str, pid: int, status: str = "online") -> None:
@@ -51,7 +51,23 @@ def lock_status(conn: Connection, execution_id: int) -> str | None:
     ).scalar_one_or_none()
 
 
-def pack(conn: Connection, pack_id: int) -> dict[str, Any] | None:
-    """The pack row of an action (its `source_path` is the folder actions run in)."""
-    row = conn.execute(select(packs).where(packs.c.id == pack_id)).mappings().one_or_none()
-    return dict(row) if row else None
+def action_and_pack(
+    conn: Connection, tenant_id: int, action_id: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """An action the tenant may run (its own or a system one) and its pack row (whose
+    `source_path` is the folder actions run in), in one statement; None when it is gone."""
+    row = conn.execute(
+        _ACTION_AND_PACK, {"action_id": action_id, "tenant_id": tenant_id}
+    ).mappings().one_or_none()
+    if row is None:
+        return None
+    action = {c.name: row[c.name] for c in actions.c}
+    return action, {c.name: row[f"pack__{c.name}"] for c in packs.c}
+
+
+_ACTION_AND_PACK = (
+    select(actions, *(c.label(f"pack__{c.name}") for c in packs.c))
+    .join(packs, packs.c.id == actions.c.pack_id)
+    .where(actions.c.id == bindparam("action_id"),
+           or_(actions.c.tenant_id == bindparam("tenant_id"), actions.c.tenant_id.is_(None)))
+)
