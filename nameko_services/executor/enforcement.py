@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from ..domain import datastore, events, executions, messages, rules, templating
 from ..domain.crypto import Cipher
 from ..domain.db import transaction
+from ..extensions import OUTAGE_ERRORS
 from . import repository, scheduling
 from .news import Dispatch, Outgoing, created, send
 
@@ -81,9 +82,43 @@ def handle_event(
     engine: Engine, cipher: Cipher, dispatch: Dispatch, event_id: int, tenant_id: int,
     max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
 ) -> None:
-    """The EVENT_CREATED handler's work: one transaction, then the news."""
+    """One event: one transaction, then the news."""
     with transaction(engine) as conn:
         out = evaluate_event(conn, cipher, event_id, tenant_id, max_chain_depth)
+    send(dispatch, out)
+
+
+def handle_events(
+    engine: Engine, cipher: Cipher, dispatch: Dispatch, events_: list[tuple[int, int]],
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
+) -> None:
+    """The EVENT_CREATED handler's work for (event_id, tenant_id) pairs that arrived together:
+    one transaction, then the news in event order.
+
+    Should the shared transaction fail, each event is tried again in a transaction of its own,
+    so one bad event costs the others nothing; an outage is raised (the batch is requeued).
+    """
+    if len(events_) == 1:
+        handle_event(engine, cipher, dispatch, *events_[0], max_chain_depth)
+        return
+    try:
+        with transaction(engine) as conn:
+            out = [item for event_id, tenant_id in events_ for item in
+                   evaluate_event(conn, cipher, event_id, tenant_id, max_chain_depth)]
+    except OUTAGE_ERRORS:
+        raise
+    except Exception:
+        log.warning("a batch of %s events failed together; evaluating each alone", len(events_),
+                    exc_info=True)
+        for event_id, tenant_id in events_:
+            try:
+                handle_event(engine, cipher, dispatch, event_id, tenant_id, max_chain_depth)
+            except OUTAGE_ERRORS:
+                raise
+            except Exception:
+                log.exception("event %s failed; the recovery sweep will try it again", event_id,
+                              extra={"tenant_id": tenant_id})
+        return
     send(dispatch, out)
 
 

@@ -8,7 +8,7 @@ from nameko.events import BROADCAST
 from nameko.timer import timer
 
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider, event_handler, rpc
+from ..extensions import Dispatcher, PlatformProvider, batch_event_handler, event_handler, rpc
 from . import due, enforcement, inquiry, parents, recovery, scheduling, workers
 from .timer_extensions import TimerWheel, timer_due
 
@@ -27,13 +27,14 @@ class ExecutorService:
     dispatch = Dispatcher()
     timer_wheel = TimerWheel()
 
-    @event_handler(messages.GATEWAY, messages.EVENT_CREATED)
-    @event_handler(messages.SENSOR, messages.EVENT_CREATED)
-    def on_event_created(self, payload: dict[str, Any]) -> None:
-        """Evaluate the event's rules once (a redelivered event finds it processed)."""
-        enforcement.handle_event(
+    @batch_event_handler(messages.GATEWAY, messages.EVENT_CREATED)
+    @batch_event_handler(messages.SENSOR, messages.EVENT_CREATED)
+    def on_event_created(self, payloads: list[dict[str, Any]]) -> None:
+        """Evaluate each event's rules once (a redelivered event finds it processed); the
+        events that arrived together share one transaction."""
+        enforcement.handle_events(
             self.platform.engine, self.platform.cipher, self.dispatch,
-            payload["event_id"], payload["tenant_id"],
+            [(payload["event_id"], payload["tenant_id"]) for payload in payloads],
             max_chain_depth=self.platform.settings.max_chain_depth,
         )
 

@@ -18,8 +18,12 @@ def of(received, event_type, execution_id=None):
 
 def about(key, value):
     """An entrypoint_waiter callback: wait for the worker handling *this* message (a queue may
-    still hold messages of earlier runs)."""
-    return lambda worker_ctx, result, exc_info: worker_ctx.args[0].get(key) == value
+    still hold messages of earlier runs); a batch handler's argument is a list of payloads."""
+    def handled(worker_ctx, result, exc_info):
+        payloads = worker_ctx.args[0]
+        return any(p.get(key) == value
+                   for p in (payloads if isinstance(payloads, list) else [payloads]))
+    return handled
 
 
 def deliver_event(executor, dispatch, event, source=messages.GATEWAY):
@@ -126,3 +130,40 @@ def test_invalid_rule_parameters_fail_the_execution_and_the_enforcement(
     assert (enforcement["status"], enforcement["execution_id"]) == ("failed", execution["id"])
     assert enforcement["error"] == "Missing required parameter: url"
     assert of(received, messages.EXECUTION_SCHEDULED, execution["id"]) == []
+
+
+def test_events_handled_together_survive_one_that_fails(engine, tenant, config, monkeypatch):
+    """A batch whose shared transaction fails is retried event by event: the good events get
+    their executions, the bad one stays unprocessed (for the recovery sweep), nothing twice."""
+    from nameko_services.domain.crypto import Cipher
+    from nameko_services.domain.settings import Settings
+    from nameko_services.executor import enforcement
+
+    action = rows.make_action(engine, tenant)
+    trigger = rows.make_trigger(engine, tenant)
+    rows.make_rule(engine, tenant, trigger, action)
+    good, bad, other = (rows.make_event(engine, tenant, trigger, {"n": n}) for n in range(3))
+    real = enforcement.evaluate_event
+
+    def evaluate(conn, cipher, event_id, *args):
+        out = real(conn, cipher, event_id, *args)
+        if event_id == bad["id"]:
+            raise RuntimeError("a bug while evaluating this one")
+        return out
+
+    monkeypatch.setattr(enforcement, "evaluate_event", evaluate)
+    settings = Settings.from_mapping(config)
+    sent = []
+    enforcement.handle_events(
+        engine, Cipher(settings.encryption_keys, settings.active_key_id),
+        lambda *news: sent.append(news),
+        [(event["id"], tenant) for event in (good, bad, other)])
+
+    def executions_of(event):
+        return rows.rows(engine, E.executions, E.executions.c.event_id == event["id"])
+
+    assert [len(executions_of(e)) for e in (good, bad, other)] == [1, 0, 1]
+    assert rows.rows(engine, E.events, E.events.c.id == bad["id"])[0]["processed_at"] is None
+    scheduled = [news for news in sent if news[0] == messages.EXECUTION_SCHEDULED]
+    assert sorted(news[1]["execution_id"] for news in scheduled) == sorted(
+        executions_of(e)[0]["id"] for e in (good, other))
