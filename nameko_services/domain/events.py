@@ -40,7 +40,7 @@ def create(
         "chain_depth": chain_depth,
     }
     if idempotency_key is None:
-        row = conn.execute(insert(events).values(**values).returning(events)).mappings().one()
+        row = conn.execute(_INSERT, values).mappings().one()
         return dict(row), True
     stmt = (
         pg_insert(events)
@@ -60,6 +60,10 @@ def create(
         )
     ).mappings().one()
     return dict(existing), False
+
+
+# Built once; the values come as execution parameters (the columns are their keys).
+_INSERT = insert(events).returning(events)
 
 
 def get(conn: Connection, tenant_id: int | None, event_id: int) -> dict[str, Any]:

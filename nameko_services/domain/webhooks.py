@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, select, update
+from sqlalchemy import Connection, bindparam, func, literal, select, update
 
 from . import events, json_values
 from .auth import Principal
@@ -62,16 +62,17 @@ def signature_matches(secret: str | None, raw_body: bytes, header: str) -> bool:
 
 def get_receiving_trigger(conn: Connection, trigger_id: int) -> dict[str, Any]:
     """An active webhook trigger; anything else is 'not found' (no hint which check failed)."""
-    row = conn.execute(
-        select(triggers).where(
-            triggers.c.id == trigger_id,
-            triggers.c.type == TriggerType.WEBHOOK.value,
-            triggers.c.status == "active",
-        )
-    ).mappings().one_or_none()
+    row = conn.execute(_RECEIVING_TRIGGER, {"trigger_id": trigger_id}).mappings().one_or_none()
     if row is None:
         raise NotFoundError(f"Trigger {trigger_id} not found")
     return dict(row)
+
+
+_RECEIVING_TRIGGER = select(triggers).where(
+    triggers.c.id == bindparam("trigger_id"),
+    triggers.c.type == TriggerType.WEBHOOK.value,
+    triggers.c.status == "active",
+)
 
 
 def chain_depth_of(conn: Connection, tenant_id: int, execution_id: int) -> int:
