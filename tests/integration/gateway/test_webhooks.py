@@ -64,8 +64,10 @@ def test_token_header_stores_the_payload_and_returns_202(client, engine, tenant,
     row = event_row(engine, data["event_id"])
     assert row["payload"] == PAYLOAD and row["source"] == "webhook"
     assert row["tenant_id"] == user["tenant_id"] and row["chain_depth"] == 0
-    assert published == [(messages.GATEWAY, messages.EVENT_CREATED,
-                          {"event_id": data["event_id"], "tenant_id": user["tenant_id"]})]
+    [(source, event_type, news)] = published
+    assert (source, event_type) == (messages.GATEWAY, messages.EVENT_CREATED)
+    assert (news["event_id"], news["tenant_id"]) == (data["event_id"], user["tenant_id"])
+    assert news["event"]["payload"] == PAYLOAD  # small: the notifier need not read it back
 
 
 def test_event_is_committed_before_event_created_is_published(config, engine, tenant):
