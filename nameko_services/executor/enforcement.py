@@ -61,13 +61,13 @@ def evaluate_event(
     )
     out: list[Outgoing] = []
     planned: list[Outgoing] = []
-    for rule in repository.enabled_rules(conn, tenant_id, event["trigger_id"]):
+    for rule, action in repository.enabled_rules(conn, tenant_id, event["trigger_id"]):
         decision = rules.decide(rule["criteria"], context)
         enforcement = repository.record_evaluation(
             conn, tenant_id, event_id, rule["id"], decision.matched, decision.error
         )
         if decision.matched:
-            enforced = _enforce(conn, rule, event, context, enforcement)
+            enforced = _enforce(conn, rule, action, event, context, enforcement)
             execution = None
             if enforced is not None:
                 execution, action = enforced
@@ -123,8 +123,8 @@ def handle_events(
 
 
 def _enforce(
-    conn: Connection, rule: dict[str, Any], event: dict[str, Any], context: dict[str, Any],
-    enforcement: dict[str, Any] | None,
+    conn: Connection, rule: dict[str, Any], action: dict[str, Any] | None,
+    event: dict[str, Any], context: dict[str, Any], enforcement: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Create the execution of a new enforcement: (execution, its action), or None when there
     is no execution to run (the enforcement records why)."""
@@ -136,7 +136,6 @@ def _enforce(
     except templating.TemplateError as exc:
         repository.fail_enforcement(conn, tenant_id, enforcement["id"], str(exc))
         return None
-    action = repository.action(conn, tenant_id, rule["action_id"])
     if action is None:
         repository.fail_enforcement(
             conn, tenant_id, enforcement["id"],

@@ -15,10 +15,18 @@ from ..domain.models import actions, enforcements, executions, rule_evaluations,
 from ..domain.states import EnforcementStatus
 
 
-def enabled_rules(conn: Connection, tenant_id: int, trigger_id: int) -> list[dict[str, Any]]:
-    """The tenant's enabled rules on a trigger, oldest first."""
+def enabled_rules(
+    conn: Connection, tenant_id: int, trigger_id: int
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The tenant's enabled rules on a trigger, oldest first, each with its action (the
+    tenant's own or a system one; None when it is gone) — one statement."""
     rows = conn.execute(_ENABLED_RULES, {"tenant_id": tenant_id, "trigger_id": trigger_id})
-    return [dict(r) for r in rows.mappings()]
+    found = []
+    for row in rows.mappings():
+        rule = {c.name: row[c.name] for c in rules.c}
+        action = {c.name: row[f"action__{c.name}"] for c in actions.c}
+        found.append((rule, action if action["id"] is not None else None))
+    return found
 
 
 def action(conn: Connection, tenant_id: int, action_id: int | None) -> dict[str, Any] | None:
@@ -48,7 +56,9 @@ def record_evaluation(
 # Built once and reused with bound values (building costs more CPU than running them); a
 # bound name never repeats a column name of an INSERT or UPDATE (SQLAlchemy reserves those).
 _ENABLED_RULES = (
-    select(rules)
+    select(rules, *(c.label(f"action__{c.name}") for c in actions.c))
+    .outerjoin(actions, (actions.c.id == rules.c.action_id) & or_(
+        actions.c.tenant_id == rules.c.tenant_id, actions.c.tenant_id.is_(None)))
     .where(rules.c.tenant_id == bindparam("tenant_id"),
            rules.c.trigger_id == bindparam("trigger_id"), rules.c.enabled.is_(True))
     .order_by(rules.c.id)
