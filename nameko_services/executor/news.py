@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain import executions, messages
+from ..domain.states import ExecutionStatus
 
 Dispatch = Callable[..., None]
 
@@ -45,5 +46,28 @@ def scheduled(row: Mapping[str, Any]) -> Outgoing:
 
 def send(dispatch: Dispatch, outgoing: Iterable[Outgoing]) -> None:
     """Publish in order (only ever call this after the transaction committed)."""
-    for item in outgoing:
+    for item in merged(outgoing):
         dispatch(item.event_type, item.payload, item.source)
+
+
+def merged(outgoing: Iterable[Outgoing]) -> list[Outgoing]:
+    """The news with each `requested → scheduled` change folded into the EXECUTION_CREATED
+    message of the same execution, when both are here: one message instead of two on the
+    hot path; the created message lists it under `then` and the notifier sends both
+    notifications, in order. Anything else keeps its own message and its place."""
+    out: list[Outgoing] = []
+    created_at: dict[Any, int] = {}
+    for item in outgoing:
+        payload = item.payload
+        if item.event_type == messages.EXECUTION_CREATED:
+            created_at[payload["execution_id"]] = len(out)
+        elif (item.event_type == messages.EXECUTION_STATUS_CHANGED
+              and payload.get("status") == ExecutionStatus.SCHEDULED
+              and payload["execution_id"] in created_at):
+            index = created_at.pop(payload["execution_id"])
+            first = out[index]
+            out[index] = Outgoing(first.event_type, {
+                **first.payload, "then": [*first.payload.get("then", []), payload]}, first.source)
+            continue
+        out.append(item)
+    return out

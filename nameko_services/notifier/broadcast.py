@@ -38,11 +38,11 @@ class Batcher:
         self._pending: list[_Entry] = []
         self._flushing = False
 
-    def submit(self, item: Any) -> None:
-        """Hand `item` to the next batch; return once it is flushed (raise what the flush
-        raised)."""
-        entry = _Entry(item)
-        self._pending.append(entry)
+    def submit(self, *items: Any) -> None:
+        """Hand `items` to the next batch, in order; return once they are flushed (raise what
+        the flush raised)."""
+        entries = [_Entry(item) for item in items]
+        self._pending.extend(entries)
         if not self._flushing:
             self._flushing = True
             try:
@@ -51,9 +51,10 @@ class Batcher:
                     self._flush_batch(batch)
             finally:
                 self._flushing = False
-        entry.done.wait()
-        if entry.error is not None:
-            raise entry.error
+        for entry in entries:
+            entry.done.wait()
+            if entry.error is not None:
+                raise entry.error
 
     def _flush_batch(self, batch: list[_Entry]) -> None:
         try:
@@ -66,8 +67,8 @@ class Batcher:
 
 
 class Broadcast(DependencyProvider):
-    """`broadcast(payload)`: publish one NOTIFICATION_PUBLISHED payload to every gateway, batched
-    as `{"notifications": [payload, …]}`."""
+    """`broadcast(*payloads)`: publish NOTIFICATION_PUBLISHED payloads to every gateway, in
+    order, batched as `{"notifications": [payload, …]}`."""
 
     def setup(self) -> None:
         from ..green import Publisher
@@ -77,5 +78,5 @@ class Broadcast(DependencyProvider):
             lambda payloads: publish(m.NOTIFIER, m.NOTIFICATION_PUBLISHED,
                                      {"notifications": payloads}))
 
-    def get_dependency(self, worker_ctx: Any) -> Callable[[dict[str, Any]], None]:
+    def get_dependency(self, worker_ctx: Any) -> Callable[..., None]:
         return self.batcher.submit

@@ -34,8 +34,11 @@ class NotifierService:
 
     @event_handler(m.EXECUTIONS, m.EXECUTION_CREATED)
     def on_execution_created(self, payload: dict[str, Any]) -> None:
-        self._forward(f"execution:{payload.get('execution_id')}",
-                      lambda: n.for_execution(m.EXECUTION_CREATED, payload))
+        """Created, then the changes the executor folded into the same message (`then`)."""
+        self._forward(f"execution:{payload.get('execution_id')}", lambda: [
+            n.for_execution(m.EXECUTION_CREATED, payload),
+            *(n.for_execution(m.EXECUTION_STATUS_CHANGED, later)
+              for later in payload.get("then") or ())])
 
     @event_handler(m.EXECUTIONS, m.EXECUTION_STATUS_CHANGED)
     def on_execution_status_changed(self, payload: dict[str, Any]) -> None:
@@ -74,15 +77,19 @@ class NotifierService:
         self._forward_inquiry(m.INQUIRY_EXPIRED, payload)
 
     # The ordering lock is taken before any I/O, so per-entity arrival order is kept.
-    def _forward(self, key: str, build: Callable[[], n.Notification | None]) -> None:
+    def _forward(
+        self, key: str, build: Callable[[], n.Notification | list[n.Notification] | None]
+    ) -> None:
         with self.ordering.hold(key):
             try:
-                notification = build()
+                built = build()
             except (KeyError, TypeError, ValueError):
                 log.warning("notifier: malformed news for %s, dropped", key, exc_info=True)
                 return
-            if notification is not None:
-                self.broadcast(notification.to_payload())
+            notifications = built if isinstance(built, list) else [built]
+            payloads = [item.to_payload() for item in notifications if item is not None]
+            if payloads:
+                self.broadcast(*payloads)
 
     def _forward_inquiry(self, event: str, payload: dict[str, Any]) -> None:
         key = f"inquiry:{n.inquiry_id_of(payload)}"

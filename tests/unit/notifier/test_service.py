@@ -9,8 +9,8 @@ from nameko_services.notifier.service import NotifierService
 
 def published(service):
     """(NOTIFICATION_PUBLISHED, payload) per notification the service handed to its broadcast."""
-    return [(m.NOTIFICATION_PUBLISHED, call.args[0])
-            for call in service.broadcast.call_args_list]
+    return [(m.NOTIFICATION_PUBLISHED, payload)
+            for call in service.broadcast.call_args_list for payload in call.args]
 
 
 def test_ping_answers_ok():
@@ -28,6 +28,18 @@ def test_execution_status_change_is_broadcast_for_its_tenant():
     assert payload["tenant_id"] == 2
     assert payload["message"]["event"] == "execution.status_changed"
     assert payload["message"]["data"]["status"] == "running"
+
+
+def test_changes_folded_into_the_created_news_follow_it_in_order():
+    service = worker_factory(NotifierService)
+    news = {"execution_id": 1, "tenant_id": 2, "status": "requested", "previous": None,
+            "parent_execution_id": None, "execution": {"id": 1, "action_ref": "core.echo"}}
+    service.on_execution_created({**news, "then": [
+        {**news, "status": "scheduled", "previous": "requested"}]})
+    assert [(p["message"]["event"], p["message"]["data"]["status"])
+            for _, p in published(service)] == [
+        ("execution.created", "requested"), ("execution.status_changed", "scheduled")]
+    assert service.broadcast.call_count == 1  # one batch: nothing can come between them
 
 
 def test_event_created_reads_the_event_row(monkeypatch):
