@@ -27,8 +27,8 @@ class ExecutorService:
     dispatch = Dispatcher()
     timer_wheel = TimerWheel()
 
-    @event_handler(messages.GATEWAY, messages.EVENT_CREATED)
-    @event_handler(messages.SENSOR, messages.EVENT_CREATED)
+    @event_handler(messages.GATEWAY, messages.EVENT_CREATED, prioritised=True)
+    @event_handler(messages.SENSOR, messages.EVENT_CREATED, prioritised=True)
     def on_event_created(self, payload: dict[str, Any]) -> None:
         """Evaluate the event's rules once (a redelivered event finds it processed)."""
         enforcement.handle_event(
@@ -37,7 +37,7 @@ class ExecutorService:
             max_chain_depth=self.platform.settings.max_chain_depth,
         )
 
-    @event_handler(messages.GATEWAY, messages.EXECUTION_REQUESTED)
+    @event_handler(messages.GATEWAY, messages.EXECUTION_REQUESTED, prioritised=True)
     def on_execution_requested(self, payload: dict[str, Any]) -> None:
         """A user asked for an execution: schedule it (or fan it out, or fail it)."""
         scheduling.schedule_and_send(
