@@ -109,7 +109,8 @@ def priority_for(queued: int) -> int:
 
 class Backlog:
     """The queued counts of every tenant, as of at most `refresh_seconds` ago, plus what this
-    process accepted since (so a burst between two refreshes is counted too).
+    process accepted (for the bounds) or published (for priorities) since, so a burst between
+    two refreshes is counted too: a flood's first messages do not all get the top priority.
 
     One caller refreshes at a time; the others use the counts they have meanwhile. A failed
     refresh keeps the old counts (the database being down fails the request anyway).
@@ -122,7 +123,8 @@ class Backlog:
         self._clock = clock
         self._counts: dict[int, int] = {}
         self._total = 0
-        self._added: Counter[int] = Counter()
+        self._admitted: Counter[int] = Counter()
+        self._published: Counter[int] = Counter()
         self._expires = float("-inf")
         self._refreshing = threading.Lock()
 
@@ -134,7 +136,8 @@ class Backlog:
         except Exception as exc:  # keep serving the last counts; retry after the interval
             log.warning("backlog counts not refreshed: %s", exc)
         else:
-            self._counts, self._total, self._added = counts, sum(counts.values()), Counter()
+            self._counts, self._total = counts, sum(counts.values())
+            self._admitted, self._published = Counter(), Counter()
         finally:
             self._expires = self._clock() + self.settings.refresh_seconds
             self._refreshing.release()
@@ -142,16 +145,20 @@ class Backlog:
     def queued(self, tenant_id: int) -> int:
         """The tenant's queued events and executions, as far as this process knows."""
         self._refresh()
-        return self._counts.get(tenant_id, 0) + self._added[tenant_id]
+        return self._counts.get(tenant_id, 0) + self._admitted[tenant_id]
 
     def total(self) -> int:
         """Everything queued on the platform, as far as this process knows."""
         self._refresh()
-        return self._total + sum(self._added.values())
+        return self._total + sum(self._admitted.values())
 
     def priority(self, tenant_id: int) -> int:
-        """The priority of the tenant's next work message (`priority_for` its backlog)."""
-        return priority_for(self.queued(tenant_id))
+        """The priority of a work message of the tenant about to be published (`priority_for`
+        its backlog, counting what this process published since the last refresh)."""
+        self._refresh()
+        queued = self._counts.get(tenant_id, 0) + self._published[tenant_id]
+        self._published[tenant_id] += 1
+        return priority_for(queued)
 
     def admit(self, tenant_id: int) -> None:
         """Accept one more webhook or run of the tenant, or raise BacklogFullError (429 when
@@ -173,7 +180,7 @@ class Backlog:
                     f"{settings.global_max_queued}); retry in {settings.retry_after_seconds} s",
                     scope="platform", queued=total, limit=settings.global_max_queued,
                     retry_after=settings.retry_after_seconds)
-        self._added[tenant_id] += 1
+        self._admitted[tenant_id] += 1
 
 
 _shared: dict[tuple[str, BacklogSettings], Backlog] = {}

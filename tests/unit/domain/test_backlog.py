@@ -127,6 +127,17 @@ def test_a_light_tenant_goes_ahead_of_a_flooding_one():
     assert view.priority(2) > view.priority(1) == 0
 
 
+def test_a_flood_between_two_refreshes_loses_priority_at_once():
+    """What this process published since the last count counts: a flood's first messages do
+    not all go out at the top priority while the cached count still says 0."""
+    counts = Counts()
+    view = backlog(counts)
+    assert [view.priority(1) for _ in range(8)] == [9, 8, 7, 7, 6, 6, 6, 6]
+    assert view.priority(2) == MAX_PRIORITY
+    assert counts.calls == 1
+    assert view.queued(1) == 0  # publishing is not admitting: the bounds count requests
+
+
 def test_settings_defaults_and_values_from_the_environment():
     assert BacklogSettings.from_mapping({}) == BacklogSettings()
     parsed = BacklogSettings.from_mapping({"enabled": "false", "tenant_max_queued": "50",
@@ -143,5 +154,5 @@ def test_settings_defaults_and_values_from_the_environment():
     {"retry_after_seconds": 0},
 ])
 def test_bad_settings_fail_naming_the_block(section):
-    with pytest.raises(ConfigurationError, match="ATTUNE.backlog"):
+    with pytest.raises(ConfigurationError, match=r"ATTUNE\.backlog"):
         BacklogSettings.from_mapping(section)
