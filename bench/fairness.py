@@ -12,11 +12,14 @@ second. After `--seconds`, the benchmark waits for B's executions to start and p
   p50/p99 (send time → `started_at`) of what was accepted;
 - executions finished per second during the flood (A's and all), and the load average.
 
-With `--audit`, it then waits for A's backlog to drain and checks that every accepted webhook
-has exactly one execution, ended (nothing accepted is lost). Usage (a platform started with
-`ATTUNE_REGISTRATION=open`):
+With `--config` (the platform's nameko.yaml, with its environment), the backlog's grouped count
+(`domain/backlog.py`) is timed at the end of the flood, while A is at its bound: PostgreSQL's
+execution time, round trip and client CPU per count. With `--audit`, it then waits for A's
+backlog to drain and checks that every accepted webhook has exactly one execution, ended
+(nothing accepted is lost). Usage (a platform started with `ATTUNE_REGISTRATION=open`):
 
-    .venv/bin/python -m bench.fairness --url http://127.0.0.1:8080 --seconds 60 --senders 16
+    .venv/bin/python -m bench.fairness --url http://127.0.0.1:8080 --seconds 60 --senders 16 \
+        --config nameko.yaml
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -132,6 +136,34 @@ def started_rows(api: ApiClient, **params: Any) -> list[dict[str, Any]]:
     return list_all(api, "/api/v1/executions", **params)
 
 
+def count_cost(config: Path, times: int = 200) -> str:
+    """Time the backlog's grouped count against the platform's database."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql
+
+    from nameko_services.config import load_config
+    from nameko_services.domain.backlog import queued_statement
+    from nameko_services.domain.db import make_engine, transaction
+
+    engine = make_engine(load_config(config)["ATTUNE"]["database_url"], pool_size=1)
+    sql = str(queued_statement().compile(dialect=postgresql.dialect(),
+                                         compile_kwargs={"literal_binds": True}))
+    with transaction(engine) as conn:
+        plan = conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")).scalar_one()
+        counts = dict(conn.execute(queued_statement()).all())
+    wall, cpu = [], time.process_time()
+    for _ in range(times):
+        began = time.perf_counter()
+        with transaction(engine) as conn:
+            conn.execute(queued_statement()).all()
+        wall.append((time.perf_counter() - began) * 1000)
+    cpu = (time.process_time() - cpu) / times * 1000
+    engine.dispose()
+    return (f"backlog count at the flood's end (queued per tenant {counts}): PostgreSQL "
+            f"{plan[0]['Execution Time']:.2f} ms, round trip p50 {pct(wall, 50):.2f} ms p99 "
+            f"{pct(wall, 99):.2f} ms, client CPU {cpu:.2f} ms per count")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080")
@@ -142,6 +174,8 @@ def main() -> int:
                         help="A's senders retry at once after a refusal")
     parser.add_argument("--wait", type=float, default=600.0,
                         help="how long to wait for B's executions to start after the flood")
+    parser.add_argument("--config", type=Path,
+                        help="the platform's nameko.yaml: time the backlog count at the end")
     parser.add_argument("--audit", action="store_true",
                         help="wait for A's backlog to drain and check nothing accepted is lost")
     args = parser.parse_args()
@@ -158,6 +192,7 @@ def main() -> int:
     rule_b = make_rule(tenant_b, timer_b, args.action)
     runs_b.start()
     time.sleep(args.seconds)
+    cost = count_cost(args.config) if args.config else None
     runs_b.stop()
     tenant_b.patch(f"/api/v1/rules/{rule_b['id']}", json={"enabled": False}).raise_for_status()
     flood.stop()
@@ -220,6 +255,8 @@ def main() -> int:
     print(f"executions finished during the flood: A {len(finished_a) / seconds:.1f}/s, "
           f"all {(len(finished_a) + len(finished_b)) / seconds:.1f}/s")
     print(f"load average at the end of the flood: {load_during}")
+    if cost:
+        print(cost)
     if args.audit:
         counts = audit_outcome(tenant_a, trigger_a, rule_a, list(flood.sent), timeout=args.wait)
         print(f"audit (A): {counts}")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, union_all
+from sqlalchemy import Connection, Engine, Select, func, select, union_all
 
 from .db import make_engine, transaction
 from .errors import BacklogFullError, ConfigurationError
@@ -85,8 +85,8 @@ class BacklogSettings:
         return settings
 
 
-def queued_counts(conn: Connection) -> dict[int, int]:
-    """Queued events and executions per tenant: one statement over two partial indexes
+def queued_statement() -> Select[Any]:
+    """(tenant_id, queued) rows: one statement over two partial indexes
     (`ix_executions_queued`, `ix_events_unprocessed_tenant`), whatever the history's size."""
     queued = union_all(
         select(executions.c.tenant_id, func.count().label("n"))
@@ -96,9 +96,12 @@ def queued_counts(conn: Connection) -> dict[int, int]:
         .where(events.c.processed_at.is_(None))
         .group_by(events.c.tenant_id),
     ).subquery()
-    rows = conn.execute(
-        select(queued.c.tenant_id, func.sum(queued.c.n)).group_by(queued.c.tenant_id)
-    )
+    return select(queued.c.tenant_id, func.sum(queued.c.n)).group_by(queued.c.tenant_id)
+
+
+def queued_counts(conn: Connection) -> dict[int, int]:
+    """Queued events and executions per tenant (`queued_statement`)."""
+    rows = conn.execute(queued_statement())
     return {int(tenant): int(n) for tenant, n in rows if tenant is not None}
 
 
