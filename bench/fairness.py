@@ -142,7 +142,7 @@ def count_cost(config: Path, times: int = 200) -> str:
     from sqlalchemy.dialects import postgresql
 
     from nameko_services.config import load_config
-    from nameko_services.domain.backlog import queued_statement
+    from nameko_services.domain.backlog import queued_counts, queued_statement
     from nameko_services.domain.db import make_engine, transaction
 
     engine = make_engine(load_config(config)["ATTUNE"]["database_url"], pool_size=1)
@@ -150,12 +150,12 @@ def count_cost(config: Path, times: int = 200) -> str:
                                          compile_kwargs={"literal_binds": True}))
     with transaction(engine) as conn:
         plan = conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")).scalar_one()
-        counts = dict(conn.execute(queued_statement()).all())
+        counts = queued_counts(conn)
     wall, cpu = [], time.process_time()
     for _ in range(times):
         began = time.perf_counter()
         with transaction(engine) as conn:
-            conn.execute(queued_statement()).all()
+            queued_counts(conn)
         wall.append((time.perf_counter() - began) * 1000)
     cpu = (time.process_time() - cpu) / times * 1000
     engine.dispose()
