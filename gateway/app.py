@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import Engine
 
+from nameko_services.domain import backlog
 from nameko_services.domain.crypto import Cipher
 from nameko_services.domain.db import make_engine
 from nameko_services.domain.settings import Settings
@@ -30,6 +31,7 @@ class Gateway:
     engine: Engine
     cipher: Cipher
     publish: Any  # callable(source_service, event_type, payload); set by serve.py or tests
+    backlog: backlog.Backlog  # admits webhooks and API runs (domain/backlog.py)
     rpc: Any = None  # RpcPool, set by serve.py
     notifications: Any = None  # NotificationHub, set by serve.py
 
@@ -70,6 +72,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
         engine=make_engine(settings.database_url, pool_size=20),
         cipher=Cipher(settings.encryption_keys, settings.active_key_id),
         publish=after_commit(publish or (lambda *_args: None)),
+        backlog=backlog.shared(settings.database_url, settings.backlog),
         rpc=rpc,
     )
     register_error_handlers(app)

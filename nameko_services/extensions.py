@@ -16,6 +16,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
+from .domain import backlog
 from .domain.crypto import Cipher
 from .domain.db import make_engine
 from .domain.settings import Settings
@@ -116,9 +117,23 @@ class EventHandler(events.EventHandler):
     nameko acks a message whose handler raised. When the cause was PostgreSQL or RabbitMQ
     being unreachable (a restart, say), the message goes back to the queue after a pause
     instead, so the work happens once they are back rather than at the next recovery sweep.
+
+    `prioritised=True` declares the queue as a RabbitMQ priority queue (x-max-priority
+    backlog.MAX_PRIORITY) for work messages, which carry their tenant's priority
+    (messages.PRIORITISED). Changing it on an existing queue needs the queue deleted first
+    (CHANGELOG: the broker refuses to redeclare a queue with other arguments).
     """
 
     queue_consumer = QueueConsumer()
+
+    def __init__(self, *args: Any, prioritised: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prioritised = prioritised
+
+    def setup(self) -> None:
+        super().setup()
+        if self.prioritised:
+            self.queue.queue_arguments = {"x-max-priority": backlog.MAX_PRIORITY}
 
     def handle_message_processed(self, message: Any, result: Any = None,
                                  exc_info: Any = None) -> None:

@@ -18,7 +18,7 @@ from nameko.events import get_event_exchange
 from nameko.serialization import setup as setup_serialization
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from .domain import executions, messages
+from .domain import backlog, executions, messages
 
 
 def in_os_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -70,12 +70,14 @@ class Publisher:
     """Publish nameko events (with publisher confirms) from any process, to any source exchange.
 
     The exchange is declared on publish (kombu caches it), so publishing before any consumer
-    exists cannot fail with "404 no exchange".
+    exists cannot fail with "404 no exchange". A work message (messages.PRIORITISED) carries
+    its tenant's priority from this process's backlog counts (domain/backlog.py).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         serializer, _ = setup_serialization(config)
         self._config = config
+        self._backlog = backlog.from_config(config)
         self._publisher = AmqpPublisher(
             config[AMQP_URI_CONFIG_KEY], serializer=serializer, ssl=config.get(AMQP_SSL_CONFIG_KEY)
         )
@@ -83,11 +85,16 @@ class Publisher:
     def __call__(self, source_service: str, event_type: str, payload: dict[str, Any]) -> None:
         """Publish; a status change the executor acts on also goes to EXECUTION_FOLLOW_UP
         (decided here, so no publishing service can forget it, and in the same publish: the
-        broker copies it to that routing key too, by RabbitMQ's `CC` header)."""
+        broker copies it to that routing key too, by RabbitMQ's `CC` header). Work messages get
+        their tenant's priority here too, for the same reason."""
         exchange = get_event_exchange(source_service, self._config)
         follow_up = (event_type == messages.EXECUTION_STATUS_CHANGED
                      and executions.needs_follow_up(payload))
+        priority = (self._backlog.priority(payload["tenant_id"])
+                    if self._backlog is not None and event_type in messages.PRIORITISED
+                    else None)
         self._publisher.publish(
             payload, exchange=exchange, routing_key=event_type, declare=[exchange],
             headers={"CC": [messages.EXECUTION_FOLLOW_UP]} if follow_up else {},
+            priority=priority,
         )

@@ -203,6 +203,13 @@ ensure_rabbitmq_user() {
 }
 
 # A vhost for the attune user alone (guest, if the broker still has it, gets no permission).
+# Delete and re-add a vhost: nothing of an earlier run survives in it (queues declared with
+# other arguments, say: the broker refuses to redeclare those).
+renew_vhost() {
+  $SUDO rabbitmqctl -q delete_vhost "$1" >/dev/null 2>&1 || true
+  ensure_vhost "$1"
+}
+
 ensure_vhost() {
   local vhost="$1"
   if ! $SUDO rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$vhost"; then

@@ -13,6 +13,7 @@ from ..app import ctx
 from ..auth import permission, principal
 from ..http import int_arg, json_body, one, page, page_args, path_id
 from ..query_args import text_arg
+from .openapi import BACKLOG_FULL, responds
 
 bp = Blueprint("executions", __name__)
 
@@ -49,10 +50,12 @@ def _top_level() -> bool | None:
 
 @bp.post("/api/v1/executions")
 @permission("execute")
+@responds(503, BACKLOG_FULL)
 def create_execution():
     """Run an action (ref or id); invalid parameters fail the execution at once."""
     body = json_body({"action", "parameters"}, {"action"})
     who = principal()
+    ctx().backlog.admit(who.tenant_id)
     with transaction(ctx().engine) as conn:
         outcome = execution_control.request(
             conn, tenant_id=who.tenant_id, action=body["action"],
@@ -94,10 +97,12 @@ def get_execution(execution_id: str):
 
 @bp.post("/api/v1/executions/<execution_id>/rerun")
 @permission("execute")
+@responds(503, BACKLOG_FULL)
 def rerun_execution(execution_id: str):
     """Run the same action again with the same parameters."""
     eid = path_id(execution_id, "Execution")
     who = principal()
+    ctx().backlog.admit(who.tenant_id)
     with transaction(ctx().engine) as conn:
         outcome = execution_control.rerun(conn, tenant_id=who.tenant_id, execution_id=eid,
                                           actor=who.actor)

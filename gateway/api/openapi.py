@@ -39,7 +39,8 @@ ERROR_SCHEMA = {
                 "code": {
                     "type": "string",
                     "enum": ["bad_request", "unauthorized", "forbidden", "not_found",
-                             "conflict", "validation_error", "rate_limited", "internal",
+                             "conflict", "validation_error", "rate_limited", "backlog_full",
+                             "internal",
                              "method_not_allowed", "payload_too_large",
                              "unsupported_media_type"],
                 },
@@ -60,8 +61,11 @@ _ERRORS = {
     "404": "Not found in the caller's tenant",
     "409": "Conflict with the resource's state",
     "422": "Validation failed (details.fields)",
-    "429": "Rate limited (see Retry-After)",
+    "429": "Rate limited, or the tenant's backlog is full (see Retry-After)",
 }
+
+# The 503 of the views that accept work (webhooks, API runs): docs/reliability.md "Backlog".
+BACKLOG_FULL = "The platform's backlog is full (backlog_full, see Retry-After)"
 
 
 def responds(status: int, description: str) -> Callable[[F], F]:

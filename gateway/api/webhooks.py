@@ -11,6 +11,7 @@ from nameko_services.domain.errors import PayloadTooLargeError
 from ..app import ctx
 from ..auth import PERMISSIONS, PUBLIC, authenticate, bearer_token, permission
 from ..http import one, path_id
+from .openapi import BACKLOG_FULL, responds
 
 bp = Blueprint("webhooks", __name__)
 
@@ -58,14 +59,17 @@ def credentials() -> webhooks.Credentials:
 
 @bp.post("/api/v1/webhooks/<trigger_id>")
 @permission(PUBLIC)  # authenticated below by trigger token, signature or Bearer token
+@responds(503, BACKLOG_FULL)
 def receive(trigger_id: str):
-    """Receive a webhook call: the JSON body becomes an event of the trigger (202)."""
+    """Receive a webhook call: the JSON body becomes an event of the trigger (202); 429/503
+    `backlog_full` while too much accepted work waits (docs/reliability.md "Backlog")."""
     tid = path_id(trigger_id, "Trigger")
     body = read_body(ctx().settings.webhook_max_body_bytes)
     with transaction(ctx().engine) as conn:
         event, created = webhooks.receive(
             conn, trigger_id=tid, raw_body=body, credentials=credentials(),
             idempotency_key=request.headers.get("Idempotency-Key"),
+            admit=ctx().backlog.admit,
         )
     if created:  # committed: the executor will find the row
         ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))

@@ -80,3 +80,18 @@ class RateLimitedError(AttuneError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, {"retry_after": retry_after})
         self.retry_after = retry_after
+
+
+class BacklogFullError(AttuneError):
+    """Too much accepted work is waiting to start (domain/backlog.py): 429 when the tenant is
+    over its own bound, 503 when the platform is over the global one; retry_after says when to
+    come back. Nothing is stored for a refused request."""
+
+    code = "backlog_full"
+
+    def __init__(self, message: str, *, scope: str, queued: int, limit: int,
+                 retry_after: int) -> None:
+        super().__init__(message, {"scope": scope, "queued": queued, "limit": limit,
+                                   "retry_after": retry_after})
+        self.http_status = 429 if scope == "tenant" else 503
+        self.retry_after = retry_after

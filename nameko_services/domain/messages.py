@@ -40,6 +40,11 @@ TIMER_SCHEDULED = "timer.scheduled"
 # Notifier → every gateway process (broadcast): {"tenant_id", "message": <api.md notification>}.
 NOTIFICATION_PUBLISHED = "notification.published"
 
+# Work messages: each carries its tenant's RabbitMQ priority (domain/backlog.py, set by
+# green.Publisher), and the executor's and worker's queues of them are priority queues
+# (`event_handler(..., prioritised=True)`), so one tenant's flood does not hold up the others.
+PRIORITISED = frozenset({EVENT_CREATED, EXECUTION_REQUESTED, EXECUTION_SCHEDULED})
+
 # Service names as used for event exchanges (nameko: "<service>.events").
 # EXECUTIONS is a shared source: every execution.created / execution.status_changed goes
 # through it, whichever service made the change, so consumers see one ordered stream.

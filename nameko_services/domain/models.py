@@ -210,6 +210,9 @@ events = Table(
         postgresql_where=text("idempotency_key IS NOT NULL"),
     ),
     Index("ix_events_unprocessed", "id", postgresql_where=text("processed_at IS NULL")),
+    # The backlog's grouped count (domain/backlog.py): unprocessed events per tenant.
+    Index("ix_events_unprocessed_tenant", "tenant_id",
+          postgresql_where=text("processed_at IS NULL")),
 )
 
 rule_evaluations = Table(
@@ -268,6 +271,9 @@ executions = Table(
     Index("ix_executions_rule", "rule_id"),
     Index("ix_executions_enforcement", "enforcement_id"),
     Index("ix_executions_action_ref", "tenant_id", "action_ref"),
+    # The backlog's grouped count (domain/backlog.py): executions not yet running, per tenant.
+    Index("ix_executions_queued", "tenant_id",
+          postgresql_where=text("status IN ('requested', 'scheduled')")),
 )
 
 enforcements = Table(

@@ -14,6 +14,7 @@ from runners.container_policy import ContainerPolicy, check_user, memory_bytes
 from runners.destinations import DestinationPolicy
 from runners.sandbox import LIMIT_KEYS, Limits
 
+from .backlog import BacklogSettings
 from .errors import ConfigurationError
 from .paths import PROJECT_ROOT
 
@@ -332,6 +333,7 @@ class Settings:
     packs: PackSettings = field(default_factory=PackSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     container: ContainerPolicy = field(default_factory=ContainerPolicy)
+    backlog: BacklogSettings = field(default_factory=BacklogSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -351,6 +353,7 @@ class Settings:
         packs = PackSettings.from_mapping(dict(section.pop("packs", None) or {}))
         sandbox = SandboxSettings.from_mapping(dict(section.pop("sandbox", None) or {}))
         container = parse_container(dict(section.pop("container", None) or {}))
+        backlog = BacklogSettings.from_mapping(dict(section.pop("backlog", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -399,6 +402,7 @@ class Settings:
                 packs=packs,
                 sandbox=sandbox,
                 container=container,
+                backlog=backlog,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

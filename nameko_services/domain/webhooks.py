@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -165,13 +166,18 @@ def receive(
     raw_body: bytes,
     credentials: Credentials,
     idempotency_key: str | None = None,
+    admit: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Authenticate, parse and store one webhook call; returns (event row, created).
 
     A repeat of an Idempotency-Key within 24 h returns the first event with created=False.
+    `admit(tenant_id)` runs once the sender is known and before anything is stored: it raises
+    to refuse the call (the gateway's backlog bound, domain/backlog.py).
     """
     trigger = get_receiving_trigger(conn, trigger_id)
     sender = authenticate(conn, trigger, raw_body, credentials)
+    if admit is not None:
+        admit(sender.tenant_id)
     key = check_idempotency_key(idempotency_key)
     if key is not None and trigger["tenant_id"] is None:
         # A system trigger is shared: scope the key, or one tenant's repeat returns another's event.

@@ -27,8 +27,8 @@ class ExecutorService:
     dispatch = Dispatcher()
     timer_wheel = TimerWheel()
 
-    @batch_event_handler(messages.GATEWAY, messages.EVENT_CREATED)
-    @batch_event_handler(messages.SENSOR, messages.EVENT_CREATED)
+    @batch_event_handler(messages.GATEWAY, messages.EVENT_CREATED, prioritised=True)
+    @batch_event_handler(messages.SENSOR, messages.EVENT_CREATED, prioritised=True)
     def on_event_created(self, payloads: list[dict[str, Any]]) -> None:
         """Evaluate each event's rules once (a redelivered event finds it processed); the
         events that arrived together share one transaction."""
@@ -38,7 +38,7 @@ class ExecutorService:
             max_chain_depth=self.platform.settings.max_chain_depth,
         )
 
-    @event_handler(messages.GATEWAY, messages.EXECUTION_REQUESTED)
+    @event_handler(messages.GATEWAY, messages.EXECUTION_REQUESTED, prioritised=True)
     def on_execution_requested(self, payload: dict[str, Any]) -> None:
         """A user asked for an execution: schedule it (or fan it out, or fail it)."""
         scheduling.schedule_and_send(

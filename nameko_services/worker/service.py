@@ -25,7 +25,7 @@ class WorkerService:
     runtime = WorkerRuntime()
     environments = PackEnvironmentBuilder()  # at start: builds packs still marked `building`
 
-    @draining_event_handler(messages.EXECUTOR, messages.EXECUTION_SCHEDULED)
+    @draining_event_handler(messages.EXECUTOR, messages.EXECUTION_SCHEDULED, prioritised=True)
     def on_execution_scheduled(self, payload: dict[str, Any]) -> None:
         """Claim scheduled→running, run, record; a redelivered message finds nothing to claim."""
         execution.handle_scheduled(self.platform, self.runtime, self.dispatch, payload)

@@ -8,7 +8,8 @@ from kombu.exceptions import OperationalError as BrokerError
 from nameko import messaging
 from sqlalchemy.exc import OperationalError as DatabaseError
 
-from nameko_services import extensions
+from nameko_services import extensions, green
+from nameko_services.domain import backlog, messages
 from nameko_services.executor.service import ExecutorService
 from nameko_services.extensions import EventHandler, QueueConsumer
 from nameko_services.notifier.service import NotifierService
@@ -86,3 +87,59 @@ def test_an_outage_puts_the_message_back_anything_else_is_acked(monkeypatch, err
     handler.queue_consumer = Recorder()
     handler.handle_message_processed(object(), exc_info=failure(error) if error else None)
     assert handler.queue_consumer.calls == expected
+
+
+PRIORITY_QUEUES = {
+    (ExecutorService, "on_event_created"), (ExecutorService, "on_execution_requested"),
+    (WorkerService, "on_execution_scheduled"),
+}
+
+
+@pytest.mark.parametrize("service", [ExecutorService, WorkerService, SensorService,
+                                     NotifierService])
+def test_the_queues_of_work_messages_and_only_those_are_priority_queues(service):
+    """The executor's and the worker's consumers of work messages (messages.PRIORITISED) take
+    them by priority; news (the notifier's copy of event.created, say) stays in order."""
+    for name in dir(service):
+        for entrypoint in getattr(getattr(service, name), "nameko_entrypoints", ()):
+            if isinstance(entrypoint, EventHandler):
+                wanted = (service, name) in PRIORITY_QUEUES
+                assert entrypoint.prioritised is wanted, (service.__name__, name)
+                assert not wanted or entrypoint.event_type in messages.PRIORITISED
+
+
+def declared_queue(prioritised):
+    handler = EventHandler("executor", messages.EXECUTION_SCHEDULED, prioritised=prioritised)
+    handler.container = SimpleNamespace(service_name="worker", config={})
+    handler.method_name = "on_execution_scheduled"
+    handler.queue_consumer = SimpleNamespace(register_provider=lambda provider: None)
+    handler.setup()
+    return handler.queue
+
+
+def test_a_prioritised_handler_declares_x_max_priority():
+    queue = declared_queue(prioritised=True)
+    assert queue.name == "evt-executor-execution.scheduled--worker.on_execution_scheduled"
+    assert queue.queue_arguments == {"x-max-priority": backlog.MAX_PRIORITY}
+    assert not declared_queue(prioritised=False).queue_arguments
+
+
+class FakeBacklog:
+    def priority(self, tenant_id):
+        return {1: 0, 2: 8}[tenant_id]
+
+
+@pytest.mark.parametrize(("event_type", "tenant_id", "priority"), [
+    (messages.EVENT_CREATED, 1, 0),
+    (messages.EXECUTION_REQUESTED, 2, 8),
+    (messages.EXECUTION_SCHEDULED, 2, 8),
+    (messages.EXECUTION_CREATED, 2, None),  # news: no priority
+])
+def test_the_publisher_gives_work_messages_their_tenants_priority(event_type, tenant_id,
+                                                                  priority):
+    publisher = green.Publisher({"AMQP_URI": "amqp://nobody@127.0.0.1:1/none"})
+    sent = []
+    publisher._publisher = SimpleNamespace(publish=lambda payload, **kw: sent.append(kw))
+    publisher._backlog = FakeBacklog()
+    publisher("gateway", event_type, {"tenant_id": tenant_id, "execution_id": 1})
+    assert sent[0]["priority"] == priority
