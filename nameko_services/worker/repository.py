@@ -51,6 +51,12 @@ def lock_status(conn: Connection, execution_id: int) -> str | None:
     ).scalar_one_or_none()
 
 
+def pack(conn: Connection, pack_id: int) -> dict[str, Any] | None:
+    """A pack row (its `source_path` is the folder actions run in)."""
+    row = conn.execute(select(packs).where(packs.c.id == pack_id)).mappings().one_or_none()
+    return dict(row) if row else None
+
+
 def action_and_pack(
     conn: Connection, tenant_id: int, action_id: int
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
