@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import http.client
 import itertools
+import json
 import queue
 import resource
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,7 +43,8 @@ from .common import ServiceSampler, summary
 PATHS = ("/api/v1/me", "/api/v1/actions?limit=20", "/api/v1/executions?limit=20",
          "/api/v1/rules?limit=20")
 
-Result = tuple[str, float, float, int]  # path, ms from schedule, ms from send, status (0: failed)
+Result = tuple[str, float, float, int, int]  # path, ms from schedule, ms from send, status (0:
+# failed), gateway process (closed loop; 0: not known)
 
 
 class Client:
@@ -55,15 +58,24 @@ class Client:
 
     def get(self, path: str) -> int:
         """The status of GET `path` (its body read), or 0 when the connection failed."""
+        return self.fetch(path)[0]
+
+    def fetch(self, path: str) -> tuple[int, bytes]:
+        """The status and body of GET `path`; (0, b"") when the connection failed."""
         try:
             self.conn.request("GET", path, headers=self.headers)
             response = self.conn.getresponse()
-            response.read()
-            return response.status
+            return response.status, response.read()
         except (OSError, http.client.HTTPException):
             self.conn.close()
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            return 0
+            return 0, b""
+
+    def gateway_process(self) -> int:
+        """Which gateway process serves this connection (`/health`'s `gateway_process`; 0 when
+        it does not say)."""
+        status, body = self.fetch("/health")
+        return int(json.loads(body).get("gateway_process") or 0) if status else 0
 
 
 def open_loop(make: Callable[[], Client], paths: list[str], rate: float, seconds: float,
@@ -81,7 +93,7 @@ def open_loop(make: Callable[[], Client], paths: list[str], rate: float, seconds
             status = own.get(path)
             done = time.perf_counter()
             with lock:
-                results.append((path, (done - due) * 1000, (done - sent) * 1000, status))
+                results.append((path, (done - due) * 1000, (done - sent) * 1000, status, 0))
 
     pool = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
     for thread in pool:
@@ -99,16 +111,21 @@ def open_loop(make: Callable[[], Client], paths: list[str], rate: float, seconds
 
 
 def closed_loop(make: Callable[[], Client], paths: list[str], concurrency: int, seconds: float,
-                warmup: float) -> list[Result]:
+                warmup: float) -> tuple[list[Result], Counter[int]]:
     """`concurrency` clients sending back to back until `seconds` after the warm-up; only
-    requests sent after the warm-up count."""
+    requests sent after the warm-up count. Each first asks which gateway process serves its
+    connection, so that an uneven spread shows."""
     results: list[Result] = []
+    clients: Counter[int] = Counter()  # gateway process → clients it serves
     lock = threading.Lock()
     counted_from = time.perf_counter() + warmup
     end = counted_from + seconds
 
     def client(offset: int) -> None:
         own = make()
+        process = own.gateway_process()
+        with lock:
+            clients[process] += 1
         for path in itertools.islice(itertools.cycle(paths), offset, None):
             sent = time.perf_counter()
             if sent >= end:
@@ -117,14 +134,14 @@ def closed_loop(make: Callable[[], Client], paths: list[str], concurrency: int, 
             took = (time.perf_counter() - sent) * 1000
             if sent >= counted_from:
                 with lock:
-                    results.append((path, took, took, status))
+                    results.append((path, took, took, status, process))
 
     pool = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(concurrency)]
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
-    return results
+    return results, clients
 
 
 def main() -> int:
@@ -156,20 +173,23 @@ def main() -> int:
         return Client(args.url, api.token or "")
 
     own_cpu = resource.getrusage(resource.RUSAGE_SELF)
+    clients: Counter[int]
     with ServiceSampler(args.run_dir) as sampler:
         start = time.perf_counter()
         if args.concurrency:
-            results = closed_loop(make, paths, args.concurrency, args.seconds, args.warmup)
+            results, clients = closed_loop(make, paths, args.concurrency, args.seconds,
+                                           args.warmup)
             elapsed = time.perf_counter() - start - args.warmup
             mode = f"closed loop, {args.concurrency} clients"
         else:
             results = open_loop(make, paths, args.rate, args.seconds, args.threads)
+            clients = Counter()
             elapsed = time.perf_counter() - start
             mode = f"open loop, {args.rate:g} offered"
     used = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = used.ru_utime + used.ru_stime - own_cpu.ru_utime - own_cpu.ru_stime
 
-    errors = sum(1 for *_, status in results if status != 200)
+    errors = sum(1 for r in results if r[3] != 200)
     print(f"{len(results)} GETs in {elapsed:.2f} s ({len(results) / elapsed:.0f} req/s achieved, "
           f"{mode}), {errors} not 200; client CPU {client_cpu:.2f} s "
           f"({client_cpu / elapsed * 100:.0f} % of a core)")
@@ -179,6 +199,9 @@ def main() -> int:
         print(summary(path, [r[1] for r in results if r[0] == path]))
     if args.concurrency:
         print(summary("all", [r[1] for r in results]))
+        for process in sorted(set(clients) - {0}):
+            print(summary(f"process {process}, {clients[process]} clients",
+                          [r[1] for r in results if r[4] == process]))
     else:
         print(summary("all (from schedule)", [r[1] for r in results]))
         print(summary("all (from send)", [r[2] for r in results]))
