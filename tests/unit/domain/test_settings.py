@@ -121,7 +121,7 @@ def test_nameko_yaml_ships_closed_and_the_e2e_configuration_open(monkeypatch, tm
     assert shipped.rate_limit.admin.burst > shipped.rate_limit.user.burst
     assert shipped.gateway.processes == 2
     e2e = Settings.from_mapping(load_config(PROJECT_ROOT / "config.e2e.yaml"))
-    assert e2e.auth.registration == "open"
+    assert e2e.auth.registration == "open" and e2e.gateway.processes == 1
     monkeypatch.setenv("ATTUNE_REGISTRATION", "open")
     monkeypatch.setenv("ATTUNE_GATEWAY_PROCESSES", "3")
     overridden = Settings.from_mapping(load_config(PROJECT_ROOT / "nameko.yaml"))
