@@ -69,48 +69,98 @@ def pss_mib(pid: int) -> float | None:
     return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process, in seconds."""
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float | None:
+    """utime + stime of a process, in seconds; with `reaped`, plus what its children that it has
+    waited for used (cutime + cstime)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(*names: str) -> list[int]:
+    """Every process whose command name (`/proc/<pid>/comm`: `postgres`, `beam.smp`) is one of
+    `names`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if proc.joinpath("comm").read_text().strip() in names:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def family(pids: list[int]) -> set[int]:
+    """These processes and all their descendants."""
+    return {member for pid in pids for member in (pid, *children(pid))}
+
+
+def family_cpu_seconds(pids: list[int]) -> float:
+    """CPU time of these processes, their descendants and every child they have reaped: the
+    difference of two readings is what the whole family used in between, including processes
+    that started and ended meanwhile (an action's, a PostgreSQL backend's)."""
+    return sum(cpu_seconds(pid, reaped=True) or 0.0 for pid in family(pids))
+
+
+# Shared infrastructure whose CPU the benchmarks count beside the services' (comm names).
+INFRASTRUCTURE = {"postgresql": ("postgres",), "rabbitmq": ("beam.smp", "epmd")}
 
 
 class ServiceSampler:
-    """Peak VmRSS (MiB) of each service process, sampled every 50 ms in a thread, and the CPU
-    time each used meanwhile (robust to a busy machine, unlike wall-clock figures)."""
+    """Per service of a run dir (its process and descendants: the gateway's forked processes,
+    the worker's fork servers, sandboxes and actions): the peak summed VmRSS (MiB), sampled
+    every 50 ms in a thread, and the CPU time used meanwhile, its own process's apart; and the
+    CPU time of PostgreSQL and RabbitMQ (every process of theirs on this machine, whoever it
+    serves). CPU time is robust to a busy machine, unlike wall-clock figures."""
 
     def __init__(self, run_dir: Path | None) -> None:
         self.pids = service_pids(run_dir)
         self.peak: dict[str, float] = {}
         self.start_rss: dict[str, float] = {}
-        self.cpu_start: dict[str, float] = {}
-        self.cpu_used: dict[str, float] = {}
+        self._cpu_start: dict[str, tuple[float, float]] = {}
+        self.cpu_used: dict[str, float] = {}  # service or infrastructure → seconds, family
+        self.own_cpu_used: dict[str, float] = {}  # service → seconds of its own process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             for name, pid in self.pids.items():
-                value = rss_mib(pid)
-                if value is not None:
+                values = [rss_mib(member) for member in family([pid])]
+                if any(value is not None for value in values):
+                    value = sum(v for v in values if v is not None)
                     self.start_rss.setdefault(name, value)
                     self.peak[name] = max(self.peak.get(name, 0.0), value)
             self._stop.wait(0.05)
 
+    def _cpu(self) -> dict[str, tuple[float, float]]:
+        """name → (family CPU, own CPU) of every service and piece of infrastructure now."""
+        now = {name: (family_cpu_seconds([pid]), cpu_seconds(pid) or 0.0)
+               for name, pid in self.pids.items()}
+        if self.pids:
+            for name, comms in INFRASTRUCTURE.items():
+                now[name] = (family_cpu_seconds(pids_named(*comms)), 0.0)
+        return now
+
     def start(self) -> ServiceSampler:
-        for name, pid in self.pids.items():
-            self.cpu_start[name] = cpu_seconds(pid) or 0.0
+        self._cpu_start = self._cpu()
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        for name, pid in self.pids.items():
-            self.cpu_used[name] = (cpu_seconds(pid) or 0.0) - self.cpu_start.get(name, 0.0)
+        for name, (whole, own) in self._cpu().items():
+            began = self._cpu_start.get(name, (0.0, 0.0))
+            self.cpu_used[name] = whole - began[0]
+            if name in self.pids:
+                self.own_cpu_used[name] = own - began[1]
 
     def __enter__(self) -> ServiceSampler:
         return self.start()
@@ -118,12 +168,26 @@ class ServiceSampler:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def report(self, per: int = 1, unit: str = "") -> str:
+    def report(self, per: int = 1, unit: str = "", budget_ms: float | None = None) -> str:
+        """One line per service and piece of infrastructure, then the total; with `unit`, CPU
+        per `unit` (`per` of them), the total against `budget_ms` when given."""
         if not self.pids:
-            return "  (no --run-dir: service memory not sampled)"
-        return "\n".join(
-            f"  {name:<9} start {self.start_rss.get(name, 0):6.1f} MiB  "
-            f"peak {self.peak.get(name, 0):6.1f} MiB  "
-            f"cpu {self.cpu_used.get(name, 0):6.2f} s"
-            + (f" ({self.cpu_used.get(name, 0) / per * 1000:.1f} ms per {unit})" if unit else "")
-            for name in self.pids)
+            return "  (no --run-dir: services not sampled)"
+
+        def cpu(seconds: float) -> str:
+            return f"cpu {seconds:6.2f} s" + (f" ({seconds / per * 1000:5.1f} ms per {unit})"
+                                              if unit else "")
+
+        lines = [f"  {name:<10} {cpu(self.cpu_used[name])}, its own process "
+                 f"{self.own_cpu_used[name]:.2f} s; RSS start "
+                 f"{self.start_rss.get(name, 0):.1f} MiB, peak {self.peak.get(name, 0):.1f} MiB"
+                 for name in self.pids]
+        lines += [f"  {name:<10} {cpu(self.cpu_used[name])} (all of this machine's)"
+                  for name in INFRASTRUCTURE]
+        total = sum(self.cpu_used.values())
+        verdict = ""
+        if unit and budget_ms is not None:
+            verdict = (f": {'within' if total / per * 1000 <= budget_ms else 'over'} the "
+                       f"budget of {budget_ms:g} ms")
+        lines.append(f"  {'total':<10} {cpu(total)}{verdict}")
+        return "\n".join(lines)

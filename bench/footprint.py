@@ -12,18 +12,16 @@ PostgreSQL and RabbitMQ are shared infrastructure and listed apart, not in the t
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
-from .common import children, pss_mib, rss_mib, service_pids
+from .common import children, pids_named, pss_mib, rss_mib, service_pids
 
 
 def infrastructure_mib(name: str) -> float:
     """Summed PSS of the processes called `name` (PostgreSQL's backends share their buffers,
     so their RSS would count them once per backend)."""
-    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
-    return sum(pss_mib(int(pid)) or 0.0 for pid in found.stdout.split())
+    return sum(pss_mib(pid) or 0.0 for pid in pids_named(name))
 
 
 def main() -> int:

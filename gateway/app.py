@@ -34,6 +34,7 @@ class Gateway:
     backlog: backlog.Backlog  # admits webhooks and API runs (domain/backlog.py)
     rpc: Any = None  # RpcPool, set by serve.py
     notifications: Any = None  # NotificationHub, set by serve.py
+    process: int = 1  # which of the gateway's processes serves (1..ATTUNE.gateway.processes)
 
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,12 @@
 """Serve the gateway: `python -m gateway.serve --config nameko.yaml`.
 
 eventlet.wsgi in front of the Flask app, pooled RPC and an event publisher for the views, and the
-notification relay: a nameko ServiceRunner in this process whose BROADCAST handler hands every
-`notification.published` to the app's NotificationHub (each gateway process gets every message
-on its own auto-deleted queue). SIGTERM: stop accepting, close WebSockets with 1001, stop the
-relay, exit 0.
+notification relay: a nameko ServiceRunner in each serving process whose BROADCAST handler hands
+every `notification.published` to that process's NotificationHub (each gateway process gets
+every message on its own auto-deleted queue). This process binds the API port and the
+sandboxes' socket and builds the app; with `ATTUNE.gateway.processes` above 1 it then forks that
+many processes serving both (the kernel gives each connection to one of them) and supervises
+them. SIGTERM: stop accepting, close WebSockets with 1001, stop the relay, exit 0.
 """
 # ruff: noqa: E402  (eventlet must patch the standard library before anything else is imported)
 
@@ -19,15 +21,21 @@ warnings.filterwarnings("ignore", category=eventlet.EventletDeprecationWarning)
 
 import argparse
 import contextlib
+import ctypes
+import gc
 import logging
 import logging.config
+import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import eventlet.event
+import eventlet.hubs
+import eventlet.patcher
 import eventlet.wsgi
 from greenlet import GreenletExit
 from nameko.events import BROADCAST
@@ -45,6 +53,11 @@ log = logging.getLogger("gateway.serve")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 SERVER_EXITED = "server exited"
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+# The supervisor blocks in waitpid: eventlet's green one polls every 10 ms.
+_blocking_waitpid = eventlet.patcher.original("os").waitpid
 
 
 def relay_service(hub: Any) -> type:
@@ -108,24 +121,37 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     _configure_logging(config)
     settings = Settings.from_mapping(config)
-    rpc = green.RpcPool(config, size=20, timeout=settings.rpc_timeout_seconds)
-    app = create_app(config, publish=green.Publisher(config), rpc=rpc)
-    gateway = app.extensions["attune"]
-    hub = gateway.notifications
-
-    runner = ServiceRunner(config)
-    runner.add_service(relay_service(hub))
-    runner.start()
-
+    count = settings.gateway.processes
     try:
-        listeners = [eventlet.listen((settings.api_host, settings.api_port)),
-                     _socket_listener(sandboxing.host(settings).api_socket)]
+        ports = [_port_listener(settings, shared=count > 1) for _ in range(count)]
+        api_socket = _socket_listener(sandboxing.host(settings).api_socket)
     except OSError as exc:
         log.error("cannot listen on %s:%s or its socket: %s", settings.api_host,
                   settings.api_port, exc)
-        runner.stop()
         return 1
-    access_log = settings.log_level.upper() == "DEBUG"
+    rpc = green.RpcPool(config, size=20, timeout=settings.rpc_timeout_seconds)
+    app = create_app(config, publish=green.Publisher(config), rpc=rpc)
+    log.info("gateway listening on %s (WebSocket %s/ws) with %d process(es)", settings.api_url,
+             settings.api_url.replace("http", "ws", 1), count)
+
+    def serve_one(number: int, port: Any) -> int:
+        return serve(config, app, [port, api_socket], number)
+
+    if count == 1:
+        return serve_one(1, ports[0])
+    return supervise(ports, serve_one)
+
+
+def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -> int:
+    """Serve `listeners` with `app` and relay notifications to its WebSockets until SIGTERM or
+    SIGINT; the exit code. `number` (1..processes) is this process's, shown by /health."""
+    gateway = app.extensions["attune"]
+    gateway.process = number
+    hub = gateway.notifications
+    runner = ServiceRunner(config)
+    runner.add_service(relay_service(hub))
+    runner.start()
+    access_log = gateway.settings.log_level.upper() == "DEBUG"
     servers = [eventlet.spawn(
         eventlet.wsgi.server, listener, app, max_size=2000,
         log=logging.getLogger("gateway.access"), log_output=access_log,
@@ -138,18 +164,93 @@ def main(argv: list[str] | None = None) -> int:
             log.info("received %s, shutting down", signal.Signals(signum).name)
             stopping.send(signum)
 
-    _on_signals((signal.SIGTERM, signal.SIGINT), request_stop)
+    _on_signals(tuple(STOP_SIGNALS), request_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by supervise() till now
     for server in servers:
         server.link(lambda _gt: stopping.ready() or stopping.send(SERVER_EXITED))
-    log.info("gateway listening on %s (WebSocket %s/ws)", settings.api_url,
-             settings.api_url.replace("http", "ws", 1))
+    log.info("gateway process %d serving", number)
 
     reason = stopping.wait()
-    _shutdown(servers, hub, runner, rpc, gateway)
+    _shutdown(servers, runner, gateway)
     if reason == SERVER_EXITED:
         log.error("the HTTP server stopped unexpectedly")
         return 1
     return 0
+
+
+def supervise(ports: list[Any], serve_one: Callable[[int, Any], int]) -> int:
+    """Fork one process per listener of `ports`, running `serve_one(number, its listener)` on
+    what this process has built, and wait for them: SIGTERM or SIGINT is passed on to each; one
+    that ends by itself ends the others (exit 1), as a single gateway's failure ends it. Exit 0
+    when all stopped cleanly."""
+    gc.freeze()  # what was built so far stays shared with the children: the collector never
+    # writes to those pages again, so copy-on-write leaves them shared
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # until each has its own handlers
+    children = {_fork(number, ports, serve_one): number for number in range(1, len(ports) + 1)}
+    for port in ports:
+        port.close()  # each child holds its own; none may stay open where nobody accepts
+    stopping = False
+
+    def stop(signum: int, _frame: Any = None) -> None:
+        nonlocal stopping
+        if not stopping:
+            log.info("received %s, stopping %d gateway process(es)",
+                     signal.Signals(signum).name, len(children))
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    code = 0
+    while children:
+        pid, status = _blocking_waitpid(-1, 0)
+        number = children.pop(pid)
+        ended = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            log.error("gateway process %d (pid %d) ended by itself (exit %d): stopping the rest",
+                      number, pid, ended)
+            code = 1
+            stop(signal.SIGTERM)
+        elif ended != 0:
+            log.error("gateway process %d (pid %d) stopped with exit %d", number, pid, ended)
+            code = 1
+    log.info("every gateway process stopped")
+    return code
+
+
+def _fork(number: int, ports: list[Any], serve_one: Callable[[int, Any], int]) -> int:
+    """Start process `number`, serving `ports[number - 1]` (it closes its siblings'); its pid.
+    It ends when we do."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == parent:  # else the parent died before prctl
+            own = ports[number - 1]
+            for port in ports:
+                if port is not own:
+                    port.close()
+            eventlet.hubs.use_hub()  # an event hub (epoll) of its own, not a copy of the parent's
+            code = serve_one(number, own)
+    except BaseException:
+        log.exception("gateway process %d failed", number)
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _port_listener(settings: Settings, *, shared: bool) -> Any:
+    """A listener on the API port. `shared`: one of several, with SO_REUSEPORT, one per gateway
+    process, so that the kernel spreads new connections evenly over the processes (with one
+    listener for all, whichever wakes first takes a whole burst of connections). Otherwise
+    without it, so that no other process can join the port."""
+    return eventlet.listen((settings.api_host, settings.api_port), reuse_port=shared)
 
 
 def _socket_listener(path: Path) -> Any:
@@ -163,11 +264,10 @@ def _socket_listener(path: Path) -> Any:
     return listener
 
 
-def _shutdown(servers: list[Any], hub: Any, runner: ServiceRunner, rpc: green.RpcPool,
-              gateway: Any) -> None:
+def _shutdown(servers: list[Any], runner: ServiceRunner, gateway: Any) -> None:
     for server in servers:
         server.kill()  # stop accepting; the wsgi loop now waits for requests in flight
-    closed = hub.close_all(1001, "server shutting down")
+    closed = gateway.notifications.close_all(1001, "server shutting down")
     log.info("closed %d websocket(s)", closed)
     with eventlet.Timeout(SHUTDOWN_GRACE_SECONDS, False), contextlib.suppress(GreenletExit):
         for server in servers:
@@ -178,7 +278,7 @@ def _shutdown(servers: list[Any], hub: Any, runner: ServiceRunner, rpc: green.Rp
         stopped = True
     if not stopped:
         runner.kill()
-    rpc.close()
+    gateway.rpc.close()
     gateway.engine.dispose()
     log.info("gateway stopped")
 

@@ -335,6 +335,18 @@ def is_alive(pid: int, name: str) -> bool:
     return True
 
 
+def serving_pids(platform: Platform, gateway_pid: int) -> list[int]:
+    """The gateway processes that serve: the gateway itself, or the processes it forked
+    (ATTUNE.gateway.processes above 1), read from /proc."""
+    if platform.settings.gateway.processes == 1:
+        return [gateway_pid]
+    try:
+        forked = Path(f"/proc/{gateway_pid}/task/{gateway_pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [pid for pid in map(int, forked) if is_alive(pid, GATEWAY)]
+
+
 def read_pid(platform: Platform, name: str) -> int | None:
     try:
         return int(platform.pid_file(name).read_text().strip())
@@ -546,9 +558,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in (*SERVICES, GATEWAY):
         state = f"running (pid {live[name]})" if name in live else "stopped"
         print(f"{name:10} {state:24} {platform.log_file(name)}")
+    wanted = platform.settings.gateway.processes
+    serving = serving_pids(platform, live[GATEWAY]) if GATEWAY in live else []
+    print(f"{'serving':10} {len(serving)} of {wanted} gateway process(es)"
+          + (f": pid {', '.join(map(str, serving))}" if serving else ""))
     health = fetch_health(platform.settings.api_url) if GATEWAY in live else None
     print(f"health     {json.dumps(health) if health else 'no answer'}")
-    healthy = len(live) == len(SERVICES) + 1 and bool(health) and health.get("status") == "ok"
+    healthy = (len(live) == len(SERVICES) + 1 and len(serving) == wanted and bool(health)
+               and health.get("status") == "ok")
     return 0 if healthy else 3
 
 

@@ -95,12 +95,14 @@ def run_checks(checks: dict[str, Callable[[], None]], timeout: float) -> dict[st
 @bp.get("/health")
 @permission(PUBLIC)
 def health():
-    """Platform health: database, broker and every service; 200 when ok, 503 when degraded."""
+    """Platform health: database, broker and every service; 200 when ok, 503 when degraded.
+    `gateway_process` says which of the gateway's processes answered."""
     checks: dict[str, Callable[[], None]] = {"database": _check_database, "broker": _check_broker}
     checks.update({name: _check_service(name) for name in SERVICES})
     checks[m.WORKER] = _check_worker
     results = run_checks(checks, CHECK_TIMEOUT_SECONDS)
     healthy = all(value == OK for value in results.values())
-    response = jsonify({"status": "ok" if healthy else "degraded", "checks": results})
+    response = jsonify({"status": "ok" if healthy else "degraded", "checks": results,
+                        "gateway_process": ctx().process})
     response.status_code = 200 if healthy else 503
     return response

@@ -76,5 +76,5 @@ def isoformat(value: datetime | None) -> str | None:
     """RFC 3339 UTC with milliseconds, as api.md specifies (`2026-01-27T10:30:00.123Z`)."""
     if value is None:
         return None
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat() is C and ~3x faster than strftime(); a list of 50 executions formats 350.
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"

@@ -80,6 +80,32 @@ class RateLimitSettings:
         return cls(**values)
 
 
+MAX_GATEWAY_PROCESSES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """ATTUNE.gateway: how many processes serve the API port and socket (gateway/serve.py)."""
+
+    processes: int = 2
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> GatewaySettings:
+        """Parse the block; an unknown key or a count outside 1..64 fails naming it."""
+        unknown = set(section) - {"processes"}
+        if unknown:
+            raise ConfigurationError(f"unknown key(s) in ATTUNE.gateway: {sorted(unknown)}")
+        given = section.get("processes", cls().processes)
+        if isinstance(given, str) and given.strip().isdigit():  # ${VAR:default} yields text
+            processes = int(given)
+        else:
+            processes = given if type(given) is int else 0
+        if not 1 <= processes <= MAX_GATEWAY_PROCESSES:
+            raise ConfigurationError(f"ATTUNE.gateway.processes must be a whole number from 1 "
+                                     f"to {MAX_GATEWAY_PROCESSES}, not {given!r}")
+        return cls(processes=processes)
+
+
 REGISTRATION_MODES = ("open", "closed")
 
 
@@ -327,6 +353,7 @@ class Settings:
     # The system user `attune up` runs the services as when started by root (never root itself).
     service_user: str = "attune"
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -346,6 +373,7 @@ class Settings:
         """Build from a loaded nameko config dict; raises ConfigurationError naming the bad key."""
         section = dict(config.get("ATTUNE") or {})
         worker = dict(section.pop("worker", None) or {})
+        gateway = GatewaySettings.from_mapping(dict(section.pop("gateway", None) or {}))
         rate_limit = RateLimitSettings.from_mapping(dict(section.pop("rate_limit", None) or {}))
         http_runner = HttpRunnerSettings.from_mapping(
             dict(section.pop("http_runner", None) or {}))
@@ -396,6 +424,7 @@ class Settings:
                 max_chain_depth=int(section.get("max_chain_depth", 10)),
                 service_user=str(section.get("service_user") or "attune"),
                 worker=WorkerSettings(**worker),
+                gateway=gateway,
                 rate_limit=rate_limit,
                 http_runner=http_runner,
                 auth=auth,

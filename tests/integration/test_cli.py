@@ -1,6 +1,7 @@
 """The `attune` command: keys, database preparation, process control and a whole up/down."""
 
 import os
+import re
 import signal
 import socket
 import stat
@@ -168,11 +169,15 @@ def test_up_twice_status_and_down(tmp_path, scratch_url, config):
         status = attune("status", env=env)
         assert status.returncode == 0, status.stdout
         assert '"status": "ok"' in status.stdout
+        serving = re.search(r"serving +2 of 2 gateway process\(es\): pid (\d+), (\d+)",
+                            status.stdout)
+        assert serving, status.stdout  # nameko.yaml's default: two, forked by the gateway
     finally:
         down = attune("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped" in down.stdout
     assert list((run / "pids").iterdir()) == []
     assert attune("status", env=env).returncode == 3
-    for pid in pids.values():
-        wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid.strip()}"), deadline=10)
+    for pid in [*(p.strip() for p in pids.values()), *serving.groups()]:
+        wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), deadline=10)
+    assert (run / "logs" / "gateway.log").read_text().count("closed 0 websocket(s)") == 2

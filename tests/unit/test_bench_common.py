@@ -2,12 +2,15 @@
 
 import os
 import subprocess
+import sys
 
 from bench.common import (
     children,
     cpu_seconds,
+    family_cpu_seconds,
     parse_ts,
     pct,
+    pids_named,
     pss_mib,
     rss_mib,
     service_pids,
@@ -42,3 +45,20 @@ def test_children_finds_grandchildren_and_proc_figures_read(tmp_path):
     (tmp_path / "pids").mkdir()
     (tmp_path / "pids" / "worker.pid").write_text("123\n")
     assert service_pids(tmp_path) == {"worker": 123} and service_pids(None) == {}
+
+
+def test_family_cpu_counts_children_that_ended_and_processes_are_found_by_name():
+    me = os.getpid()
+    reaped_before = cpu_seconds(me, reaped=True) - cpu_seconds(me)
+    family_before = family_cpu_seconds([me])
+    burn = "import time\nwhile time.process_time() < 0.2: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)  # started, burnt, ended, reaped
+    assert cpu_seconds(me, reaped=True) - cpu_seconds(me) - reaped_before >= 0.15
+    assert family_cpu_seconds([me]) - family_before >= 0.15
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert sleeper.pid in pids_named("sleep", "no-such-command")
+        assert me not in pids_named("sleep")
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -76,7 +76,7 @@ def test_health_is_ok_when_every_service_answers(app, client):
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json == {"status": "ok", "checks": dict.fromkeys(
-        ("database", "broker", *SERVICES), "ok")}
+        ("database", "broker", *SERVICES), "ok"), "gateway_process": 1}
 
 
 def test_a_silent_service_is_an_error_at_the_deadline_not_a_hang(app, client, monkeypatch):

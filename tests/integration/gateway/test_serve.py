@@ -1,15 +1,23 @@
-"""`python -m gateway.serve` as a process: serves HTTP and /ws, stops cleanly on SIGTERM."""
+"""`python -m gateway.serve` as a process: serves HTTP and /ws, stops cleanly on SIGTERM; with
+several processes, each serves the one port and the API socket and relays notifications."""
 
+import http.client
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
+from nameko.standalone.events import event_dispatcher
 
 from nameko_services.config import PROJECT_ROOT
+from nameko_services.domain import messages as m
 from tests.integration.rows import wait_until
 from tests.support.e2e import login
 from tests.support.factories import make_admin
@@ -24,43 +32,163 @@ def free_port():
 
 
 @pytest.fixture
-def gateway(config, engine, tmp_path):
-    """A gateway process on the test database and vhost (no services: /health is degraded)."""
-    port = free_port()
-    env = {**os.environ, "ATTUNE_DATABASE_URL": config["ATTUNE"]["database_url"],
-           "ATTUNE_AMQP_URI": config["AMQP_URI"], "ATTUNE_API_PORT": str(port)}
-    log = tmp_path / "gateway.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.serve", "--config", str(PROJECT_ROOT / "nameko.yaml")],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+def start_gateway(config, engine, tmp_path):
+    """Start `python -m gateway.serve` with N processes on the test database and vhost, its run
+    dir in tmp_path (no services: /health is degraded); killed at the end if still running."""
+    started = []
 
-    def answering():
-        try:
-            return requests.get(f"{url}/health", timeout=5).status_code
-        except requests.ConnectionError:
-            assert proc.poll() is None, log.read_text()
-            return None
+    def start(processes):
+        port = free_port()
+        env = {**os.environ, "ATTUNE_DATABASE_URL": config["ATTUNE"]["database_url"],
+               "ATTUNE_AMQP_URI": config["AMQP_URI"], "ATTUNE_API_PORT": str(port),
+               "ATTUNE_RUN_DIR": str(tmp_path / "run"),
+               "ATTUNE_GATEWAY_PROCESSES": str(processes)}
+        log = tmp_path / "gateway.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.serve", "--config",
+                 str(PROJECT_ROOT / "nameko.yaml")],
+                cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        started.append(proc)
+        gateway = SimpleNamespace(proc=proc, url=f"http://127.0.0.1:{port}", port=port, log=log,
+                                  socket=tmp_path / "run" / "api" / "api.sock")
 
-    wait_until(answering, deadline=60)
-    yield proc, url, log
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+        def answering():
+            try:
+                return requests.get(f"{gateway.url}/health", timeout=5).status_code
+            except requests.ConnectionError:
+                assert proc.poll() is None, log.read_text()
+                return None
+
+        wait_until(answering, deadline=60)
+        return gateway
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()  # its processes end with it (their parent-death signal)
+            proc.wait()
 
 
+def forked(pid):
+    """The live processes `pid` forked."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def health_over_socket(path):
+    """GET /health through the API's unix socket: (status, body)."""
+    conn = http.client.HTTPConnection("localhost", timeout=10)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.settimeout(10)
+    conn.sock.connect(str(path))
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def server_of(feed, port, pids):
+    """Which of `pids` holds the server side of this WebSocket's TCP connection (from
+    /proc/net/tcp and the processes' descriptors)."""
+    client_port = feed.ws.sock.getsockname()[1]
+    inodes = {line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+              if int(line.split()[1].split(":")[1], 16) == port
+              and int(line.split()[2].split(":")[1], 16) == client_port}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return pid
+    return None
+
+
+@pytest.mark.parametrize("processes", [1, 2])
 def test_serves_api_and_websocket_then_stops_on_sigterm_closing_sockets_with_1001(
-    gateway, engine
+    start_gateway, engine, processes
 ):
-    proc, url, log = gateway
-    health = requests.get(f"{url}/health", timeout=10)
+    gateway = start_gateway(processes)
+    health = requests.get(f"{gateway.url}/health", timeout=10)
     assert health.status_code == 503 and health.json()["checks"]["database"] == "ok"
-    api = login(url, make_admin(engine)["username"])
+    api = login(gateway.url, make_admin(engine)["username"])
     feed = api.notifications()
     feed.subscribe("execution")
-    proc.send_signal(signal.SIGTERM)
+    gateway.proc.send_signal(signal.SIGTERM)
     assert feed.close_code(timeout=20) == 1001
-    assert proc.wait(timeout=30) == 0, log.read_text()
-    text = log.read_text()
+    assert gateway.proc.wait(timeout=30) == 0, gateway.log.read_text()
+    text = gateway.log.read_text()
     assert "closed 1 websocket(s)" in text and "gateway stopped" in text
+
+
+def test_several_processes_share_the_port_and_the_socket_and_each_relays_notifications(
+    start_gateway, engine, config
+):
+    gateway = start_gateway(2)
+    serving = wait_until(lambda: len(forked(gateway.proc.pid)) == 2 and forked(gateway.proc.pid),
+                         deadline=30)
+    seen = set()  # every request on a new connection: the kernel spreads them over both
+
+    def both_answer(ask):
+        seen.add(ask())
+        return seen == {1, 2}
+
+    wait_until(lambda: both_answer(lambda: requests.get(f"{gateway.url}/health", timeout=10)
+                                   .json()["gateway_process"]), deadline=30)
+    seen.clear()
+
+    def over_socket():
+        status, body = health_over_socket(gateway.socket)
+        assert status == 503, body
+        return json.loads(body)["gateway_process"]
+
+    wait_until(lambda: both_answer(over_socket), deadline=30)
+
+    admin = make_admin(engine)
+    api = login(gateway.url, admin["username"])
+    feeds = {}  # serving pid → a subscribed WebSocket on it
+
+    def one_on_each():
+        feed = api.notifications()
+        if feeds.setdefault(server_of(feed, gateway.port, serving), feed) is not feed:
+            feed.close()  # its process has one already
+        return set(feeds) == set(serving)
+
+    wait_until(one_on_each, deadline=30)
+    for feed in feeds.values():
+        feed.subscribe("execution")
+    news = {"event": "execution.status_changed", "entity_type": "execution", "entity_id": 9,
+            "data": {"status": "running"}, "timestamp": "2026-01-27T10:30:00.000Z"}
+    event_dispatcher(config)(m.NOTIFIER, m.NOTIFICATION_PUBLISHED,
+                             {"tenant_id": admin["tenant_id"], "message": news})
+    for feed in feeds.values():
+        assert feed.recv(timeout=20)["entity_id"] == 9
+
+    gateway.proc.send_signal(signal.SIGTERM)
+    assert [feed.close_code(timeout=20) for feed in feeds.values()] == [1001, 1001]
+    assert gateway.proc.wait(timeout=30) == 0, gateway.log.read_text()
+    assert not any(alive(pid) for pid in serving)
+    closing = re.findall(r"\[(\d+)\] closed \d+ websocket", gateway.log.read_text())
+    assert sorted(closing) == sorted(str(pid) for pid in serving)  # each closed its own
+
+
+def test_a_process_that_ends_by_itself_ends_the_gateway(start_gateway):
+    gateway = start_gateway(2)
+    serving = wait_until(lambda: len(forked(gateway.proc.pid)) == 2 and forked(gateway.proc.pid),
+                         deadline=30)
+    os.kill(serving[0], signal.SIGKILL)
+    assert gateway.proc.wait(timeout=30) == 1
+    assert not alive(serving[1])
+    assert "ended by itself" in gateway.log.read_text()

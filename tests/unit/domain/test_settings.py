@@ -61,6 +61,29 @@ def test_bad_http_runner_blocks_fail_at_start_up_naming_the_key(block, named):
     cfg["ATTUNE"]["http_runner"] = block
     with pytest.raises(ConfigurationError, match=named):
         Settings.from_mapping(cfg)
+def test_gateway_processes_default_to_two_and_take_a_whole_number_from_1_to_64():
+    assert Settings.from_mapping(base()).gateway.processes == 2
+    for given, wanted in ((1, 1), ("4", 4), (" 64 ", 64)):
+        cfg = base()
+        cfg["ATTUNE"]["gateway"] = {"processes": given}
+        assert Settings.from_mapping(cfg).gateway.processes == wanted
+
+
+@pytest.mark.parametrize(("block", "named"), [
+    ({"processes": 0}, "ATTUNE.gateway.processes must be a whole number from 1 to 64, not 0"),
+    ({"processes": 65}, "not 65"),
+    ({"processes": "two"}, "not 'two'"),
+    ({"processes": 1.5}, "not 1.5"),
+    ({"processes": True}, "not True"),
+    ({"workers": 2}, r"unknown key\(s\) in ATTUNE.gateway: \['workers'\]"),
+])
+def test_bad_gateway_blocks_fail_at_start_up_naming_the_key(block, named):
+    cfg = base()
+    cfg["ATTUNE"]["gateway"] = block
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.from_mapping(cfg)
+
+
 def test_registration_is_closed_unless_the_configuration_opens_it():
     assert Settings.from_mapping(base()).auth.registration == "closed"
     for given, wanted in (("open", True), ("closed", False), (" Open ", True)):
@@ -88,6 +111,7 @@ def test_unknown_keys_under_auth_are_refused():
 def test_nameko_yaml_ships_closed_and_the_e2e_configuration_open(monkeypatch, tmp_path):
     monkeypatch.delenv("ATTUNE_REGISTRATION", raising=False)
     monkeypatch.delenv("ATTUNE_SANDBOX_NETWORK", raising=False)
+    monkeypatch.delenv("ATTUNE_GATEWAY_PROCESSES", raising=False)
     keys = tmp_path / "keys.env"
     keys.write_text(f"ATTUNE_JWT_SECRET={'j' * 40}\nATTUNE_ENCRYPTION_KEYS={new_key_spec('k1')}\n")
     monkeypatch.setenv("ATTUNE_KEYS_FILE", str(keys))
@@ -95,10 +119,13 @@ def test_nameko_yaml_ships_closed_and_the_e2e_configuration_open(monkeypatch, tm
     assert shipped.auth.registration == "closed"
     assert shipped.sandbox == SandboxSettings()  # the file says what the code defaults to
     assert shipped.rate_limit.admin.burst > shipped.rate_limit.user.burst
+    assert shipped.gateway.processes == 2
     e2e = Settings.from_mapping(load_config(PROJECT_ROOT / "config.e2e.yaml"))
-    assert e2e.auth.registration == "open"
+    assert e2e.auth.registration == "open" and e2e.gateway.processes == 1
     monkeypatch.setenv("ATTUNE_REGISTRATION", "open")
-    assert Settings.from_mapping(load_config(PROJECT_ROOT / "nameko.yaml")).auth.registration_open
+    monkeypatch.setenv("ATTUNE_GATEWAY_PROCESSES", "3")
+    overridden = Settings.from_mapping(load_config(PROJECT_ROOT / "nameko.yaml"))
+    assert overridden.auth.registration_open and overridden.gateway.processes == 3
 def test_pack_paths_are_resolved_against_the_project_root_or_taken_as_absolute(tmp_path):
     from nameko_services.config import PROJECT_ROOT
     from nameko_services.domain.settings import PackSettings
