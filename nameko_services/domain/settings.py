@@ -87,7 +87,7 @@ MAX_GATEWAY_PROCESSES = 64
 class GatewaySettings:
     """ATTUNE.gateway: how many processes serve the API port and socket (gateway/serve.py)."""
 
-    processes: int = 2
+    processes: int = 1
 
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> GatewaySettings:

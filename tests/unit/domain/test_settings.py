@@ -61,8 +61,8 @@ def test_bad_http_runner_blocks_fail_at_start_up_naming_the_key(block, named):
     cfg["ATTUNE"]["http_runner"] = block
     with pytest.raises(ConfigurationError, match=named):
         Settings.from_mapping(cfg)
-def test_gateway_processes_default_to_two_and_take_a_whole_number_from_1_to_64():
-    assert Settings.from_mapping(base()).gateway.processes == 2
+def test_gateway_processes_default_to_one_and_take_a_whole_number_from_1_to_64():
+    assert Settings.from_mapping(base()).gateway.processes == 1
     for given, wanted in ((1, 1), ("4", 4), (" 64 ", 64)):
         cfg = base()
         cfg["ATTUNE"]["gateway"] = {"processes": given}
@@ -119,7 +119,7 @@ def test_nameko_yaml_ships_closed_and_the_e2e_configuration_open(monkeypatch, tm
     assert shipped.auth.registration == "closed"
     assert shipped.sandbox == SandboxSettings()  # the file says what the code defaults to
     assert shipped.rate_limit.admin.burst > shipped.rate_limit.user.burst
-    assert shipped.gateway.processes == 2
+    assert shipped.gateway.processes == 1
     e2e = Settings.from_mapping(load_config(PROJECT_ROOT / "config.e2e.yaml"))
     assert e2e.auth.registration == "open" and e2e.gateway.processes == 1
     monkeypatch.setenv("ATTUNE_REGISTRATION", "open")
