@@ -101,12 +101,22 @@ def check_writable(row: Mapping[str, Any], tenant_id: int | None, what: str) -> 
 def count_and_page(
     conn: Connection, table: Table, where: list[ColumnElement[bool]], limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """Rows matching `where`, newest first, with the total for pagination."""
-    total = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+    """Rows matching `where`, newest first, with the total for pagination: one statement
+    (`count(*) OVER ()` beside each row); only a page past the end counts separately."""
     rows = conn.execute(
-        select(table).where(*where).order_by(*newest_first(table)).limit(limit).offset(offset)
-    ).mappings()
-    return [dict(r) for r in rows], total
+        select(table, func.count().over().label(PAGE_TOTAL)).where(*where)
+        .order_by(*newest_first(table)).limit(limit).offset(offset)
+    ).mappings().all()
+    if rows:
+        total = int(rows[0][PAGE_TOTAL])
+    elif offset == 0:
+        total = 0
+    else:
+        total = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+    return [{k: v for k, v in r.items() if k != PAGE_TOTAL} for r in rows], total
+
+
+PAGE_TOTAL = "page_total"
 
 
 def page_visible(

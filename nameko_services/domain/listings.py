@@ -5,27 +5,15 @@ Newest first (`created_at` desc, then `id` desc) with exact totals, as api.md's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Table, func, select
+from sqlalchemy import Connection
 
 from . import events as events_mod
 from . import executions as executions_mod
+from .catalog import count_and_page
 from .models import events, executions
-
-
-def _page(
-    conn: Connection, table: Table, where: list, limit: int, offset: int
-) -> tuple[Sequence[RowMapping], int]:
-    total = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
-    rows = conn.execute(
-        select(table).where(*where)
-        .order_by(table.c.created_at.desc(), table.c.id.desc())
-        .limit(limit).offset(offset)
-    ).mappings().all()
-    return rows, total
 
 
 def list_events(
@@ -35,8 +23,8 @@ def list_events(
     where = [events.c.tenant_id == tenant_id]
     if trigger_id is not None:
         where.append(events.c.trigger_id == trigger_id)
-    rows, total = _page(conn, events, where, limit, offset)
-    return [events_mod.to_api(dict(r)) for r in rows], total
+    rows, total = count_and_page(conn, events, where, limit, offset)
+    return [events_mod.to_api(r) for r in rows], total
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,5 +66,5 @@ def list_executions(
         where.append(c.parent_execution_id.is_not(None))
     if filters.max_id is not None:
         where.append(c.id <= filters.max_id)
-    rows, total = _page(conn, executions, where, limit, offset)
+    rows, total = count_and_page(conn, executions, where, limit, offset)
     return [executions_mod.to_api(r) for r in rows], total

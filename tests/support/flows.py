@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,16 @@ def make_action(api: ApiClient, pack: str, name: str, code: str, **fields: Any) 
 
 
 def list_all(api: ApiClient, path: str, **params: Any) -> list[dict[str, Any]]:
-    """Every item of a paginated list, walking next_offset."""
+    """Every item of a paginated list, walking next_offset (a long walk may meet the user's
+    rate limit: it waits the answer's Retry-After and asks again)."""
     items: list[dict[str, Any]] = []
     offset: int | None = 0
     while offset is not None:
-        body = api.get(path, params={**params, "limit": 200, "offset": offset}).json()
+        response = api.get(path, params={**params, "limit": 200, "offset": offset})
+        if response.status_code == 429:
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+            continue
+        body = response.json()
         assert "data" in body, body
         items += body["data"]
         offset = body["pagination"]["next_offset"]

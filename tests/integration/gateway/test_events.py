@@ -33,6 +33,10 @@ def test_events_list_paginates_with_exact_totals(client, engine, tenant):
     r = client.get("/api/v1/events?limit=2&offset=2", headers=headers)
     assert [e["id"] for e in r.json["data"]] == [made[2]["id"], made[1]["id"]]
     assert r.json["pagination"] == {"total": 5, "limit": 2, "offset": 2, "next_offset": 4}
+    # a page past the end still knows the total (the page's rows carry it otherwise)
+    r = client.get("/api/v1/events?limit=2&offset=9", headers=headers)
+    assert r.json["data"] == []
+    assert r.json["pagination"] == {"total": 5, "limit": 2, "offset": 9, "next_offset": None}
 
 
 def test_one_event_has_the_api_shape(client, engine, tenant):

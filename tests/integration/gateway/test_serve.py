@@ -171,8 +171,8 @@ def test_several_processes_share_the_port_and_the_socket_and_each_relays_notific
         feed.subscribe("execution")
     news = {"event": "execution.status_changed", "entity_type": "execution", "entity_id": 9,
             "data": {"status": "running"}, "timestamp": "2026-01-27T10:30:00.000Z"}
-    event_dispatcher(config)(m.NOTIFIER, m.NOTIFICATION_PUBLISHED,
-                             {"notifications": [{"tenant_id": admin["tenant_id"], "message": news}]})
+    event_dispatcher(config)(m.NOTIFIER, m.NOTIFICATION_PUBLISHED, {
+        "notifications": [{"tenant_id": admin["tenant_id"], "message": news}]})
     for feed in feeds.values():
         assert feed.recv(timeout=20)["entity_id"] == 9
 
