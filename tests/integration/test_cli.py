@@ -149,7 +149,8 @@ def attune(*args, env, timeout=180):
 def test_up_twice_status_and_down(tmp_path, scratch_url, config):
     """The whole life cycle on a scratch database, the test vhost and a free port."""
     env = {**os.environ, "ATTUNE_DATABASE_URL": scratch_url, "ATTUNE_AMQP_URI": config["AMQP_URI"],
-           "ATTUNE_API_PORT": str(free_port()), "ATTUNE_RUN_DIR": str(tmp_path / "run")}
+           "ATTUNE_API_PORT": str(free_port()), "ATTUNE_RUN_DIR": str(tmp_path / "run"),
+           "ATTUNE_GATEWAY_PROCESSES": "2"}
     run = tmp_path / "run"
     try:
         up = attune("up", env=env)
@@ -171,7 +172,7 @@ def test_up_twice_status_and_down(tmp_path, scratch_url, config):
         assert '"status": "ok"' in status.stdout
         serving = re.search(r"serving +2 of 2 gateway process\(es\): pid (\d+), (\d+)",
                             status.stdout)
-        assert serving, status.stdout  # nameko.yaml's default: two, forked by the gateway
+        assert serving, status.stdout  # two, forked by the gateway (the default is one)
     finally:
         down = attune("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
