@@ -134,9 +134,12 @@ def test_a_service_leaves_its_queue_and_exits_zero_on_sigterm(platform, name):
     assert health["status"] == "ok"
 
 
-def test_a_gateway_closes_websockets_with_1001_and_exits_zero(platform, api):
+def test_a_gateway_closes_websockets_with_1001_and_exits_zero(platform, api, tmp_path):
     port = int(os.environ.get("ATTUNE_T330_GATEWAY_PORT", "0")) or _free_port()
-    extra = start_extra(platform, "gateway", ATTUNE_API_PORT=str(port))
+    # A run dir of its own: a gateway binds <run_dir>/api/api.sock, and taking over the
+    # session's would leave the session's sandboxes with no way to the API after it exits.
+    extra = start_extra(platform, "gateway", ATTUNE_API_PORT=str(port),
+                        ATTUNE_RUN_DIR=str(tmp_path / "run"))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(f"{base}/health"), timeout=60, message="the extra gateway")
