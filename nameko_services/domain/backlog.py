@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, func, select, union_all
 
+from .config_values import flag, reject_unknown
 from .db import make_engine, transaction
 from .errors import BacklogFullError, ConfigurationError
 from .models import events, executions
@@ -57,17 +58,11 @@ class BacklogSettings:
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> BacklogSettings:
         """Parse the block; an unknown key or a bad value fails naming it."""
-        fields = set(cls.__dataclass_fields__)
-        unknown = set(section) - fields
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.backlog: {sorted(unknown)}")
+        reject_unknown(section, cls.__dataclass_fields__, "backlog")
         default = cls()
-        enabled = section.get("enabled", default.enabled)
-        if isinstance(enabled, str):  # ${VAR:default} substitution yields text
-            enabled = enabled.strip().lower() not in ("false", "0", "no", "off", "")
         try:
             settings = cls(
-                enabled=bool(enabled),
+                enabled=flag(section.get("enabled", default.enabled)),
                 tenant_max_queued=int(section.get("tenant_max_queued",
                                                   default.tenant_max_queued)),
                 global_max_queued=int(section.get("global_max_queued",

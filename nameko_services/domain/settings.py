@@ -15,6 +15,7 @@ from runners.destinations import DestinationPolicy
 from runners.sandbox import LIMIT_KEYS, Limits
 
 from .backlog import BacklogSettings
+from .config_values import flag, reject_unknown
 from .errors import ConfigurationError
 from .paths import PROJECT_ROOT
 
@@ -52,21 +53,12 @@ class RateLimitSettings:
         """Parse the block; an unknown key or a non-positive number fails naming it."""
         default = cls()
         buckets = {"user", "admin", "webhook", "login_failures", "login_address"}
-        unknown = set(section) - buckets - {"enabled"}
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.rate_limit: {sorted(unknown)}")
-        enabled = section.get("enabled", True)
-        if isinstance(enabled, str):  # ${VAR:default} substitution yields text
-            enabled = enabled.strip().lower() not in ("false", "0", "no", "off", "")
-        values: dict[str, Any] = {"enabled": bool(enabled)}
+        reject_unknown(section, buckets | {"enabled"}, "rate_limit")
+        values: dict[str, Any] = {"enabled": flag(section.get("enabled", True))}
         for name in sorted(buckets):
             given = dict(section.get(name) or {})
             fallback = getattr(default, name)
-            extra = set(given) - {"rate", "burst"}
-            if extra:
-                raise ConfigurationError(
-                    f"unknown key(s) in ATTUNE.rate_limit.{name}: {sorted(extra)}"
-                )
+            reject_unknown(given, {"rate", "burst"}, f"rate_limit.{name}")
             try:
                 bucket = BucketSettings(rate=float(given.get("rate", fallback.rate)),
                                         burst=int(given.get("burst", fallback.burst)))
@@ -92,9 +84,7 @@ class GatewaySettings:
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> GatewaySettings:
         """Parse the block; an unknown key or a count outside 1..64 fails naming it."""
-        unknown = set(section) - {"processes"}
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.gateway: {sorted(unknown)}")
+        reject_unknown(section, {"processes"}, "gateway")
         given = section.get("processes", cls().processes)
         if isinstance(given, str) and given.strip().isdigit():  # ${VAR:default} yields text
             processes = int(given)
@@ -123,9 +113,7 @@ class AuthSettings:
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> AuthSettings:
         """Parse the block; an unknown key or a registration other than open/closed fails."""
-        unknown = set(section) - {"registration"}
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.auth: {sorted(unknown)}")
+        reject_unknown(section, {"registration"}, "auth")
         given = section.get("registration", cls().registration)
         registration = given.strip().lower() if isinstance(given, str) else given
         if registration not in REGISTRATION_MODES:
@@ -143,9 +131,7 @@ class HttpRunnerSettings:
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> HttpRunnerSettings:
         """Parse the block; an unknown key or a bad `allow` entry fails naming it."""
-        unknown = set(section) - {"allow"}
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.http_runner: {sorted(unknown)}")
+        reject_unknown(section, {"allow"}, "http_runner")
         allow = section.get("allow") or []
         if not isinstance(allow, list) or not all(isinstance(e, str) for e in allow):
             raise ConfigurationError("ATTUNE.http_runner.allow must be a list of strings")
@@ -197,9 +183,7 @@ class SandboxSettings:
     def from_mapping(cls, section: dict[str, Any]) -> SandboxSettings:
         """Parse the block; an unknown key or a bad value fails naming it."""
         known = {"limits", "maximum", "max_timeout_seconds", "network", "allow_networks"}
-        unknown = set(section) - known
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.sandbox: {sorted(unknown)}")
+        reject_unknown(section, known, "sandbox")
         default = cls()
         limits = parse_limits(section.get("limits") or {}, "ATTUNE.sandbox.limits",
                               default.limits)
@@ -273,9 +257,7 @@ def _container_resources(given: Any, where: str, base: tuple[str, float]) -> tup
 def parse_container(section: dict[str, Any]) -> ContainerPolicy:
     """ATTUNE.container: `limits` (defaults of `memory`/`cpus`), `maximum`, the `user`
     containers run as and `allow_image_user`; an unknown key or a bad value fails naming it."""
-    unknown = set(section) - {"limits", "maximum", "user", "allow_image_user"}
-    if unknown:
-        raise ConfigurationError(f"unknown key(s) in ATTUNE.container: {sorted(unknown)}")
+    reject_unknown(section, {"limits", "maximum", "user", "allow_image_user"}, "container")
     default = ContainerPolicy()
     memory, cpus = _container_resources(section.get("limits") or {}, "ATTUNE.container.limits",
                                         (default.memory, default.cpus))
@@ -310,9 +292,7 @@ class PackSettings:
     @classmethod
     def from_mapping(cls, section: dict[str, Any], root: Path = PROJECT_ROOT) -> PackSettings:
         """Parse the block: a list of folders, relative to `root` (the project) or absolute."""
-        unknown = set(section) - {"allowed_paths"}
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.packs: {sorted(unknown)}")
+        reject_unknown(section, {"allowed_paths"}, "packs")
         given = section.get("allowed_paths") or []
         if not isinstance(given, list) or not all(
             isinstance(p, str) and p.strip() and "\x00" not in p for p in given
@@ -401,9 +381,7 @@ class Settings:
         if len(jwt_secret) < 32:
             raise ConfigurationError("configuration key ATTUNE.jwt_secret must be >= 32 characters")
         known = {f.name for f in WorkerSettings.__dataclass_fields__.values()}
-        unknown = set(worker) - known
-        if unknown:
-            raise ConfigurationError(f"unknown key(s) in ATTUNE.worker: {sorted(unknown)}")
+        reject_unknown(worker, known, "worker")
         try:
             return cls(
                 amqp_uri=str(amqp_uri),
