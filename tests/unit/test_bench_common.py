@@ -57,7 +57,8 @@ def test_family_cpu_counts_children_that_ended_and_processes_are_found_by_name()
     assert family_cpu_seconds([me]) - family_before >= 0.15
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        assert sleeper.pid in pids_named("sleep", "no-such-command")
+        # until the child has exec'd, its command line is still this interpreter's
+        wait_until(lambda: sleeper.pid in pids_named("sleep", "no-such-command"))
         assert me not in pids_named("sleep")
     finally:
         sleeper.kill()
