@@ -77,9 +77,6 @@ def create(
     except ValidationError as exc:
         status = S.FAILED
         result = error_result("validation", exc.message, fields=exc.fields)
-    timestamps = {"requested_at": func.now()}
-    if status is S.FAILED:
-        timestamps["finished_at"] = func.now()
     retry = action.get("retry") or {}
     columns = {
         "tenant_id": tenant_id,
@@ -146,12 +143,14 @@ def _column_values(names: Iterable[str]) -> dict[str, Any]:
 # The statements below are built once per shape and reused: building one (its CTE's column
 # collection above all) costs more CPU than executing it. No bound name may equal a column
 # name of a table they change: SQLAlchemy would add it to that UPDATE's SET clause.
+# Timestamps are the statement's time, not the transaction's: a parent finished by a transaction
+# that began before its last child's result was committed must not end before that child.
 @functools.cache
 def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
     """INSERT of a new execution with the `execution.created` audit entry, in one statement."""
-    timestamps = {"requested_at": func.now()}
+    timestamps = {"requested_at": func.statement_timestamp()}
     if failed:
-        timestamps["finished_at"] = func.now()
+        timestamps["finished_at"] = func.statement_timestamp()
     made = (
         insert(executions)
         .values(**_column_values(columns), **timestamps)
@@ -171,7 +170,7 @@ def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
             update(enforcements)
             .where(enforcements.c.id == made.c.enforcement_id)
             .values(
-                execution_id=made.c.id, updated_at=func.now(),
+                execution_id=made.c.id, updated_at=func.statement_timestamp(),
                 status=case((failed_now, EnforcementStatus.FAILED.value),
                             else_=enforcements.c.status),
                 error=case((failed_now, made.c.result["error"]["message"].astext),
@@ -199,8 +198,8 @@ def _transition_statement(
         .where(executions.c.id == bindparam("b_execution_id"), executions.c.status.in_(allowed))
         .values(
             status=target.value,
-            updated_at=func.now(),
-            **{TIMESTAMP_COLUMN[target]: func.now()},
+            updated_at=func.statement_timestamp(),
+            **{TIMESTAMP_COLUMN[target]: func.statement_timestamp()},
             **_column_values(fields),
         )
         .returning(executions, previous.label("previous"))
@@ -217,7 +216,7 @@ def _transition_statement(
             update(enforcements)
             .where(enforcements.c.id == moved.c.enforcement_id,
                    enforcements.c.status == EnforcementStatus.CREATED.value)
-            .values(status=enforcement.value, updated_at=func.now(),
+            .values(status=enforcement.value, updated_at=func.statement_timestamp(),
                     error=func.coalesce(bindparam("enforcement_error", type_=String),
                                         enforcements.c.error))
             .cte("enforced")
