@@ -13,7 +13,7 @@ import eventlet
 import eventlet.queue
 import eventlet.tpool
 from nameko.amqp.publish import Publisher as AmqpPublisher
-from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY
+from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, NON_PERSISTENT, PERSISTENT
 from nameko.events import get_event_exchange
 from nameko.serialization import setup as setup_serialization
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -93,8 +93,9 @@ class Publisher:
         priority = (self._backlog.priority(payload["tenant_id"])
                     if self._backlog is not None and event_type in messages.PRIORITISED
                     else None)
+        transient = event_type in messages.NEWS_ONLY and not follow_up
         self._publisher.publish(
             payload, exchange=exchange, routing_key=event_type, declare=[exchange],
             headers={"CC": [messages.EXECUTION_FOLLOW_UP]} if follow_up else {},
-            priority=priority,
+            priority=priority, delivery_mode=NON_PERSISTENT if transient else PERSISTENT,
         )

@@ -45,6 +45,14 @@ NOTIFICATION_PUBLISHED = "notification.published"
 # (`event_handler(..., prioritised=True)`), so one tenant's flood does not hold up the others.
 PRIORITISED = frozenset({EVENT_CREATED, EXECUTION_REQUESTED, EXECUTION_SCHEDULED})
 
+# News that only feeds live notifications (the notifier, then the gateways' WebSocket clients):
+# published transient (not written to the broker's disk: half its cost per message there), so
+# a broker restart may drop a notification, never state: the database holds every change and
+# the API serves it. A status change the executor acts on (EXECUTION_FOLLOW_UP) stays
+# persistent (green.Publisher), as do work messages and every other message.
+NEWS_ONLY = frozenset({EXECUTION_CREATED, EXECUTION_STATUS_CHANGED, RULE_TRIGGERED,
+                       NOTIFICATION_PUBLISHED})
+
 # Service names as used for event exchanges (nameko: "<service>.events").
 # EXECUTIONS is a shared source: every execution.created / execution.status_changed goes
 # through it, whichever service made the change, so consumers see one ordered stream.

@@ -143,3 +143,26 @@ def test_the_publisher_gives_work_messages_their_tenants_priority(event_type, te
     publisher._backlog = FakeBacklog()
     publisher("gateway", event_type, {"tenant_id": tenant_id, "execution_id": 1})
     assert sent[0]["priority"] == priority
+
+
+@pytest.mark.parametrize(("event_type", "payload", "persistent"), [
+    (messages.EXECUTION_CREATED, {"status": "requested"}, False),
+    (messages.EXECUTION_STATUS_CHANGED, {"status": "succeeded", "previous": "running"}, False),
+    (messages.NOTIFICATION_PUBLISHED, {"notifications": []}, False),
+    # a child's end moves its parent: the executor consumes it too (EXECUTION_FOLLOW_UP)
+    (messages.EXECUTION_STATUS_CHANGED,
+     {"status": "succeeded", "previous": "running", "parent_execution_id": 7}, True),
+    (messages.EXECUTION_SCHEDULED, {}, True),
+    (messages.EVENT_CREATED, {}, True),
+    (messages.INQUIRY_RESPONDED, {}, True),
+])
+def test_news_only_for_notifications_is_transient_and_the_rest_persistent(
+        event_type, payload, persistent):
+    publisher = green.Publisher({"AMQP_URI": "amqp://nobody@127.0.0.1:1/none"})
+    sent = []
+    publisher._publisher = SimpleNamespace(publish=lambda payload, **kw: sent.append(kw))
+    publisher._backlog = None
+    publisher("executions", event_type, {"tenant_id": 1, "execution_id": 1, **payload})
+    assert sent[0]["delivery_mode"] == (2 if persistent else 1)
+    assert bool(sent[0]["headers"]) == (event_type == messages.EXECUTION_STATUS_CHANGED
+                                        and persistent)
