@@ -21,6 +21,7 @@ from nameko_services.domain.settings import Settings
 from . import api, ratelimit
 from .auth import check_route_access
 from .errors import register_error_handlers
+from .revocations import Revocations
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Gateway:
     backlog: backlog.Backlog  # admits webhooks and API runs (domain/backlog.py)
     rpc: Any = None  # RpcPool, set by serve.py
     notifications: Any = None  # NotificationHub, set by serve.py
+    revocations: Any = None  # Revocations (revoked users' access tokens), set by create_app
     process: int = 1  # which of the gateway's processes serves (1..ATTUNE.gateway.processes)
 
 
@@ -68,13 +70,15 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     app.config["ATTUNE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = max(settings.webhook_max_body_bytes, 64 * 1024 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    engine = make_engine(settings.database_url, pool_size=20)
     app.extensions["attune"] = Gateway(
         settings=settings,
-        engine=make_engine(settings.database_url, pool_size=20),
+        engine=engine,
         cipher=Cipher(settings.encryption_keys, settings.active_key_id),
         publish=after_commit(publish or (lambda *_args: None)),
         backlog=backlog.shared(settings.database_url, settings.backlog),
         rpc=rpc,
+        revocations=Revocations(engine, settings.access_token_ttl_seconds),
     )
     register_error_handlers(app)
     app.before_request(check_route_access)

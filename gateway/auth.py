@@ -1,4 +1,5 @@
-"""Authentication (Bearer JWT) and the role → permission table enforced on every route."""
+"""Authentication (Bearer JWT or API key) and the role → permission table enforced on every
+route."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
+from nameko_services.domain import api_keys
 from nameko_services.domain.auth import Principal, verify_token
+from nameko_services.domain.db import transaction
 from nameko_services.domain.errors import ForbiddenError, UnauthorizedError
 from nameko_services.domain.states import Role
 
@@ -16,6 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # What each permission means and which roles hold it (api.md "Auth and users").
 PERMISSIONS: dict[str, frozenset[str]] = {
     "read": frozenset({Role.ADMIN, Role.EDITOR, Role.EXECUTOR, Role.VIEWER}),
+    # the caller's own account: password, API keys, logout
+    "self": frozenset({Role.ADMIN, Role.EDITOR, Role.EXECUTOR, Role.VIEWER}),
     "execute": frozenset({Role.ADMIN, Role.EDITOR, Role.EXECUTOR}),
     "write": frozenset({Role.ADMIN, Role.EDITOR}),
     "admin": frozenset({Role.ADMIN}),
@@ -39,6 +44,9 @@ def permission(name: str, *, execution_token: bool = False) -> Callable[[F], F]:
     return mark
 
 
+API_KEY_HEADER = "X-Api-Key"
+
+
 def bearer_token() -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -48,10 +56,31 @@ def bearer_token() -> str | None:
 
 
 def authenticate(token: str | None, *, execution_token: bool = False) -> Principal:
+    """The caller of this request: its `X-Api-Key`, else its Bearer `token`."""
+    key = request.headers.get(API_KEY_HEADER)
+    if key is not None:
+        return _key_principal(key)
     if token is None:
-        raise UnauthorizedError("Missing bearer token")
+        raise UnauthorizedError(f"Missing bearer token (or {API_KEY_HEADER})")
+    return principal_of(token, execution_token=execution_token)
+
+
+def principal_of(credential: str, *, execution_token: bool = False) -> Principal:
+    """The caller of a Bearer credential: an API key (`atk_…`, read from the database, so a
+    revoked one is refused at once) or a JWT (refused once its user logged out after it was
+    issued: gateway/revocations.py)."""
+    if api_keys.looks_like_key(credential):
+        return _key_principal(credential)
     types = ("access", "execution") if execution_token else ("access",)
-    return verify_token(current_app.config["ATTUNE_SETTINGS"].jwt_secret, token, types)
+    who = verify_token(current_app.config["ATTUNE_SETTINGS"].jwt_secret, credential, types)
+    if current_app.extensions["attune"].revocations.refuses(who):
+        raise UnauthorizedError("Token has been revoked (logout or password change); log in again")
+    return who
+
+
+def _key_principal(key: str) -> Principal:
+    with transaction(current_app.extensions["attune"].engine) as conn:
+        return api_keys.authenticate(conn, key.strip())
 
 
 def check_route_access() -> None:
@@ -65,7 +94,7 @@ def check_route_access() -> None:
     if needed == PUBLIC:
         return
     principal = authenticate(bearer_token(), execution_token=view.attune_execution_token)
-    if principal.token_type == "access" and principal.role not in PERMISSIONS[needed]:
+    if principal.token_type != "execution" and principal.role not in PERMISSIONS[needed]:
         raise ForbiddenError(
             f"Role '{principal.role}' lacks the '{needed}' permission needed for"
             f" {request.method} {request.path}",

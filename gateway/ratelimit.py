@@ -111,7 +111,7 @@ def enforce() -> None:
     who = g.get("principal")
     if who is None:  # public route
         return
-    if who.token_type == "access" and who.role == Role.ADMIN:
+    if who.token_type != "execution" and who.role == Role.ADMIN:
         buckets, spec = limits.admin, limits.settings.admin  # larger, but not unlimited
     else:
         buckets, spec = limits.user, limits.settings.user

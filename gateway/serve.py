@@ -60,8 +60,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _blocking_waitpid = eventlet.patcher.original("os").waitpid
 
 
-def relay_service(hub: Any) -> type:
-    """A tiny nameko service that forwards notifier broadcasts to `hub`.
+def relay_service(hub: Any, revocations: Any) -> type:
+    """A tiny nameko service that forwards notifier broadcasts to `hub`, and other gateways'
+    token revocations to `revocations`.
 
     BROADCAST with reliable_delivery=False: nameko names the queue with a fresh uuid per process
     (the broadcast identifier), exclusive and auto-deleted, so every gateway process receives
@@ -76,6 +77,11 @@ def relay_service(hub: Any) -> type:
         def on_notification_published(self, payload: dict[str, Any]) -> None:
             for item in payload.get("notifications") or ():
                 hub.publish(item.get("tenant_id"), item.get("message"))
+
+        @event_handler(m.GATEWAY, m.TOKENS_REVOKED, handler_type=BROADCAST,
+                       reliable_delivery=False)
+        def on_tokens_revoked(self, payload: dict[str, Any]) -> None:
+            revocations.on_broadcast(payload)
 
     return GatewayRelay
 
@@ -149,7 +155,7 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
     gateway.process = number
     hub = gateway.notifications
     runner = ServiceRunner(config)
-    runner.add_service(relay_service(hub))
+    runner.add_service(relay_service(hub, gateway.revocations))
     runner.start()
     access_log = gateway.settings.log_level.upper() == "DEBUG"
     servers = [eventlet.spawn(

@@ -1,13 +1,16 @@
-"""/auth/register|login|refresh, /api/v1/me and /api/v1/users."""
+"""/auth/register|login|refresh|logout, /api/v1/me (and its password) and /api/v1/users."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 from flask import Blueprint
 
-from nameko_services.domain import users
+from nameko_services.domain import messages, users
 from nameko_services.domain.auth import issue_token, verify_token
-from nameko_services.domain.db import transaction
-from nameko_services.domain.errors import ForbiddenError
+from nameko_services.domain.db import isoformat, transaction
+from nameko_services.domain.errors import ForbiddenError, UnauthorizedError
 from nameko_services.green import in_os_thread
 
 from ..app import ctx
@@ -68,6 +71,50 @@ def refresh():
     claims = verify_token(ctx().settings.jwt_secret, str(body["refresh_token"]), ("refresh",))
     with transaction(ctx().engine) as conn:  # the user may have been removed or changed role
         user = users.get(conn, claims.tenant_id, claims.user_id)
+    if users.tokens_revoked(user, claims.issued_at):
+        raise UnauthorizedError("Token has been revoked (logout or password change); log in again")
+    return one(_token_pair(user))
+
+
+def _revoked_here_and_everywhere(user_id: int, at: float) -> None:
+    """After the commit: this process refuses the old tokens at once, the others on the
+    broadcast (and, should it be lost, on their next reload: gateway/revocations.py)."""
+    ctx().revocations.note(user_id, at)
+    ctx().publish(messages.GATEWAY, messages.TOKENS_REVOKED,
+                  {"user_id": user_id, "valid_after": at})
+
+
+@bp.post("/auth/logout")
+@permission("self")
+def logout():
+    """Log out everywhere: every access and refresh token you hold is refused from now.
+    API keys stay valid until revoked."""
+    who = principal()
+    if who.token_type != "access":
+        raise ForbiddenError("Log out with a login's access token", {"token_type": who.token_type})
+    at = time.time()
+    with transaction(ctx().engine) as conn:
+        users.revoke_tokens(conn, who.tenant_id, who.user_id, at=at, reason="logout")
+    _revoked_here_and_everywhere(who.user_id, at)
+    return one({"logged_out": True, "tokens_valid_after": isoformat(
+        datetime.fromtimestamp(at, UTC))})
+
+
+@bp.post("/api/v1/me/password")
+@permission("self")
+def change_password():
+    """Change your password (`{"current_password", "new_password"}`): your other tokens are
+    refused from now; the answer is a new token pair, as a login's."""
+    body = json_body({"current_password", "new_password"}, {"current_password", "new_password"})
+    who = principal()
+    if who.token_type != "access":
+        raise ForbiddenError("Change a password with a login's access token",
+                             {"token_type": who.token_type})
+    at = time.time()
+    with transaction(ctx().engine) as conn:
+        user = users.change_password(conn, who.tenant_id, who.user_id, body["current_password"],
+                                     body["new_password"], at=at, offload=in_os_thread)
+    _revoked_here_and_everywhere(who.user_id, at)
     return one(_token_pair(user))
 
 

@@ -9,7 +9,7 @@ from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
 
 from ..app import ctx
-from ..auth import PERMISSIONS, PUBLIC, authenticate, bearer_token, permission
+from ..auth import API_KEY_HEADER, PERMISSIONS, PUBLIC, authenticate, bearer_token, permission
 from ..http import one, path_id
 from .openapi import BACKLOG_FULL, responds
 
@@ -50,7 +50,7 @@ def credentials() -> webhooks.Credentials:
     if token is not None or signature is not None:
         return webhooks.Credentials(token=token, signature=signature)
     raw = bearer_token()
-    if raw is None:
+    if raw is None and request.headers.get(API_KEY_HEADER) is None:
         return webhooks.Credentials()
     who = authenticate(raw, execution_token=True)
     permitted = who.token_type == "execution" or who.role in PERMISSIONS["execute"]

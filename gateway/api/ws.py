@@ -9,15 +9,15 @@ import socket
 import threading
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from nameko_services.domain.auth import Principal, verify_token
+from nameko_services.domain.auth import Principal
 from nameko_services.domain.errors import UnauthorizedError
 
 from ..app import ctx
-from ..auth import PUBLIC, bearer_token, permission
+from ..auth import API_KEY_HEADER, PUBLIC, bearer_token, permission, principal_of
 from ..notifications import ENTITY_TYPES, Client, NotificationHub
 
 log = logging.getLogger(__name__)
@@ -122,14 +122,14 @@ def _verify(token: Any) -> Principal | None:
     if not isinstance(token, str) or not token:
         return None
     try:
-        return verify_token(ctx().settings.jwt_secret, token, ("access",))
+        return principal_of(token)
     except UnauthorizedError:
         return None
 
 
 def _authenticate(ws: Any) -> Principal | None:
     """The upgrade's Bearer token, else a first {"action": "auth", "token"} within 5 s."""
-    header = bearer_token()
+    header = request.headers.get(API_KEY_HEADER) or bearer_token()
     if header is not None:
         return _verify(header)
     raw = ws.receive(timeout=AUTH_TIMEOUT_SECONDS)

@@ -44,18 +44,24 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a user (access token) or an action (execution token)."""
+    """Who is calling: a user (access token or API key) or an action (execution token).
+
+    `issued_at`: the token's `iat` (a user's tokens issued before a logout are refused)."""
 
     user_id: int
     tenant_id: int
     role: str
     token_type: str
     execution_id: int | None = None
+    issued_at: float | None = None
+    key_id: int | None = None
 
     @property
     def actor(self) -> str:
         if self.token_type == "execution":
             return f"execution:{self.execution_id}"
+        if self.key_id is not None:
+            return f"user:{self.user_id}:key:{self.key_id}"
         return f"user:{self.user_id}"
 
 
@@ -69,14 +75,14 @@ def issue_token(
     ttl_seconds: int,
     execution_id: int | None = None,
 ) -> str:
-    now = int(time.time())
+    now = time.time()
     claims: dict[str, Any] = {
         "sub": str(user_id),
         "tenant_id": tenant_id,
         "role": role,
         "type": token_type,
-        "iat": now,
-        "exp": now + ttl_seconds,
+        "iat": now,  # not rounded: a token made just after a logout must be later than it
+        "exp": int(now) + ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
     if execution_id is not None:
@@ -109,6 +115,7 @@ def verify_token(secret: str, token: str, expected_types: tuple[str, ...]) -> Pr
             role=str(claims["role"]),
             token_type=str(claims["type"]),
             execution_id=claims.get("execution_id"),
+            issued_at=float(claims["iat"]),
         )
     except (TypeError, ValueError) as exc:
         raise UnauthorizedError("Invalid token claims") from exc

@@ -39,6 +39,9 @@ INQUIRY_EXPIRED = "inquiry.expired"
 TIMER_SCHEDULED = "timer.scheduled"
 # Notifier → every gateway process (broadcast): {"tenant_id", "message": <api.md notification>}.
 NOTIFICATION_PUBLISHED = "notification.published"
+# Gateway → every gateway process (broadcast), after a logout or password change committed:
+# {"user_id", "valid_after": <epoch seconds>} (gateway/revocations.py).
+TOKENS_REVOKED = "user.tokens_revoked"
 
 # Work messages: each carries its tenant's RabbitMQ priority (domain/backlog.py, set by
 # green.Publisher), and the executor's and worker's queues of them are priority queues
@@ -51,7 +54,7 @@ PRIORITISED = frozenset({EVENT_CREATED, EXECUTION_REQUESTED, EXECUTION_SCHEDULED
 # the API serves it. A status change the executor acts on (EXECUTION_FOLLOW_UP) stays
 # persistent (green.Publisher), as do work messages and every other message.
 NEWS_ONLY = frozenset({EXECUTION_CREATED, EXECUTION_STATUS_CHANGED, RULE_TRIGGERED,
-                       NOTIFICATION_PUBLISHED})
+                       NOTIFICATION_PUBLISHED, TOKENS_REVOKED})
 
 # Service names as used for event exchanges (nameko: "<service>.events").
 # EXECUTIONS is a shared source: every execution.created / execution.status_changed goes

@@ -68,6 +68,27 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("role", String(20), nullable=False),
     _created(),
+    # Access and refresh tokens issued before this are refused (logout, password change).
+    Column("tokens_valid_after", DateTime(timezone=True)),
+    CheckConstraint("role in ('admin','editor','executor','viewer')", name="role"),
+)
+
+# API keys for scripts and CI: only the SHA-256 of the key is kept (it is shown once, at
+# creation); a key acts as its user with at most `role`.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(20), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    _created(),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
     CheckConstraint("role in ('admin','editor','executor','viewer')", name="role"),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets as pysecrets
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
@@ -121,3 +121,46 @@ def list_users(conn: Connection, tenant_id: int, limit: int, offset: int) -> tup
         .limit(limit).offset(offset)
     ).mappings()
     return [to_api(r) for r in rows], total
+
+
+def revoke_tokens(conn: Connection, tenant_id: int, user_id: int, *, at: float,
+                  reason: str) -> None:
+    """Refuse every access and refresh token of the user issued until `at` (epoch seconds, the
+    gateway's clock, as the tokens' `iat`): logout everywhere, or a changed password."""
+    done = conn.execute(
+        update(users).where(users.c.id == user_id, users.c.tenant_id == tenant_id)
+        .values(tokens_valid_after=func.to_timestamp(at)).returning(users.c.id)
+    ).first()
+    if done is None:
+        raise NotFoundError(f"User {user_id} not found")
+    audit.record(conn, tenant_id=tenant_id, actor_type="user", actor=f"user:{user_id}",
+                 action="user.tokens_revoked", entity_type="user", entity_id=user_id,
+                 details={"reason": reason})
+
+
+def tokens_revoked(row: Any, issued_at: float | None) -> bool:
+    """Was a token of this user issued at `issued_at` revoked by a later logout?"""
+    after = row["tokens_valid_after"]
+    return after is not None and (issued_at is None or issued_at <= after.timestamp())
+
+
+def change_password(
+    conn: Connection, tenant_id: int, user_id: int, current: Any, new: Any, *, at: float,
+    offload: Offload,
+) -> dict[str, Any]:
+    """Set a new password after checking the current one; the user's tokens until `at` are
+    revoked (the caller gets a new pair). 401 for a wrong current password."""
+    fields = {}
+    if not isinstance(current, str):
+        fields["current_password"] = "must be a string"
+    if not isinstance(new, str) or len(new) < 8:
+        fields["new_password"] = "must be a string of at least 8 characters"
+    if fields:
+        raise ValidationError("Invalid password change", fields)
+    row = get(conn, tenant_id, user_id)
+    if not offload(verify_password, row["password_hash"], current):
+        raise UnauthorizedError("The current password is not right")
+    conn.execute(update(users).where(users.c.id == user_id)
+                 .values(password_hash=offload(hash_password, new)))
+    revoke_tokens(conn, tenant_id, user_id, at=at, reason="password changed")
+    return get(conn, tenant_id, user_id)

@@ -178,21 +178,28 @@ class Capture:
     def publish(self, tenant_id, message):
         self.published.append((tenant_id, message))
 
+    def on_broadcast(self, payload):  # as gateway.revocations.Revocations
+        self.published.append(("revoked", payload))
 
-def test_every_gateway_process_relay_receives_every_notification(config):
+
+def test_every_gateway_process_relay_receives_every_notification_and_revocation(config):
     """BROADCAST: each relay (one per gateway process) has its own queue."""
     hubs, runners = [Capture(), Capture()], []
+    revoked = {"user_id": 3, "valid_after": 1796425012.349}
     try:
         for hub in hubs:
             runner = ServiceRunner(config)
-            runner.add_service(relay_service(hub))
+            runner.add_service(relay_service(hub, hub))
             runner.start()
             runners.append(runner)
         dispatch = event_dispatcher(config)
         dispatch(m.NOTIFIER, m.NOTIFICATION_PUBLISHED,
                  {"notifications": [{"tenant_id": 4, "message": note()}]})
-        wait_until(lambda: all(hub.published for hub in hubs))
+        dispatch(m.GATEWAY, m.TOKENS_REVOKED, revoked)
+        wait_until(lambda: all(len(hub.published) == 2 for hub in hubs))
     finally:
         for runner in runners:
             runner.stop()
-    assert [hub.published for hub in hubs] == [[(4, note())]] * 2
+    assert sorted(map(str, hubs[0].published)) == sorted(map(str, hubs[1].published))
+    assert sorted(map(str, hubs[0].published)) == sorted(
+        map(str, [(4, note()), ("revoked", revoked)]))

@@ -30,8 +30,9 @@ pytestmark = pytest.mark.integration
 # a body *should* have been accepted have nothing to go on; these judge the responses.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-# /health reports the services (absent here: 503 "degraded" by design); /ws is a WebSocket.
-SKIPPED = ("/health", "/ws")
+# /health reports the services (absent here: 503 "degraded" by design); /ws is a WebSocket;
+# /auth/logout would end the fuzzer's own session half-way (test_api_keys.py covers it).
+SKIPPED = ("/health", "/ws", "/auth/logout")
 # Known gaps of the generated document, reported to its owner: it documents every 2XX as
 # application/json, but these answer text (Prometheus) and HTML. Still fuzzed for 5xx and status.
 OTHER_CONTENT = ("/metrics", "/ui/")

@@ -34,11 +34,13 @@ pytestmark = pytest.mark.integration
 ROLES = ("admin", "editor", "executor", "viewer")
 # api.md "Auth and users": what each role may do.
 MAY = {
-    "admin": {"read", "execute", "write", "admin"},
-    "editor": {"read", "execute", "write"},
-    "executor": {"read", "execute"},
-    "viewer": {"read"},
+    "admin": {"read", "self", "execute", "write", "admin"},
+    "editor": {"read", "self", "execute", "write"},
+    "executor": {"read", "self", "execute"},
+    "viewer": {"read", "self"},
 }
+# api.md: "self" is a user's own account (any role): its password, its API keys, logging out.
+SELF_ROUTES = ("/auth/logout", "/api/v1/me/", "/api/v1/apikeys")
 # api.md: executors "create executions, cancel, respond to inquiries" — nothing else runs.
 EXECUTE_PREFIXES = ("/api/v1/executions", "/api/v1/inquiries")
 MISSING_ID = "987654321"
@@ -140,6 +142,7 @@ def valid_body(route: Route, world: dict[str, Any]) -> dict[str, Any]:
         "POST /api/v1/users": {"username": f"u_{suffix}", "password": "password123",
                                "role": "viewer"},
         "POST /api/v1/inquiries/<inquiry_id>/respond": {"response": {}},
+        "POST /api/v1/apikeys": {"name": f"k_{suffix}"},
     }
     return bodies.get(str(route), {})
 
@@ -175,9 +178,11 @@ def test_every_route_declares_a_permission_that_matches_its_method(app):
     found = routes(app)
     assert len(found) > 30, "the route table looks empty"
     for route in found:
-        assert route.permission in {PUBLIC, "read", "execute", "write", "admin"}, route
+        assert route.permission in {PUBLIC, "read", "self", "execute", "write", "admin"}, route
         if route.permission == "read":
             assert route.method == "GET", f"{route}: a write declared as read"
+        if route.permission == "self":
+            assert route.rule.startswith(SELF_ROUTES), f"{route}: not the caller's own account"
         if route.permission == "execute":
             assert route.rule.startswith(EXECUTE_PREFIXES), f"{route}: executors may not do this"
     # Console pages under /ui/ are static HTML; their data comes from the API with a token.
@@ -218,9 +223,11 @@ def test_denied_requests_are_403_naming_role_and_permission_and_change_nothing(
 
 
 def test_allowed_roles_pass_the_permission_check_on_every_route(app, client, world):
-    # Reads first, deletes last, so each call still finds the world it expects.
+    # Reads first, deletes last, so each call still finds the world it expects; logging out
+    # (which ends the role's session) after everything else.
     order = {"GET": 0, "POST": 1, "PATCH": 1, "PUT": 1, "DELETE": 2}
-    for route in sorted(non_public(app), key=lambda r: (order.get(r.method, 1), str(r))):
+    for route in sorted(non_public(app), key=lambda r: (
+            r.rule == "/auth/logout", order.get(r.method, 1), str(r))):
         for role in ROLES:
             if route.permission not in MAY[role]:
                 continue
