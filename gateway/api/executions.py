@@ -12,7 +12,7 @@ from nameko_services.domain.states import ExecutionStatus
 from ..app import ctx
 from ..auth import permission, principal
 from ..http import int_arg, json_body, one, page, page_args, path_id
-from ..query_args import text_arg
+from ..query_args import created_range, json_object_arg, text_arg
 from .openapi import BACKLOG_FULL, responds
 
 bp = Blueprint("executions", __name__)
@@ -68,11 +68,17 @@ def create_execution():
 @bp.get("/api/v1/executions")
 @permission("read")
 def list_executions():
-    """List executions, newest first, filtered by status, action, parent, rule..."""
+    """List executions, newest first, filtered by status, action, pack, trigger, parent, rule,
+    time (`since`, `until`) and contents (`parameters`, `result`: JSON objects they contain)."""
     limit, offset = page_args()
     filters = listings.ExecutionFilter(
         statuses=_statuses(),
         action_ref=text_arg("action"),
+        pack=text_arg("pack", 200),
+        trigger=text_arg("trigger"),
+        created=created_range(),
+        parameters=json_object_arg("parameters"),
+        result=json_object_arg("result"),
         parent_execution_id=int_arg("parent_execution_id", minimum=1, maximum=MAX_ID),
         rule_id=int_arg("rule_id", minimum=1, maximum=MAX_ID),
         enforcement_id=int_arg("enforcement_id", minimum=1, maximum=MAX_ID),

@@ -222,6 +222,8 @@ events = Table(
     _created(),
     CheckConstraint("source in ('timer','webhook','sensor','api')", name="source"),
     Index("ix_events_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+    Index("ix_events_payload", "payload", postgresql_using="gin",
+          postgresql_ops={"payload": "jsonb_path_ops"}),
     Index("ix_events_trigger_id", "trigger_id"),
     Index(
         "uq_events_trigger_idempotency",
@@ -287,6 +289,11 @@ executions = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("heartbeat_at", DateTime(timezone=True)),
     Index("ix_executions_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+    # containment search (`@>`) on parameters and results (api.md "Searching executions")
+    Index("ix_executions_parameters", "parameters", postgresql_using="gin",
+          postgresql_ops={"parameters": "jsonb_path_ops"}),
+    Index("ix_executions_result", "result", postgresql_using="gin",
+          postgresql_ops={"result": "jsonb_path_ops"}),
     Index("ix_executions_tenant_status", "tenant_id", "status"),
     Index("ix_executions_parent", "parent_execution_id"),
     Index("ix_executions_rule", "rule_id"),
