@@ -22,6 +22,7 @@ from . import api, ratelimit
 from .auth import check_route_access
 from .errors import register_error_handlers
 from .revocations import Revocations
+from .waiters import Waiters
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Gateway:
     cipher: Cipher
     publish: Any  # callable(source_service, event_type, payload); set by serve.py or tests
     backlog: backlog.Backlog  # admits webhooks and API runs (domain/backlog.py)
+    waiters: Waiters  # requests waiting on an execution's news (`?wait=`, waiters.py)
     rpc: Any = None  # RpcPool, set by serve.py
     notifications: Any = None  # NotificationHub, set by serve.py
     revocations: Any = None  # Revocations (revoked users' access tokens), set by create_app
@@ -77,6 +79,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
         cipher=Cipher(settings.encryption_keys, settings.active_key_id),
         publish=after_commit(publish or (lambda *_args: None)),
         backlog=backlog.shared(settings.database_url, settings.backlog),
+        waiters=Waiters(settings.api.max_waiters, settings.api.tenant_max_waiters),
         rpc=rpc,
         revocations=Revocations(engine, settings.access_token_ttl_seconds),
     )

@@ -8,7 +8,12 @@ from flask import Flask, jsonify
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 from werkzeug.exceptions import HTTPException
 
-from nameko_services.domain.errors import AttuneError, BacklogFullError, RateLimitedError
+from nameko_services.domain.errors import (
+    AttuneError,
+    BacklogFullError,
+    RateLimitedError,
+    TooManyWaitersError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(AttuneError)
     def _attune(exc: AttuneError):
         response = error_response(exc.http_status, exc.code, exc.message, exc.details)
-        if isinstance(exc, RateLimitedError | BacklogFullError):
+        if isinstance(exc, RateLimitedError | BacklogFullError | TooManyWaitersError):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 

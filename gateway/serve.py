@@ -2,11 +2,13 @@
 
 eventlet.wsgi in front of the Flask app, pooled RPC and an event publisher for the views, and the
 notification relay: a nameko ServiceRunner in each serving process whose BROADCAST handler hands
-every `notification.published` to that process's NotificationHub (each gateway process gets
-every message on its own auto-deleted queue). This process binds the API port and the
+every `notification.published` to that process's NotificationHub and to its requests waiting on
+an execution (`?wait=`, waiters.py); each gateway process gets every message on its own
+auto-deleted queue. This process binds the API port and the
 sandboxes' socket and builds the app; with `ATTUNE.gateway.processes` above 1 it then forks that
 many processes serving both (the kernel gives each connection to one of them) and supervises
-them. SIGTERM: stop accepting, close WebSockets with 1001, stop the relay, exit 0.
+them. SIGTERM: stop accepting, answer waiting requests at once, close WebSockets with 1001,
+stop the relay, exit 0.
 """
 # ruff: noqa: E402  (eventlet must patch the standard library before anything else is imported)
 
@@ -46,7 +48,7 @@ from nameko_services import green
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
 from nameko_services.domain import sandboxing
-from nameko_services.domain.settings import Settings
+from nameko_services.domain.settings import WSGI_GREENTHREADS, Settings
 from nameko_services.extensions import event_handler
 
 log = logging.getLogger("gateway.serve")
@@ -60,9 +62,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _blocking_waitpid = eventlet.patcher.original("os").waitpid
 
 
-def relay_service(hub: Any, revocations: Any) -> type:
-    """A tiny nameko service that forwards notifier broadcasts to `hub`, and other gateways'
-    token revocations to `revocations`.
+def relay_service(hub: Any, revocations: Any, waiters: Any = None) -> type:
+    """A tiny nameko service that forwards notifier broadcasts to `hub` (WebSocket clients) and
+    `waiters` (requests waiting on an execution, `?wait=`), and other gateways' token
+    revocations to `revocations`.
 
     BROADCAST with reliable_delivery=False: nameko names the queue with a fresh uuid per process
     (the broadcast identifier), exclusive and auto-deleted, so every gateway process receives
@@ -77,6 +80,8 @@ def relay_service(hub: Any, revocations: Any) -> type:
         def on_notification_published(self, payload: dict[str, Any]) -> None:
             for item in payload.get("notifications") or ():
                 hub.publish(item.get("tenant_id"), item.get("message"))
+                if waiters is not None:
+                    waiters.publish(item.get("tenant_id"), item.get("message"))
 
         @event_handler(m.GATEWAY, m.TOKENS_REVOKED, handler_type=BROADCAST,
                        reliable_delivery=False)
@@ -155,11 +160,11 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
     gateway.process = number
     hub = gateway.notifications
     runner = ServiceRunner(config)
-    runner.add_service(relay_service(hub, gateway.revocations))
+    runner.add_service(relay_service(hub, gateway.revocations, gateway.waiters))
     runner.start()
     access_log = gateway.settings.log_level.upper() == "DEBUG"
     servers = [eventlet.spawn(
-        eventlet.wsgi.server, listener, app, max_size=2000,
+        eventlet.wsgi.server, listener, app, max_size=WSGI_GREENTHREADS,
         log=logging.getLogger("gateway.access"), log_output=access_log,
     ) for listener in listeners]
 
@@ -273,6 +278,8 @@ def _socket_listener(path: Path) -> Any:
 def _shutdown(servers: list[Any], runner: ServiceRunner, gateway: Any) -> None:
     for server in servers:
         server.kill()  # stop accepting; the wsgi loop now waits for requests in flight
+    released = gateway.waiters.release_all()  # they answer now with what they have (202)
+    log.info("released %d waiting request(s)", released)
     closed = gateway.notifications.close_all(1001, "server shutting down")
     log.info("closed %d websocket(s)", closed)
     with eventlet.Timeout(SHUTDOWN_GRACE_SECONDS, False), contextlib.suppress(GreenletExit):

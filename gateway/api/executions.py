@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, request
 
 from nameko_services.domain import execution_control, executions, listings
 from nameko_services.domain.db import transaction
 from nameko_services.domain.errors import BadRequestError
-from nameko_services.domain.states import ExecutionStatus
+from nameko_services.domain.states import TERMINAL_STATES, ExecutionStatus
 
 from ..app import ctx
 from ..auth import permission, principal
 from ..http import int_arg, json_body, one, page, page_args, path_id
 from ..query_args import created_range, json_object_arg, text_arg
-from .openapi import BACKLOG_FULL, responds
+from ..waiters import wait_seconds
+from .openapi import BACKLOG_FULL, WAIT, query_parameter, responds
 
 bp = Blueprint("executions", __name__)
 
@@ -51,18 +54,40 @@ def _top_level() -> bool | None:
 @bp.post("/api/v1/executions")
 @permission("execute")
 @responds(503, BACKLOG_FULL)
+@query_parameter("wait", WAIT)
 def create_execution():
-    """Run an action (ref or id); invalid parameters fail the execution at once."""
+    """Run an action (ref or id); invalid parameters fail the execution at once.
+
+    201 with the new execution; with `?wait=S`, 200 with the execution once it has ended
+    (succeeded, failed, ...) within S seconds, else 202 with it as it is then (it runs on).
+    """
+    started = time.monotonic()
     body = json_body({"action", "parameters"}, {"action"})
+    wait = wait_seconds(ctx().settings.api.max_wait_seconds)
     who = principal()
     ctx().backlog.admit(who.tenant_id)
+    with ctx().waiters.slot() as slot:
+        if wait is not None:
+            slot.reserve(who.tenant_id)
+        with transaction(ctx().engine) as conn:
+            outcome = execution_control.request(
+                conn, tenant_id=who.tenant_id, action=body["action"],
+                parameters=body.get("parameters"), actor=who.actor,
+            )
+            if wait is not None:  # before the commit: its news cannot pass unheard
+                slot.watch_execution(outcome.execution["id"])
+        _publish(outcome)
+        if wait is None:
+            return one(executions.to_api(outcome.execution), 201)
+        row, ended = slot.wait_for(
+            lambda: _read(who.tenant_id, outcome.execution["id"]),
+            lambda row: row["status"] in TERMINAL_STATES, started + wait)
+    return one(executions.to_api(row), 200 if ended else 202)
+
+
+def _read(tenant_id: int, execution_id: int) -> dict:
     with transaction(ctx().engine) as conn:
-        outcome = execution_control.request(
-            conn, tenant_id=who.tenant_id, action=body["action"],
-            parameters=body.get("parameters"), actor=who.actor,
-        )
-    _publish(outcome)
-    return one(executions.to_api(outcome.execution), 201)
+        return executions.get(conn, tenant_id, execution_id)
 
 
 @bp.get("/api/v1/executions")

@@ -40,6 +40,7 @@ ERROR_SCHEMA = {
                     "type": "string",
                     "enum": ["bad_request", "unauthorized", "forbidden", "not_found",
                              "conflict", "validation_error", "rate_limited", "backlog_full",
+                             "too_many_waiters",
                              "internal",
                              "method_not_allowed", "payload_too_large",
                              "unsupported_media_type"],
@@ -61,11 +62,18 @@ _ERRORS = {
     "404": "Not found in the caller's tenant",
     "409": "Conflict with the resource's state",
     "422": "Validation failed (details.fields)",
-    "429": "Rate limited, or the tenant's backlog is full (see Retry-After)",
+    "429": "Rate limited, or the tenant's backlog is full, or (?wait=) the tenant has its "
+           "most requests waiting (see Retry-After)",
 }
 
-# The 503 of the views that accept work (webhooks, API runs): docs/reliability.md "Backlog".
-BACKLOG_FULL = "The platform's backlog is full (backlog_full, see Retry-After)"
+# The 503 of the views that accept work (webhooks, API runs): docs/reliability.md "Backlog";
+# with `?wait=`, also this gateway process's bound on waiting requests (ATTUNE.api).
+BACKLOG_FULL = ("The platform's backlog is full (backlog_full), or, with ?wait=, this gateway "
+                "process has its most requests waiting (too_many_waiters); see Retry-After")
+# `?wait=S` of the views that run like a function (api.md "Waiting for the result").
+WAIT = ("Seconds (0 < wait <= ATTUNE.api.max_wait_seconds, default 60) to wait for the "
+        "execution to end: 200 with it when it ends in time, else 202 with it as it is then "
+        "(it runs on). A bad value is 400; 429/503 too_many_waiters when no room to wait.")
 
 
 def responds(status: int, description: str) -> Callable[[F], F]:
@@ -76,6 +84,20 @@ def responds(status: int, description: str) -> Callable[[F], F]:
         extra = dict(getattr(view, "attune_responses", {}))
         extra[str(status)] = description
         view.attune_responses = extra  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def query_parameter(name: str, description: str, schema: dict[str, Any] | None = None
+                    ) -> Callable[[F], F]:
+    """Document a query parameter of a view (path parameters come from the route itself)."""
+
+    def mark(view: F) -> F:
+        view.attune_query = [*getattr(view, "attune_query", []), {  # type: ignore[attr-defined]
+            "name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+        }]
         return view
 
     return mark
@@ -123,6 +145,7 @@ def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]]
     }
     if description.strip():
         operation["description"] = description.strip()
+    params = [*params, *getattr(view, "attune_query", [])]
     if params:
         operation["parameters"] = params
     if needed == PUBLIC:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from nameko_services.domain import rule_definitions as rules
+from nameko_services.domain import rule_dry_run
 from nameko_services.domain.db import transaction
 from nameko_services.domain.errors import BadRequestError
 
 from ..app import ctx
 from ..auth import permission, principal
 from ..definitions import acting_user, definition_body, publish_changes
-from ..http import int_arg, one, page, page_args, path_id
+from ..http import int_arg, json_body, one, page, page_args, path_id
 from ..query_args import text_arg
 
 bp = Blueprint("rules", __name__)
@@ -62,6 +63,22 @@ def get_rule(rule_id: str):
     with transaction(ctx().engine) as conn:
         row = rules.get(conn, principal().tenant_id, path_id(rule_id, "Rule"))
     return one(rules.to_api(row))
+
+
+@bp.post("/api/v1/rules/<rule_id>/test")
+@permission("read")
+def test_rule(rule_id: str):
+    """Dry-run a rule against `{"payload": ...}` or `{"event_id": N}`: nothing stored or run.
+
+    Answers whether the criteria match (and if not, their value or template error) and the
+    action parameters the rule would send, rendered and validated against the action's schema
+    (api.md "Testing a rule"). Encrypted datastore values read as "***". Any role that may read
+    rules may test them: it shows nothing the role cannot read otherwise.
+    """
+    rid = path_id(rule_id, "Rule")
+    body = json_body(rule_dry_run.BODY_FIELDS)
+    with transaction(ctx().engine) as conn:
+        return one(rule_dry_run.dry_run(conn, principal().tenant_id, rid, body))
 
 
 @bp.patch("/api/v1/rules/<rule_id>")

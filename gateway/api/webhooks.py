@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, request
 
-from nameko_services.domain import events, messages, webhooks
+from nameko_services.domain import events, executions, messages, webhooks
 from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
+from nameko_services.domain.states import TERMINAL_STATES
 
 from ..app import ctx
 from ..auth import API_KEY_HEADER, PERMISSIONS, PUBLIC, authenticate, bearer_token, permission
 from ..http import one, path_id
-from .openapi import BACKLOG_FULL, responds
+from ..waiters import wait_seconds
+from .openapi import BACKLOG_FULL, WAIT, query_parameter, responds
 
 bp = Blueprint("webhooks", __name__)
 
@@ -60,18 +64,54 @@ def credentials() -> webhooks.Credentials:
 @bp.post("/api/v1/webhooks/<trigger_id>")
 @permission(PUBLIC)  # authenticated below by trigger token, signature or Bearer token
 @responds(503, BACKLOG_FULL)
+@query_parameter("wait", WAIT)
 def receive(trigger_id: str):
     """Receive a webhook call: the JSON body becomes an event of the trigger (202); 429/503
-    `backlog_full` while too much accepted work waits (docs/reliability.md "Backlog")."""
+    `backlog_full` while too much accepted work waits (docs/reliability.md "Backlog").
+
+    With `?wait=S`, answer like a function: 200 with the event's first execution (the first
+    matching rule's) once it has ended within S seconds, 200 with `execution: null` and a
+    `reason` when the event starts none, else 202 with the receipt (and the execution so far).
+    """
+    started = time.monotonic()
     tid = path_id(trigger_id, "Trigger")
+    wait = wait_seconds(ctx().settings.api.max_wait_seconds)
     body = read_body(ctx().settings.webhook_max_body_bytes)
+    with ctx().waiters.slot() as slot:
+
+        def admit(tenant_id: int) -> None:  # once the sender is known, before anything is stored
+            ctx().backlog.admit(tenant_id)
+            if wait is not None:
+                slot.reserve(tenant_id)
+
+        with transaction(ctx().engine) as conn:
+            event, created = webhooks.receive(
+                conn, trigger_id=tid, raw_body=body, credentials=credentials(),
+                idempotency_key=request.headers.get("Idempotency-Key"), admit=admit,
+            )
+            if wait is not None:  # before the commit: its executions' news cannot pass unheard
+                slot.watch_event(event["id"])
+        if created:  # committed: the executor will find the row
+            ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))
+        receipt = {"event_id": event["id"], "trigger_id": event["trigger_id"],
+                   "received_at": isoformat(event["created_at"])}
+        if wait is None:
+            return one(receipt, 202)
+        run, ended = slot.wait_for(lambda: _first_run(event["tenant_id"], event["id"]),
+                                   _ended, started + wait)
+    execution = executions.to_api(run.execution) if run.execution is not None else None
+    if ended and execution is None:
+        return one({**receipt, "execution": None, "reason": run.reason, "error": run.error})
+    return one({**receipt, "execution": execution}, 200 if ended else 202)
+
+
+def _first_run(tenant_id: int, event_id: int) -> webhooks.FirstRun:
     with transaction(ctx().engine) as conn:
-        event, created = webhooks.receive(
-            conn, trigger_id=tid, raw_body=body, credentials=credentials(),
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            admit=ctx().backlog.admit,
-        )
-    if created:  # committed: the executor will find the row
-        ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))
-    return one({"event_id": event["id"], "trigger_id": event["trigger_id"],
-                "received_at": isoformat(event["created_at"])}, 202)
+        return webhooks.first_run(conn, tenant_id, event_id)
+
+
+def _ended(run: webhooks.FirstRun) -> bool:
+    """The event started no execution, or its first one has ended."""
+    if run.execution is None:
+        return run.processed
+    return run.execution["status"] in TERMINAL_STATES

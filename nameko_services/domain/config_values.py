@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,3 +22,21 @@ def flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("false", "0", "no", "off", "")
     return bool(value)
+
+
+def bounded(section: Mapping[str, Any], key: str, default: float, block: str, *,
+            minimum: float, maximum: float, whole: bool = False) -> float:
+    """A number of the block within [minimum, maximum] (a whole one when `whole`); text from
+    `${VAR:default}` is read as a number; anything else fails naming the key and the bounds."""
+    given = section.get(key, default)
+    try:
+        if isinstance(given, bool):
+            raise ValueError
+        value = float(given.strip() if isinstance(given, str) else given)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not minimum <= value <= maximum or (whole and not value.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise ConfigurationError(
+            f"ATTUNE.{block}.{key} must be {kind} from {minimum:g} to {maximum:g}, not {given!r}")
+    return value

@@ -115,8 +115,10 @@ def get_item(conn: Connection, cipher: Cipher, tenant_id: int, key: str) -> dict
     return to_api(row, _value(cipher, row))
 
 
-def get_all(conn: Connection, cipher: Cipher, tenant_id: int) -> dict[str, Any]:
-    """Every live key of the tenant, decrypted (the `datastore` of rule and template contexts).
+def get_all(conn: Connection, cipher: Cipher | None, tenant_id: int) -> dict[str, Any]:
+    """Every live key of the tenant (the `datastore` of rule and template contexts): decrypted,
+    or, without a cipher, with encrypted values shown as "***" (a rule dry-run shows what it
+    renders, so it never decrypts).
 
     An item that does not decrypt is left out (and logged) rather than failing the whole read.
     """
@@ -125,6 +127,9 @@ def get_all(conn: Connection, cipher: Cipher, tenant_id: int) -> dict[str, Any]:
     ).mappings()
     values = {}
     for row in rows:
+        if cipher is None:
+            values[row["key"]] = MASK if row["encrypted"] else row["value"]
+            continue
         try:
             values[row["key"]] = _value(cipher, row)
         except DecryptionError:  # logged; one bad item must not blind every rule of the tenant

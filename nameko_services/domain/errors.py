@@ -95,3 +95,18 @@ class BacklogFullError(AttuneError):
                                    "retry_after": retry_after})
         self.http_status = 429 if scope == "tenant" else 503
         self.retry_after = retry_after
+
+
+class TooManyWaitersError(AttuneError):
+    """A synchronous run (`?wait=`) found no room to wait in this gateway process: 429 when the
+    tenant already holds its share of waiting requests, 503 when the process holds its maximum
+    (ATTUNE.api). Nothing is stored for a refused request; retry_after says when to come back."""
+
+    code = "too_many_waiters"
+
+    def __init__(self, message: str, *, scope: str, waiting: int, limit: int,
+                 retry_after: int = 1) -> None:
+        super().__init__(message, {"scope": scope, "waiting": waiting, "limit": limit,
+                                   "retry_after": retry_after})
+        self.http_status = 429 if scope == "tenant" else 503
+        self.retry_after = retry_after

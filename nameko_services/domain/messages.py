@@ -26,6 +26,10 @@ EXECUTION_CREATED = "execution.created"
 EXECUTION_FOLLOW_UP = "execution.follow_up"
 # Gateway → executor: {"execution_id", "tenant_id", "actor"}.
 EXECUTION_CANCEL_REQUESTED = "execution.cancel_requested"
+# Executor → notifier, after commit: an event was evaluated and started no execution (no rule
+# matched, its enforcements failed, or it was refused): {"event_id", "tenant_id", "trigger_id",
+# "rules_matched", "error"}. An event that starts executions is told by their EXECUTION_CREATED.
+EVENT_PROCESSED = "event.processed"
 # Rule matched with notify_on_trigger: {"rule_id", "tenant_id", "event_id", "execution_id"}.
 RULE_TRIGGERED = "rule.triggered"
 # Executor → notifier, after commit: {"inquiry_id", "tenant_id", "execution_id", "inquiry"}.
@@ -54,7 +58,7 @@ PRIORITISED = frozenset({EVENT_CREATED, EXECUTION_REQUESTED, EXECUTION_SCHEDULED
 # the API serves it. A status change the executor acts on (EXECUTION_FOLLOW_UP) stays
 # persistent (green.Publisher), as do work messages and every other message.
 NEWS_ONLY = frozenset({EXECUTION_CREATED, EXECUTION_STATUS_CHANGED, RULE_TRIGGERED,
-                       NOTIFICATION_PUBLISHED, TOKENS_REVOKED})
+                       EVENT_PROCESSED, NOTIFICATION_PUBLISHED, TOKENS_REVOKED})
 
 # Service names as used for event exchanges (nameko: "<service>.events").
 # EXECUTIONS is a shared source: every execution.created / execution.status_changed goes

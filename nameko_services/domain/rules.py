@@ -14,11 +14,17 @@ from . import templating
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """Whether a rule matched an event; an evaluation error is recorded and counts as no match."""
+class Evaluation:
+    """What a rule makes of an event: the criteria's verdict and the value it came to (or why
+    it could not be evaluated: that counts as no match), then, for a match, the action
+    parameters rendered (or why they could not be). The executor acts on it; a dry-run
+    (POST /api/v1/rules/{id}/test) shows it."""
 
     matched: bool
     error: str | None = None
+    value: Any = None
+    parameters: dict[str, Any] | None = None
+    parameters_error: str | None = None
 
 
 def criteria_context(event: Mapping[str, Any], datastore: Any, now: datetime) -> dict[str, Any]:
@@ -37,12 +43,28 @@ def criteria_context(event: Mapping[str, Any], datastore: Any, now: datetime) ->
     }
 
 
-def decide(criteria: str | None, context: Mapping[str, Any]) -> Decision:
-    """Evaluate a rule's criteria; empty criteria always match."""
+def evaluate(
+    criteria: str | None, parameters: Mapping[str, Any] | None, context: Mapping[str, Any]
+) -> Evaluation:
+    """Evaluate a rule's criteria against `context` (empty criteria always match) and, when
+    they match, render its parameters: the one decision the executor and the dry-run share."""
+    value: Any = None
+    if criteria and criteria.strip():
+        try:
+            value = templating.evaluate(criteria, context)
+        except templating.TemplateError as exc:
+            return Evaluation(matched=False, error=str(exc))
+        matched = bool(value)
+        value = _jsonable(value)
+    else:
+        matched = True
+    if not matched:
+        return Evaluation(matched=False, value=value)
     try:
-        return Decision(matched=templating.criteria_matches(criteria, context))
+        rendered = render_parameters(parameters, context)
     except templating.TemplateError as exc:
-        return Decision(matched=False, error=str(exc))
+        return Evaluation(matched=True, value=value, parameters_error=str(exc))
+    return Evaluation(matched=True, value=value, parameters=rendered)
 
 
 def render_parameters(

@@ -15,7 +15,7 @@ from runners.destinations import DestinationPolicy
 from runners.sandbox import LIMIT_KEYS, Limits
 
 from .backlog import BacklogSettings
-from .config_values import flag, reject_unknown
+from .config_values import bounded, flag, reject_unknown
 from .errors import ConfigurationError
 from .paths import PROJECT_ROOT
 
@@ -94,6 +94,42 @@ class GatewaySettings:
             raise ConfigurationError(f"ATTUNE.gateway.processes must be a whole number from 1 "
                                      f"to {MAX_GATEWAY_PROCESSES}, not {given!r}")
         return cls(processes=processes)
+
+
+# Greenthreads of each gateway process's HTTP server (eventlet.wsgi `max_size`, gateway/serve.py):
+# every request in flight holds one, a synchronous run (`?wait=`) for as long as it waits.
+WSGI_GREENTHREADS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """ATTUNE.api: synchronous runs (`?wait=S` on POST /api/v1/executions and webhooks).
+
+    `max_wait_seconds` is the most S may be; `max_waiters` how many requests may wait at once
+    in one gateway process (beyond: 503), `tenant_max_waiters` how many of them one tenant may
+    hold (beyond: 429). A waiting request holds one of the server's WSGI_GREENTHREADS, so
+    `max_waiters` is bounded to half of them: the rest of the API is always served.
+    """
+
+    max_wait_seconds: float = 60.0
+    max_waiters: int = 500
+    tenant_max_waiters: int = 100
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any]) -> ApiSettings:
+        """Parse the block; an unknown key or a value out of bounds fails naming it."""
+        reject_unknown(section, cls.__dataclass_fields__, "api")
+        default = cls()
+        max_waiters = int(bounded(section, "max_waiters", default.max_waiters, "api",
+                                  minimum=1, maximum=WSGI_GREENTHREADS // 2, whole=True))
+        return cls(
+            max_wait_seconds=bounded(section, "max_wait_seconds", default.max_wait_seconds,
+                                     "api", minimum=0.001, maximum=3600),
+            max_waiters=max_waiters,
+            tenant_max_waiters=int(bounded(section, "tenant_max_waiters",
+                                           min(default.tenant_max_waiters, max_waiters), "api",
+                                           minimum=1, maximum=max_waiters, whole=True)),
+        )
 
 
 REGISTRATION_MODES = ("open", "closed")
@@ -334,6 +370,7 @@ class Settings:
     service_user: str = "attune"
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -354,6 +391,7 @@ class Settings:
         section = dict(config.get("ATTUNE") or {})
         worker = dict(section.pop("worker", None) or {})
         gateway = GatewaySettings.from_mapping(dict(section.pop("gateway", None) or {}))
+        api = ApiSettings.from_mapping(dict(section.pop("api", None) or {}))
         rate_limit = RateLimitSettings.from_mapping(dict(section.pop("rate_limit", None) or {}))
         http_runner = HttpRunnerSettings.from_mapping(
             dict(section.pop("http_runner", None) or {}))
@@ -403,6 +441,7 @@ class Settings:
                 service_user=str(section.get("service_user") or "attune"),
                 worker=WorkerSettings(**worker),
                 gateway=gateway,
+                api=api,
                 rate_limit=rate_limit,
                 http_runner=http_runner,
                 auth=auth,

@@ -146,9 +146,3 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         return [render(item, context) for item in value]
     return value
 
-
-def criteria_matches(criteria: str | None, context: Mapping[str, Any]) -> bool:
-    """Rule criteria: empty means always; otherwise the truthiness of the expression."""
-    if not criteria or not criteria.strip():
-        return True
-    return bool(evaluate(criteria, context))

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, bindparam, func, literal, select, update
 from . import events, json_values
 from .auth import Principal
 from .errors import BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError
+from .models import enforcements, executions, triggers
 from .models import events as events_table
-from .models import executions, triggers
 from .states import TriggerType
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -195,3 +195,50 @@ def receive(
         chain_depth=sender.chain_depth,
         tenant_id=sender.tenant_id,
     )
+
+
+NO_RULE_MATCHED, ENFORCEMENT_FAILED, REFUSED = "no_rule_matched", "enforcement_failed", "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRun:
+    """Where an event stands for a caller waiting on its first execution (`?wait=`): that
+    execution as it is now (the first rule's: the lowest id, as the executor creates them in
+    rule order in one transaction), or, once the event was evaluated without starting any,
+    why not (`reason`: no_rule_matched, enforcement_failed or refused, with its `error`)."""
+
+    execution: dict[str, Any] | None
+    processed: bool
+    reason: str | None = None
+    error: str | None = None
+
+
+def first_run(conn: Connection, tenant_id: int, event_id: int) -> FirstRun:
+    """The tenant's event's first execution, or why it has none (yet)."""
+    event = events.get(conn, tenant_id, event_id)
+    first = conn.execute(_FIRST_ENFORCEMENTS, {"b_tenant_id": tenant_id, "b_event_id": event_id}
+                         ).mappings().all()
+    started = [row for row in first if row["execution_id"] is not None]
+    if started:
+        row = conn.execute(select(executions).where(
+            executions.c.id == started[0]["execution_id"], executions.c.tenant_id == tenant_id,
+        )).mappings().one()
+        return FirstRun(dict(row), processed=True)
+    if event["processed_at"] is None:
+        return FirstRun(None, processed=False)
+    if event["error"]:
+        return FirstRun(None, processed=True, reason=REFUSED, error=event["error"])
+    failed = [row for row in first if row["error"]]
+    if failed:
+        return FirstRun(None, processed=True, reason=ENFORCEMENT_FAILED, error=failed[0]["error"])
+    return FirstRun(None, processed=True, reason=NO_RULE_MATCHED)
+
+
+# The event's enforcements (one per matched rule; indexed by event), in the order the executor
+# made them: the first that names an execution names the first rule's execution.
+_FIRST_ENFORCEMENTS = (
+    select(enforcements.c.execution_id, enforcements.c.error)
+    .where(enforcements.c.tenant_id == bindparam("b_tenant_id"),
+           enforcements.c.event_id == bindparam("b_event_id"))
+    .order_by(enforcements.c.id)
+)

@@ -52,29 +52,34 @@ def evaluate_event(
     if refused is not None:
         events.refuse(conn, event_id, refused)
         log.warning("event %s: %s", event_id, refused, extra={"tenant_id": tenant_id})
-        return []
+        return [_processed(event, matched=0, error=refused)]
     if event["trigger_id"] is None:
-        return []
+        return [_processed(event, matched=0)]
     context = rules.criteria_context(
         event, templating.DatastoreView(_datastore_loader(conn, cipher, tenant_id)),
         datetime.now(UTC),
     )
     out: list[Outgoing] = []
     planned: list[Outgoing] = []
+    matched = started = 0
     for rule, action in repository.enabled_rules(conn, tenant_id, event["trigger_id"]):
-        decision = rules.decide(rule["criteria"], context)
+        verdict = rules.evaluate(rule["criteria"], rule["parameters"], context)
         enforcement = repository.record_evaluation(
-            conn, tenant_id, event_id, rule["id"], decision.matched, decision.error
+            conn, tenant_id, event_id, rule["id"], verdict.matched, verdict.error
         )
-        if decision.matched:
-            enforced = _enforce(conn, rule, action, event, context, enforcement)
+        if verdict.matched:
+            matched += 1
+            enforced = _enforce(conn, rule, action, event, verdict, enforcement)
             execution = None
             if enforced is not None:
                 execution, action = enforced
+                started += 1
                 out.append(created(execution))
                 planned += scheduling.plan(conn, execution, cipher, action)
             if rule["notify_on_trigger"]:
                 out.append(_rule_triggered(rule, event, execution))
+    if not started:
+        out.append(_processed(event, matched=matched))
     return out + planned
 
 
@@ -124,17 +129,15 @@ def handle_events(
 
 def _enforce(
     conn: Connection, rule: dict[str, Any], action: dict[str, Any] | None,
-    event: dict[str, Any], context: dict[str, Any], enforcement: dict[str, Any] | None,
+    event: dict[str, Any], verdict: rules.Evaluation, enforcement: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Create the execution of a new enforcement: (execution, its action), or None when there
     is no execution to run (the enforcement records why)."""
     tenant_id = event["tenant_id"]
     if enforcement is None:  # this rule already enforced this event
         return None
-    try:
-        parameters = rules.render_parameters(rule["parameters"], context)
-    except templating.TemplateError as exc:
-        repository.fail_enforcement(conn, tenant_id, enforcement["id"], str(exc))
+    if verdict.parameters_error is not None:
+        repository.fail_enforcement(conn, tenant_id, enforcement["id"], verdict.parameters_error)
         return None
     if action is None:
         repository.fail_enforcement(
@@ -145,7 +148,7 @@ def _enforce(
         conn,
         tenant_id=tenant_id,
         action=action,
-        parameters=parameters,
+        parameters=verdict.parameters,
         actor_type="service",
         actor="executor",
         rule_id=rule["id"],
@@ -154,6 +157,18 @@ def _enforce(
         trigger_data=event["payload"],
     )  # links the enforcement to it (failed with the reason if the parameters are invalid)
     return execution, action
+
+
+def _processed(event: dict[str, Any], *, matched: int, error: str | None = None) -> Outgoing:
+    """EVENT_PROCESSED: the event was evaluated and started no execution (a synchronous
+    webhook waiting for its first execution answers at once; api.md)."""
+    return Outgoing(messages.EVENT_PROCESSED, {
+        "event_id": event["id"],
+        "tenant_id": event["tenant_id"],
+        "trigger_id": event["trigger_id"],
+        "rules_matched": matched,
+        "error": error,
+    })
 
 
 def _rule_triggered(

@@ -92,6 +92,23 @@ def for_event(event_row: Mapping[str, Any]) -> Notification:
     )
 
 
+def for_event_processed(payload: Mapping[str, Any]) -> Notification:
+    """event.processed: the executor evaluated the event and started no execution."""
+    event_id = payload["event_id"]
+    data = {
+        "event_id": event_id,
+        "trigger_id": payload.get("trigger_id"),
+        "executions": 0,
+        "rules_matched": int(payload.get("rules_matched") or 0),
+        "error": payload.get("error"),
+    }
+    return Notification(
+        tenant_id=int(payload["tenant_id"]),
+        key=f"event:{event_id}",
+        message=message(m.EVENT_PROCESSED, "event", event_id, data, None),
+    )
+
+
 def for_rule_triggered(
     payload: Mapping[str, Any], rule_ref: str | None, event_row: Mapping[str, Any] | None
 ) -> Notification:

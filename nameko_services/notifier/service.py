@@ -53,6 +53,11 @@ class NotifierService:
     def on_sensor_event_created(self, payload: dict[str, Any]) -> None:
         self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
 
+    @event_handler(m.EXECUTOR, m.EVENT_PROCESSED)
+    def on_event_processed(self, payload: dict[str, Any]) -> None:
+        """An event that started no execution: its waiting webhook (`?wait=`) answers now."""
+        self._forward(f"event:{payload.get('event_id')}", lambda: n.for_event_processed(payload))
+
     @event_handler(m.EXECUTOR, m.RULE_TRIGGERED)
     def on_rule_triggered(self, payload: dict[str, Any]) -> None:
         """Coalesced: at most one rule.triggered per rule per window, carrying a `count`."""

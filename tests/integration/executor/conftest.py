@@ -30,6 +30,7 @@ def executor(tenant, container_factory, config, received):
     subscriptions = [
         (messages.EXECUTOR, messages.EXECUTION_SCHEDULED),
         (messages.EXECUTOR, messages.RULE_TRIGGERED),
+        (messages.EXECUTOR, messages.EVENT_PROCESSED),
         (messages.EXECUTIONS, messages.EXECUTION_CREATED),
         (messages.EXECUTIONS, messages.EXECUTION_STATUS_CHANGED),
     ]

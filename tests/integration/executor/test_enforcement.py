@@ -16,6 +16,11 @@ def of(received, event_type, execution_id=None):
             and (execution_id is None or p.get("execution_id") == execution_id)]
 
 
+def processed(received, event):
+    """The EVENT_PROCESSED news of this event (the listener's queue may hold older ones)."""
+    return [p for p in of(received, messages.EVENT_PROCESSED) if p["event_id"] == event["id"]]
+
+
 def about(key, value):
     """An entrypoint_waiter callback: wait for the worker handling *this* message (a queue may
     still hold messages of earlier runs); a batch handler's argument is a list of payloads."""
@@ -85,10 +90,12 @@ def test_an_event_with_two_rules_enforces_only_the_matching_one(
     assert len(rows.rows(engine, E.rule_evaluations,
                          E.rule_evaluations.c.event_id == event["id"])) == 2
     assert len(of(received, messages.EXECUTION_SCHEDULED, execution["id"])) == 1
+    # an event that started an execution is told by it: no event.processed
+    assert processed(received, event) == []
 
 
 def test_criteria_and_template_errors_are_recorded_without_executions(
-    executor, dispatch, engine, tenant
+    executor, dispatch, engine, tenant, received
 ):
     action = rows.make_action(engine, tenant)
     trigger = rows.make_trigger(engine, tenant)
@@ -112,6 +119,11 @@ def test_criteria_and_template_errors_are_recorded_without_executions(
     assert "ZeroDivisionError" in enforcement["error"]
     assert rows.rows(engine, E.executions, E.executions.c.event_id == event["id"]) == []
     assert disabled["id"] not in evaluations
+    # no execution started: event.processed says so (a waiting webhook answers on it)
+    rows.wait_until(lambda: processed(received, event))
+    assert processed(received, event) == [{
+        "event_id": event["id"], "tenant_id": tenant, "trigger_id": trigger["id"],
+        "rules_matched": 1, "error": None}]
 
 
 def test_invalid_rule_parameters_fail_the_execution_and_the_enforcement(

@@ -64,15 +64,30 @@ def test_operations_are_well_formed(document):
         seen_ids.add(operation["operationId"])
         assert operation["summary"]
         assert "undeclared" not in operation["x-attune-permission"], (path, method)
-        declared = {p["name"]: p for p in operation.get("parameters", [])}
+        declared = {p["name"]: p for p in operation.get("parameters", [])
+                    if p["in"] == "path"}
         assert set(re.findall(r"{(\w+)}", path)) == set(declared), path
-        for parameter in declared.values():
-            assert parameter["in"] == "path" and parameter["required"] is True
+        for parameter in operation.get("parameters", []):
+            assert parameter["in"] in ("path", "query"), (path, parameter)
+            assert parameter["required"] is (parameter["in"] == "path")
             assert parameter["schema"]["type"] in ("integer", "string", "number")
         for status, response in operation["responses"].items():
             assert re.fullmatch(r"default|[1-5](\d\d|XX)", status), status
             if "$ref" in response:
                 assert resolve(document, response["$ref"])["description"]
+
+
+def test_the_routes_that_can_wait_document_their_wait_parameter(document):
+    """api.md "Waiting for the result": `?wait=` of API runs and webhooks, and its refusals."""
+    for path in ("/api/v1/executions", "/api/v1/webhooks/{trigger_id}"):
+        operation = document["paths"][path]["post"]
+        [wait] = [p for p in operation["parameters"] if p["in"] == "query"]
+        assert wait["name"] == "wait" and wait["schema"]["type"] == "number"
+        assert "too_many_waiters" in operation["responses"]["503"]["description"]
+    assert "too_many_waiters" in document["components"]["schemas"]["Error"]["properties"][
+        "error"]["properties"]["code"]["enum"]
+    dry_run = document["paths"]["/api/v1/rules/{rule_id}/test"]["post"]
+    assert dry_run["x-attune-permission"] == "read" and "nothing stored" in dry_run["summary"]
 
 
 def test_public_routes_need_no_token_and_the_rest_need_a_bearer(document):

@@ -48,7 +48,7 @@ def test_context_offers_trigger_event_datastore_and_now():
 )
 def test_true_or_empty_criteria_match(criteria):
     ctx, _ = context()
-    assert rules.decide(criteria, ctx) == rules.Decision(matched=True)
+    assert rules.evaluate(criteria, None, ctx).matched is True
 
 
 @pytest.mark.parametrize(
@@ -56,23 +56,23 @@ def test_true_or_empty_criteria_match(criteria):
 )
 def test_false_criteria_do_not_match(criteria):
     ctx, _ = context()
-    assert rules.decide(criteria, ctx) == rules.Decision(matched=False)
+    assert rules.evaluate(criteria, None, ctx).matched is False
 
 
 def test_an_evaluation_error_is_no_match_with_the_error_recorded():
     ctx, _ = context()
-    decision = rules.decide("{{ trigger.data.user_id / 0 }}", ctx)
+    decision = rules.evaluate("{{ trigger.data.user_id / 0 }}", None, ctx)
     assert decision.matched is False
     assert "ZeroDivisionError" in decision.error
 
 
 def test_criteria_read_the_datastore_lazily_and_once():
     ctx, loader = context({"threshold": 5, "config.env": "prod"})
-    assert rules.decide("{{ trigger.data.severity == 'high' }}", ctx).matched
+    assert rules.evaluate("{{ trigger.data.severity == 'high' }}", None, ctx).matched
     assert loader.loads == 0
-    assert rules.decide("{{ datastore.threshold < 10 }}", ctx).matched
-    assert rules.decide("{{ datastore.config.env == 'prod' }}", ctx).matched
-    assert not rules.decide("{{ datastore.missing }}", ctx).matched
+    assert rules.evaluate("{{ datastore.threshold < 10 }}", None, ctx).matched
+    assert rules.evaluate("{{ datastore.config.env == 'prod' }}", None, ctx).matched
+    assert not rules.evaluate("{{ datastore.missing }}", None, ctx).matched
     assert loader.loads == 1
 
 
@@ -117,3 +117,53 @@ def test_a_bad_parameter_template_raises_template_error():
     ctx, _ = context()
     with pytest.raises(templating.TemplateError):
         rules.render_parameters({"x": "{{ trigger.data.user_id / 0 }}"}, ctx)
+
+
+# rules.evaluate: the one decision the executor acts on and a dry-run shows.
+
+def test_a_match_renders_the_parameters_and_keeps_the_criteria_value():
+    ctx, _ = context()
+    verdict = rules.evaluate("{{ trigger.data.user_id > 100 }}",
+                             {"who": "{{ trigger.data.user_id }}", "n": 1}, ctx)
+    assert verdict == rules.Evaluation(matched=True, value=True,
+                                       parameters={"who": 12345, "n": 1})
+
+
+def test_no_match_says_what_the_criteria_came_to_and_renders_nothing():
+    ctx, loader = context({"x": 1})
+    verdict = rules.evaluate("{{ trigger.data.severity == 'low' }}", {"x": "{{ datastore.x }}"},
+                             ctx)
+    assert verdict == rules.Evaluation(matched=False, value=False)
+    falsy = rules.evaluate("trigger.data.missing", {"x": "{{ datastore.x }}"}, ctx)
+    assert falsy == rules.Evaluation(matched=False, value=None)
+    assert loader.loads == 0  # the parameters were never rendered
+
+
+def test_a_criteria_value_is_shown_as_json():
+    ctx, _ = context()
+    verdict = rules.evaluate("{{ now if false else [] }}", None, ctx)
+    assert verdict == rules.Evaluation(matched=False, value=[])
+    assert rules.evaluate("now", None, ctx).value == NOW.isoformat()
+
+
+def test_empty_criteria_match_without_a_value():
+    ctx, _ = context()
+    assert rules.evaluate(None, None, ctx) == rules.Evaluation(matched=True, parameters={})
+    assert rules.evaluate("  ", {"a": 1}, ctx) == rules.Evaluation(matched=True,
+                                                                   parameters={"a": 1})
+
+
+def test_a_criteria_error_is_no_match_with_the_error():
+    ctx, _ = context()
+    verdict = rules.evaluate("{{ trigger.data.user_id / 0 }}", {"a": 1}, ctx)
+    assert verdict.matched is False and verdict.parameters is None
+    assert "ZeroDivisionError" in verdict.error and "user_id / 0" in verdict.error
+
+
+def test_a_parameter_that_does_not_render_is_a_match_with_the_template_error():
+    ctx, _ = context()
+    verdict = rules.evaluate("{{ true }}", {"ok": 1, "bad": "{{ trigger.data.user_id / 0 }}"},
+                             ctx)
+    assert verdict.matched is True and verdict.value is True
+    assert verdict.parameters is None and verdict.error is None
+    assert "ZeroDivisionError" in verdict.parameters_error

@@ -170,3 +170,27 @@ def test_a_path_is_allowed_only_inside_an_allowed_folder_after_resolving_links(t
     assert packs.allows(outside, outside)  # `also`: e.g. the tenant's own upload folder
     relative = PackSettings.from_mapping({"allowed_paths": ["allowed"]}, root=tmp_path)
     assert relative.allowed_paths == (allowed.resolve(),)
+
+
+def test_the_api_block_bounds_synchronous_runs():
+    cfg = base()
+    cfg["ATTUNE"]["api"] = {"max_wait_seconds": "30", "max_waiters": 200,
+                            "tenant_max_waiters": 20}
+    api = Settings.from_mapping(cfg).api
+    assert (api.max_wait_seconds, api.max_waiters, api.tenant_max_waiters) == (30.0, 200, 20)
+    assert Settings.from_mapping(base()).api.max_wait_seconds == 60.0
+
+
+@pytest.mark.parametrize("block, named", [
+    ({"max_wait_seconds": 0}, "ATTUNE.api.max_wait_seconds"),
+    ({"max_wait_seconds": "soon"}, "ATTUNE.api.max_wait_seconds"),
+    ({"max_waiters": 1001}, "ATTUNE.api.max_waiters"),  # half the server's greenthreads at most
+    ({"max_waiters": 2.5}, "ATTUNE.api.max_waiters"),
+    ({"max_waiters": 10, "tenant_max_waiters": 11}, "ATTUNE.api.tenant_max_waiters"),
+    ({"max_wait": 10}, "ATTUNE.api"),
+])
+def test_a_bad_api_block_fails_at_start_up_naming_the_key(block, named):
+    cfg = base()
+    cfg["ATTUNE"]["api"] = block
+    with pytest.raises(ConfigurationError, match=named.replace(".", r"\.")):
+        Settings.from_mapping(cfg)

@@ -35,7 +35,7 @@ AMPLIFIERS = [
 
 @pytest.mark.parametrize("expression", ESCAPES + AMPLIFIERS)
 def test_a_hostile_criteria_is_an_evaluation_error_never_a_match(expression):
-    decision = rules.decide(expression, CONTEXT)
+    decision = rules.evaluate(expression, {"x": "never rendered"}, CONTEXT)
     assert decision.matched is False
     assert decision.error and "Template error" in decision.error
 

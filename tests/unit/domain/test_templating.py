@@ -7,7 +7,7 @@ from nameko_services.domain.templating import (
     TemplateError,
     check_expression,
     check_template,
-    criteria_matches,
+    evaluate,
     render,
 )
 
@@ -38,11 +38,10 @@ def test_plain_values_pass_through_untouched():
     assert render({"a": [1, "b", None, {"c": 2.5}]}, CTX) == {"a": [1, "b", None, {"c": 2.5}]}
 
 
-def test_criteria_with_and_without_braces():
-    assert criteria_matches("{{ trigger.data.severity == 'high' }}", CTX)
-    assert criteria_matches("trigger.data.count > 100", CTX)
-    assert not criteria_matches("{{ trigger.data.severity in ['low', 'info'] }}", CTX)
-    assert criteria_matches(None, CTX) and criteria_matches("  ", CTX)
+def test_expressions_with_and_without_braces():
+    assert evaluate("{{ trigger.data.severity == 'high' }}", CTX) is True
+    assert evaluate("trigger.data.count > 100", CTX) is True
+    assert evaluate("{{ trigger.data.severity in ['low', 'info'] }}", CTX) is False
 
 
 def test_syntax_errors_name_the_expression():
@@ -73,6 +72,6 @@ def test_datastore_view_resolves_dotted_keys_lazily():
     ctx = {**CTX, "datastore": DatastoreView(loader)}
     assert calls == []
     assert render("{{ datastore.config.api_url }}", ctx) == "https://x"
-    assert criteria_matches("{{ trigger.data.count > datastore.threshold }}", ctx)
+    assert evaluate("{{ trigger.data.count > datastore.threshold }}", ctx) is True
     assert render("{{ datastore.missing }}", ctx) is None
     assert render("{{ datastore.config }}", ctx) == {"api_url": "https://x", "retries": 3}

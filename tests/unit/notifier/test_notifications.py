@@ -88,3 +88,13 @@ def test_inquiry_id_may_come_inside_an_embedded_inquiry():
     note = n.for_inquiry(m.INQUIRY_RESPONDED, payload, None)
     assert note.message["entity_id"] == 9
     assert note.message["data"]["status"] == "responded"
+
+
+def test_an_event_that_started_no_execution_becomes_event_processed():
+    note = n.for_event_processed({"event_id": 5, "tenant_id": 7, "trigger_id": 3,
+                                  "rules_matched": 1, "error": None})
+    assert (note.tenant_id, note.key) == (7, "event:5")
+    assert {k: note.message[k] for k in ("event", "entity_type", "entity_id")} == {
+        "event": "event.processed", "entity_type": "event", "entity_id": 5}
+    assert note.message["data"] == {"event_id": 5, "trigger_id": 3, "executions": 0,
+                                    "rules_matched": 1, "error": None}
