@@ -3,7 +3,8 @@
 eventlet.wsgi in front of the Flask app, pooled RPC and an event publisher for the views, and the
 notification relay: a nameko ServiceRunner in each serving process whose BROADCAST handler hands
 every `notification.published` to that process's NotificationHub (each gateway process gets
-every message on its own auto-deleted queue). This process binds the API port and the
+every message on its own auto-deleted queue), and a green thread that deletes the rate-limit
+buckets that are full again (gateway/ratelimit.py). This process binds the API port and the
 sandboxes' socket and builds the app; with `ATTUNE.gateway.processes` above 1 it then forks that
 many processes serving both (the kernel gives each connection to one of them) and supervises
 them. SIGTERM: stop accepting, close WebSockets with 1001, stop the relay, exit 0.
@@ -41,6 +42,7 @@ from greenlet import GreenletExit
 from nameko.events import BROADCAST
 from nameko.runners import ServiceRunner
 
+from gateway import ratelimit
 from gateway.app import create_app
 from nameko_services import green
 from nameko_services.config import load_config
@@ -162,6 +164,8 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
         eventlet.wsgi.server, listener, app, max_size=2000,
         log=logging.getLogger("gateway.access"), log_output=access_log,
     ) for listener in listeners]
+    limits = app.extensions.get(ratelimit.EXTENSION)
+    sweeper = eventlet.spawn(ratelimit.sweep_forever, limits) if limits else None
 
     stopping = eventlet.event.Event()
 
@@ -177,6 +181,8 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
     log.info("gateway process %d serving", number)
 
     reason = stopping.wait()
+    if sweeper is not None:
+        sweeper.kill()
     _shutdown(servers, runner, gateway)
     if reason == SERVER_EXITED:
         log.error("the HTTP server stopped unexpectedly")
