@@ -137,7 +137,10 @@ def ensure_keys(path: Path, owner: pwd.struct_passwd | None = None) -> Path:
                 handle.write(f"{name}={KEY_MAKERS[name]()}\n")
         say(f"{'created' if not present else 'completed'} {path} (mode 600): "
             f"{', '.join(missing)}")
-    os.chmod(path, 0o600)
+    # Tightened when written or open to everyone; a complete file that is not (a secret that
+    # an orchestrator mounts read-only, group-readable by the pod's group) is left as it is.
+    if missing or stat.S_IMODE(path.stat().st_mode) & 0o007:
+        os.chmod(path, 0o600)
     if owner is not None:
         os.chown(path, owner.pw_uid, owner.pw_gid)
     return path
