@@ -96,4 +96,5 @@ def test_a_worker_in_the_image_answers_its_exec_probe(image, settings, tmp_path,
     finally:
         logs = docker("logs", name, check=False).stderr[-3000:]
         docker("rm", "-f", name, check=False)
+        keys.unlink()  # pytest keeps its temporary folders: no copy of the keys stays there
     assert "Traceback" not in logs, logs
