@@ -85,7 +85,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     )
     register_error_handlers(app)
     app.before_request(check_route_access)
-    ratelimit.install(app)  # after check_route_access: limits need the caller
+    ratelimit.install(app, engine)  # after check_route_access: limits need the caller
     for module_info in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{api.__name__}.{module_info.name}")
         blueprint = getattr(module, "bp", None)

@@ -5,55 +5,80 @@ Installed by `create_app` after `check_route_access`, so the caller is already k
 denied request spends nothing). Over a limit the request is refused before the view runs:
 429 `rate_limited` with `Retry-After` (api.md). Webhook calls are limited per trigger whoever
 sends them. Every login attempt spends a token of its client address's bucket up front, so
-parallel attempts cannot slip past it. The buckets live in this process: docs/security.md
-explains how the limit holds with several gateway processes.
+parallel attempts cannot slip past it. The buckets live in PostgreSQL
+(domain/token_bucket.py), so every gateway process, on this host or another, spends from the
+same ones: a limit is the same whichever process a request reaches.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 
 from flask import Flask, current_app, g, request
+from sqlalchemy import Engine
 from werkzeug.wrappers import Response
 
 from nameko_services.domain.errors import RateLimitedError
 from nameko_services.domain.settings import BucketSettings, RateLimitSettings
 from nameko_services.domain.states import Role
-from nameko_services.domain.token_bucket import TokenBuckets, retry_after_seconds
+from nameko_services.domain.token_bucket import Clock, SharedBuckets, retry_after_seconds
 
 EXTENSION = "attune_rate_limits"
 WEBHOOK_ENDPOINT = "webhooks.receive"
 LOGIN_ENDPOINT = "auth.login"
 MAX_USERNAME_CHARS = 200
+# How often each gateway process deletes the rows of buckets that are full again (serve.py).
+SWEEP_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class RateLimits:
-    """The five sets of buckets of one gateway process."""
+    """The five sets of buckets, shared by every gateway process through `engine`'s database;
+    `clock` replaces the database's clock in tests."""
 
-    def __init__(
-        self, settings: RateLimitSettings, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        def buckets(spec: BucketSettings) -> TokenBuckets:
-            return TokenBuckets(spec.rate, spec.burst, clock=clock)
+    def __init__(self, settings: RateLimitSettings, engine: Engine,
+                 clock: Clock | None = None) -> None:
+        def buckets(name: str) -> SharedBuckets:
+            spec: BucketSettings = getattr(settings, name)
+            return SharedBuckets(engine, name, spec.rate, spec.burst, clock=clock)
 
         self.settings = settings
-        self.user = buckets(settings.user)
-        self.admin = buckets(settings.admin)
-        self.webhook = buckets(settings.webhook)
-        self.login_failures = buckets(settings.login_failures)
-        self.login_address = buckets(settings.login_address)
+        self.user = buckets("user")
+        self.admin = buckets("admin")
+        self.webhook = buckets("webhook")
+        self.login_failures = buckets("login_failures")
+        self.login_address = buckets("login_address")
+
+    def sweep(self) -> None:
+        """Forget the buckets that are full again (their rows), keeping the table small."""
+        for buckets in (self.user, self.admin, self.webhook, self.login_failures,
+                        self.login_address):
+            buckets.sweep()
 
 
-def install(app: Flask, clock: Callable[[], float] = time.monotonic) -> RateLimits | None:
-    """Register the limits on `app` (nothing when `rate_limit.enabled` is false)."""
+def install(app: Flask, engine: Engine) -> RateLimits | None:
+    """Register the limits on `app`, kept in `engine`'s database (nothing when
+    `rate_limit.enabled` is false)."""
     settings: RateLimitSettings = app.config["ATTUNE_SETTINGS"].rate_limit
     if not settings.enabled:
         return None
-    limits = app.extensions[EXTENSION] = RateLimits(settings, clock)
+    limits = app.extensions[EXTENSION] = RateLimits(settings, engine)
     app.before_request(enforce)
     app.after_request(count_login_failure)
     return limits
+
+
+def sweep_forever(limits: RateLimits, interval: float = SWEEP_SECONDS) -> None:
+    """Sweep every `interval` seconds until the process ends (a green thread of serve.py); a
+    failed sweep (the database down) is logged and tried again next time."""
+    while True:
+        time.sleep(interval)
+        try:
+            limits.sweep()
+        except Exception:
+            log.warning("rate-limit sweep failed; trying again in %g s", interval, exc_info=True)
 
 
 def _limits() -> RateLimits:

@@ -4,7 +4,8 @@ eventlet.wsgi in front of the Flask app, pooled RPC and an event publisher for t
 notification relay: a nameko ServiceRunner in each serving process whose BROADCAST handler hands
 every `notification.published` to that process's NotificationHub and to its requests waiting on
 an execution (`?wait=`, waiters.py); each gateway process gets every message on its own
-auto-deleted queue. This process binds the API port and the
+auto-deleted queue. A green thread deletes the rate-limit buckets that are full again
+(gateway/ratelimit.py). This process binds the API port and the
 sandboxes' socket and builds the app; with `ATTUNE.gateway.processes` above 1 it then forks that
 many processes serving both (the kernel gives each connection to one of them) and supervises
 them. SIGTERM: stop accepting, answer waiting requests at once, close WebSockets with 1001,
@@ -43,6 +44,7 @@ from greenlet import GreenletExit
 from nameko.events import BROADCAST
 from nameko.runners import ServiceRunner
 
+from gateway import ratelimit
 from gateway.app import create_app
 from nameko_services import green
 from nameko_services.config import load_config
@@ -167,6 +169,8 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
         eventlet.wsgi.server, listener, app, max_size=WSGI_GREENTHREADS,
         log=logging.getLogger("gateway.access"), log_output=access_log,
     ) for listener in listeners]
+    limits = app.extensions.get(ratelimit.EXTENSION)
+    sweeper = eventlet.spawn(ratelimit.sweep_forever, limits) if limits else None
 
     stopping = eventlet.event.Event()
 
@@ -182,6 +186,8 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
     log.info("gateway process %d serving", number)
 
     reason = stopping.wait()
+    if sweeper is not None:
+        sweeper.kill()
     _shutdown(servers, runner, gateway)
     if reason == SERVER_EXITED:
         log.error("the HTTP server stopped unexpectedly")

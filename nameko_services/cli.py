@@ -9,6 +9,7 @@
     attune create-user NAME [--role R] [--tenant ID] [--password-stdin] --config nameko.yaml
     attune keys --config nameko.yaml             create or complete the keys file; print its path
     attune shell --config nameko.yaml            nameko's shell (n.rpc.<service>.<method>())
+    attune health --role R --config nameko.yaml  one role's health, exit 0/1 (exec probes)
 
 Processes run detached (their own session), log to <run_dir>/logs/<name>.log and record their
 pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process. Started by
@@ -64,6 +65,7 @@ SERVICES = ("executor", "worker", "sensor", "notifier")
 GATEWAY = "gateway"
 BIN = Path(sys.executable).parent  # the venv's bin: nameko and python live beside us
 HEALTH_DEADLINE_SECONDS = 90.0
+PROBE_TIMEOUT_SECONDS = 5.0
 DATABASE_DEADLINE_SECONDS = 30.0
 STOP_GRACE_SECONDS = 30.0
 LOG_TAIL_LINES = 40
@@ -135,7 +137,10 @@ def ensure_keys(path: Path, owner: pwd.struct_passwd | None = None) -> Path:
                 handle.write(f"{name}={KEY_MAKERS[name]()}\n")
         say(f"{'created' if not present else 'completed'} {path} (mode 600): "
             f"{', '.join(missing)}")
-    os.chmod(path, 0o600)
+    # Tightened when written or open to everyone; a complete file that is not (a secret that
+    # an orchestrator mounts read-only, group-readable by the pod's group) is left as it is.
+    if missing or stat.S_IMODE(path.stat().st_mode) & 0o007:
+        os.chmod(path, 0o600)
     if owner is not None:
         os.chown(path, owner.pw_uid, owner.pw_gid)
     return path
@@ -683,6 +688,56 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(platform: Platform, role: str) -> None:
+    """Raise unless `role` is healthy: the gateway's /health says ok; a service answers its RPC
+    `ping` as the gateway's /health pings it; a worker also has a live heartbeat on this host
+    (the probe runs beside its own worker: another replica's answer must not vouch for it)."""
+    from .domain import health
+
+    if role == GATEWAY:
+        answer = fetch_health(platform.settings.api_url)
+        if not answer or answer.get("status") != health.OK:
+            raise RuntimeError(f"/health answered {json.dumps(answer)}")
+        return
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy(platform.config, timeout=PROBE_TIMEOUT_SECONDS) as rpc:
+        health.check_pong(role, getattr(rpc, role).ping())
+    if role == "worker":
+        from .domain.db import make_engine
+
+        engine = make_engine(platform.settings.database_url, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                live = health.live_workers_on(conn, socket.gethostname())
+        finally:
+            engine.dispose()
+        if not live:
+            raise RuntimeError(f"no worker on {socket.gethostname()} has a recent heartbeat")
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """One role's health for an orchestrator's exec probe: a JSON line, exit 0 when healthy,
+    1 when not (an error, or no answer within --timeout seconds)."""
+    platform = load_platform(args.config)
+
+    def give_up(_signum: int, _frame: Any) -> None:
+        raise TimeoutError(f"no answer within {args.timeout:g} s")
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.setitimer(signal.ITIMER_REAL, args.timeout)
+    try:
+        _probe(platform, args.role)
+        status = "ok"
+    except Exception as exc:  # any failure is an unhealthy answer, never a traceback
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        status = f"error: {type(exc).__name__}" + (f": {first}" if first else "")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    print(json.dumps({"role": args.role, "status": status}), flush=True)
+    return 0 if status == "ok" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -717,6 +772,12 @@ def build_parser() -> argparse.ArgumentParser:
         "print its path")
     add("shell", cmd_shell, "an interactive nameko shell on the platform's broker "
         "(n.rpc.<service>.<method>()); reads commands from standard input when it is no terminal")
+    probe = add("health", cmd_health, "check one role, for an orchestrator's exec probe: exit 0 "
+                "when healthy, 1 when not (a service must answer its RPC ping; a worker must "
+                "also have a live heartbeat on this host; the gateway's /health must say ok)")
+    probe.add_argument("--role", required=True, choices=[*SERVICES, GATEWAY])
+    probe.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_SECONDS,
+                       help="seconds before the probe gives up (default: %(default)s)")
     user = add("create-user", cmd_create_user,
                "create a user (with sign-up closed, the only way in); the password is read from "
                "a prompt, or from standard input with --password-stdin, never from arguments")

@@ -33,16 +33,6 @@ HOST_RABBIT=""
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# The first Debian mirror this machine's apt uses (deb822 or one-line format).
-debian_mirror() {
-  local uri
-  uri="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' \
-         | grep -v security | head -n1)"
-  [ -n "$uri" ] || uri="$(grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}' \
-         | grep -v security | head -n1)"
-  echo "${uri:-http://deb.debian.org/debian}"
-}
-
 stop_host_services() {
   if pg_up; then
     HOST_PG=1
@@ -78,18 +68,7 @@ build_root() {
 
   say "copying this machine's registry settings into the new root"
   cp -a /etc/resolv.conf /etc/hosts "$NEWROOT/etc/"
-  rm -f "$NEWROOT/etc/apt/sources.list"
-  cp -a /etc/apt/sources.list.d/. "$NEWROOT/etc/apt/sources.list.d/"
-  find "$NEWROOT/etc/apt/sources.list.d" -type f ! -name '*.list' ! -name '*.sources' -delete
-  [ ! -f /etc/apt/sources.list ] || cp -a /etc/apt/sources.list "$NEWROOT/etc/apt/"
-  local conf
-  for conf in /etc/apt/apt.conf.d/*; do   # this machine's own apt settings, not a package's
-    dpkg -S "$conf" >/dev/null 2>&1 || cp -a "$conf" "$NEWROOT/etc/apt/apt.conf.d/"
-  done
-  mkdir -p "$NEWROOT/usr/local/share/ca-certificates" "$NEWROOT/etc/ssl/certs"
-  cp -a /usr/local/share/ca-certificates/. "$NEWROOT/usr/local/share/ca-certificates/"
-  cp -aL /etc/ssl/certs/ca-certificates.crt "$NEWROOT/etc/ssl/certs/"
-  for conf in /etc/pip.conf /etc/npmrc; do [ ! -f "$conf" ] || cp -a "$conf" "$NEWROOT/etc/"; done
+  copy_registry_settings "$NEWROOT"
   # No init system runs in the root: like this machine's images, packages do not start their
   # services at install; the project's scripts must start everything themselves.
   printf '#!/bin/sh\nexit 101\n' >"$NEWROOT/usr/sbin/policy-rc.d"

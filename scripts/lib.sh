@@ -29,6 +29,34 @@ apt_install() {
   "${apt[@]}" install -y --no-install-recommends "$@" >/dev/null </dev/null
 }
 
+# The first Debian mirror this machine's apt uses (deb822 or one-line format).
+debian_mirror() {
+  local uri
+  uri="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' \
+         | grep -v security | head -n1)"
+  [ -n "$uri" ] || uri="$(grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}' \
+         | grep -v security | head -n1)"
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# This machine's registry settings (apt sources and its own apt settings, the CA bundle, pip's
+# and npm's certificate settings) copied into the Debian root $1: all a new root needs to reach
+# the package registries this machine reaches (scripts/fresh-check.sh, deploy/base-image.sh).
+copy_registry_settings() {
+  rm -f "$1/etc/apt/sources.list"
+  cp -a /etc/apt/sources.list.d/. "$1/etc/apt/sources.list.d/"
+  find "$1/etc/apt/sources.list.d" -type f ! -name '*.list' ! -name '*.sources' -delete
+  [ ! -f /etc/apt/sources.list ] || cp -a /etc/apt/sources.list "$1/etc/apt/"
+  local conf
+  for conf in /etc/apt/apt.conf.d/*; do   # this machine's own apt settings, not a package's
+    dpkg -S "$conf" >/dev/null 2>&1 || cp -a "$conf" "$1/etc/apt/apt.conf.d/"
+  done
+  mkdir -p "$1/usr/local/share/ca-certificates" "$1/etc/ssl/certs"
+  cp -a /usr/local/share/ca-certificates/. "$1/usr/local/share/ca-certificates/"
+  cp -aL /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"
+  for conf in /etc/pip.conf /etc/npmrc; do [ ! -f "$conf" ] || cp -a "$conf" "$1/etc/"; done
+}
+
 # Every program the scripts, the README tour and the tests call, installed where missing (a
 # minimal Debian has none of them). Pairs of "command package".
 TOOLS=(

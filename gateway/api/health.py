@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify
 from kombu import Connection
 from sqlalchemy import text
 
+from nameko_services.domain import health as probes
 from nameko_services.domain import messages as m
 
 from ..app import ctx
@@ -19,9 +20,7 @@ bp = Blueprint("health", __name__)
 
 SERVICES = (m.EXECUTOR, m.WORKER, m.SENSOR, m.NOTIFIER)
 CHECK_TIMEOUT_SECONDS = 2.0
-OK = "ok"
-# Two worker heartbeat periods (worker/runtime.py); then the executor declares the worker lost.
-STALE_WORKER_SECONDS = 10.0
+OK = probes.OK
 
 
 def _check_database() -> None:
@@ -41,9 +40,7 @@ def _check_service(name: str) -> Callable[[], None]:
         if pool is None:
             raise RuntimeError("RPC is not configured in this process")
         with pool.get() as rpc:
-            answer = getattr(rpc, name).ping()
-        if not isinstance(answer, dict) or answer.get("status") != OK:
-            raise RuntimeError(f"unexpected answer {answer!r}")
+            probes.check_pong(name, getattr(rpc, name).ping())
 
     return ping
 
@@ -52,10 +49,7 @@ def _check_worker() -> None:
     """A worker answers the ping, and no worker that claims to be online has gone silent."""
     _check_service(m.WORKER)()
     with ctx().engine.connect() as conn:
-        silent = conn.execute(text(
-            "SELECT name FROM workers WHERE status = 'online'"
-            " AND heartbeat_at < now() - make_interval(secs => :secs) ORDER BY name"
-        ), {"secs": STALE_WORKER_SECONDS}).scalars().all()
+        silent = probes.silent_workers(conn)
     if silent:
         raise RuntimeError(f"no heartbeat from worker {', '.join(silent)}")
 

@@ -420,3 +420,17 @@ workers = Table(
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# The gateways' rate-limit buckets (domain/token_bucket.py), shared by every gateway process.
+# UNLOGGED: not written to the WAL (cheaper per request, not replicated) and emptied after a
+# crash, which refills every bucket: a restart errs toward allowing, as a restarted process did.
+rate_limit_buckets = Table(
+    "rate_limit_buckets",
+    metadata,
+    Column("bucket", String(32), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("granted", Boolean, nullable=False),  # the last take's answer (what it returns)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    prefixes=["UNLOGGED"],
+)

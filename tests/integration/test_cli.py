@@ -1,5 +1,6 @@
 """The `attune` command: keys, database preparation, process control and a whole up/down."""
 
+import json
 import os
 import re
 import signal
@@ -173,12 +174,21 @@ def test_up_twice_status_and_down(tmp_path, scratch_url, config):
         serving = re.search(r"serving +2 of 2 gateway process\(es\): pid (\d+), (\d+)",
                             status.stdout)
         assert serving, status.stdout  # two, forked by the gateway (the default is one)
+
+        for role in (*cli.SERVICES, cli.GATEWAY):  # the orchestrators' exec probe
+            probe = attune("health", "--role", role, env=env)
+            assert probe.returncode == 0, probe.stdout + probe.stderr
+            assert json.loads(probe.stdout) == {"role": role, "status": "ok"}
     finally:
         down = attune("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped" in down.stdout
     assert list((run / "pids").iterdir()) == []
     assert attune("status", env=env).returncode == 3
+    for role in ("worker", cli.GATEWAY):  # nothing answers now: unhealthy, within the timeout
+        probe = attune("health", "--role", role, "--timeout", "3", env=env)
+        assert probe.returncode == 1, probe.stdout + probe.stderr
+        assert json.loads(probe.stdout)["status"].startswith("error: "), probe.stdout
     for pid in [*(p.strip() for p in pids.values()), *serving.groups()]:
         wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), deadline=10)
     assert (run / "logs" / "gateway.log").read_text().count("closed 0 websocket(s)") == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,11 +18,13 @@ pytestmark = pytest.mark.integration
 
 
 class Clock:
+    """The buckets' clock (the database's, in production), moved by hand in seconds."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
 
 
 @pytest.fixture
@@ -40,7 +43,7 @@ def app(config, engine, published, clock):
         "login_address": {"rate": 0.5, "burst": 8}}
     app = create_app(cfg, publish=lambda *args: published.append(args))
     settings = app.config["ATTUNE_SETTINGS"].rate_limit
-    app.extensions[ratelimit.EXTENSION] = ratelimit.RateLimits(settings, clock)
+    app.extensions[ratelimit.EXTENSION] = ratelimit.RateLimits(settings, engine, clock)
     yield app
     app.extensions["attune"].engine.dispose()
 
