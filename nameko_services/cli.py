@@ -1,6 +1,7 @@
 """`attune`: bring the platform up and down, report its state, migrate, register packs.
 
     attune up --config nameko.yaml [--fresh]     keys, database, migrations, core pack, processes
+    attune up --roles worker,sensor --config …   another host: only those roles, shared database
     attune down --config nameko.yaml             SIGTERM every process, SIGKILL after 30 s
     attune status --config nameko.yaml           processes and /health
     attune migrate --config nameko.yaml          alembic upgrade head
@@ -66,6 +67,7 @@ GATEWAY = "gateway"
 BIN = Path(sys.executable).parent  # the venv's bin: nameko and python live beside us
 HEALTH_DEADLINE_SECONDS = 90.0
 PROBE_TIMEOUT_SECONDS = 5.0
+STARTUP_WATCH_SECONDS = 5.0  # `up --roles` without a gateway: how long it watches the starts
 DATABASE_DEADLINE_SECONDS = 30.0
 STOP_GRACE_SECONDS = 30.0
 LOG_TAIL_LINES = 40
@@ -107,6 +109,18 @@ class Platform:
 
     def pid_file(self, name: str) -> Path:
         return self.pids / f"{name}.pid"
+
+    @property
+    def roles_file(self) -> Path:
+        """The roles the last `up` started here (`status` expects them)."""
+        return self.run_dir / "roles"
+
+    def roles(self) -> tuple[str, ...]:
+        """The roles of this run dir: as recorded by `up`, else all of them."""
+        try:
+            return roles_to_start(self.roles_file.read_text().strip())
+        except (OSError, CliError):
+            return (*SERVICES, GATEWAY)
 
 
 KEY_MAKERS: dict[str, Callable[[], str]] = {
@@ -269,6 +283,41 @@ def recreate_vhost(amqp_uri: str) -> None:
             raise CliError(f"rabbitmqctl {' '.join(args)} failed: "
                            f"{(done.stderr or done.stdout).strip()}")
     say(f"RabbitMQ vhost {vhost} recreated")
+
+
+def check_migrated(url: str) -> None:
+    """A joining host's check: the shared database exists and is at the migrations' head (the
+    first host creates and migrates it; this one never does)."""
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import OperationalError
+
+    from .domain.db import make_engine
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    heads = set(ScriptDirectory.from_config(cfg).get_heads())
+    engine = make_engine(url, pool_size=1)
+    deadline = time.monotonic() + DATABASE_DEADLINE_SECONDS
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    current = set(MigrationContext.configure(conn).get_current_heads())
+                break
+            except OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise CliError(f"PostgreSQL database {_database_name(url)} not reachable "
+                                   f"({exc.orig}): the first host's `attune up` makes it"
+                                   ) from exc
+                time.sleep(0.5)
+    finally:
+        engine.dispose()
+    if current != heads:
+        raise CliError(f"database {_database_name(url)} is at revision "
+                       f"{', '.join(sorted(current)) or 'none'}, not {', '.join(sorted(heads))}:"
+                       f" run `attune up` (or `attune migrate`) on the first host first")
+    say(f"database {_database_name(url)} at the migrations' head")
 
 
 def migrate(url: str) -> None:
@@ -463,6 +512,20 @@ def _print_tails(platform: Platform) -> None:
         print(tail(platform.log_file(name)), file=sys.stderr)
 
 
+def watch_started(platform: Platform, started: dict[str, subprocess.Popen[bytes]],
+                  seconds: float = STARTUP_WATCH_SECONDS) -> None:
+    """Without a gateway on this host there is no /health to wait for: watch the processes
+    just started for `seconds` and fail, with their log tails, if one exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for name, proc in started.items():
+            if proc.poll() is not None:
+                _print_tails(platform)
+                raise CliError(f"{name} exited with code {proc.returncode} during start-up "
+                               f"(log: {platform.log_file(name)})")
+        time.sleep(0.25)
+
+
 def wait_healthy(platform: Platform, started: dict[str, subprocess.Popen[bytes]],
                  deadline_s: float = HEALTH_DEADLINE_SECONDS) -> dict[str, Any]:
     """Poll /health until "ok"; fail early when a process we started exits."""
@@ -484,10 +547,29 @@ def wait_healthy(platform: Platform, started: dict[str, subprocess.Popen[bytes]]
 
 # Commands ----------------------------------------------------------------------------------
 
+def roles_to_start(given: str | None) -> tuple[str, ...]:
+    """The processes `up` starts, services before the gateway (their queues exist first):
+    every role, or those of `--roles` (comma-separated names)."""
+    everything = (*SERVICES, GATEWAY)
+    if given is None:
+        return everything
+    names = {name.strip() for name in given.split(",") if name.strip()}
+    unknown = sorted(names - set(everything))
+    if unknown or not names:
+        raise CliError(f"--roles takes a comma-separated list of {', '.join(everything)}"
+                       + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return tuple(name for name in everything if name in names)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     began = time.monotonic()
     platform = load_platform(args.config)
     settings = platform.settings
+    roles = roles_to_start(args.roles)
+    joining = args.roles is not None  # another host of a platform whose first host is up
+    if joining and args.fresh:
+        raise CliError("--fresh drops the shared database and vhost: only the first host's "
+                       "`attune up` (without --roles) may")
     account = service_account(settings.service_user)
     ensure_keys(keys_path(), account)
     live = running(platform)
@@ -495,29 +577,41 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"--fresh: stopping the running platform first ({', '.join(live)})")
         stop_all(platform)
         live = {}
-    if GATEWAY not in live:
+    if GATEWAY in roles and GATEWAY not in live:
         check_port_free(platform)
-    if args.fresh:  # first: it fails fast where rabbitmqctl is missing, before any drop
-        recreate_vhost(settings.amqp_uri)
-    prepare_database(settings.database_url, fresh=args.fresh)
-    migrate(settings.database_url)
-    register_pack(settings.database_url, PROJECT_ROOT / "packs" / "core", tenant_id=None,
-                  system=True)
+    if joining:
+        check_migrated(settings.database_url)
+    else:
+        if args.fresh:  # first: it fails fast where rabbitmqctl is missing, before any drop
+            recreate_vhost(settings.amqp_uri)
+        prepare_database(settings.database_url, fresh=args.fresh)
+        migrate(settings.database_url)
+        register_pack(settings.database_url, PROJECT_ROOT / "packs" / "core", tenant_id=None,
+                      system=True)
+    platform.run_dir.mkdir(parents=True, exist_ok=True)
+    platform.roles_file.write_text(",".join(roles) + "\n")
     prepare_run_dir(platform, account)
     started: dict[str, subprocess.Popen[bytes]] = {}
-    for name in (*SERVICES, GATEWAY):  # services first, so their queues exist for the gateway
+    for name in roles:
         if name in live:
             say(f"{name} already running (pid {live[name]})")
         else:
             started[name] = start_process(platform, name, account)
-    say(f"waiting for {settings.api_url}/health")
-    wait_healthy(platform, started)
-    print(f"\nAttune is up ({time.monotonic() - began:.1f} s)")
-    print(f"  API:        {settings.api_url}   (OpenAPI: {settings.api_url}/api/v1/openapi.json)")
-    print(f"  WebSocket:  {platform.ws_url}")
+    if GATEWAY in roles:
+        say(f"waiting for {settings.api_url}/health")
+        wait_healthy(platform, started)
+    else:
+        say(f"no gateway on this host: watching {', '.join(started) or 'nothing'} for "
+            f"{STARTUP_WATCH_SECONDS:g} s")
+        watch_started(platform, started)
+    print(f"\nAttune is up ({time.monotonic() - began:.1f} s): {', '.join(roles)}")
+    if GATEWAY in roles:
+        print(f"  API:        {settings.api_url}   "
+              f"(OpenAPI: {settings.api_url}/api/v1/openapi.json)")
+        print(f"  WebSocket:  {platform.ws_url}")
     print(f"  run dir:    {platform.run_dir}")
     print(f"  runs as:    {account.pw_name if account else pwd.getpwuid(os.geteuid()).pw_name}")
-    for name in (*SERVICES, GATEWAY):
+    for name in roles:
         print(f"  log {name + ':':10} {platform.log_file(name)}")
     print(f"  stop:       {stop_hint(platform.config_path)}")
     return 0
@@ -560,16 +654,20 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     platform = load_platform(args.config)
     live = running(platform)
-    for name in (*SERVICES, GATEWAY):
+    roles = platform.roles()
+    for name in roles:
         state = f"running (pid {live[name]})" if name in live else "stopped"
         print(f"{name:10} {state:24} {platform.log_file(name)}")
+    if GATEWAY not in roles:  # a joining host's run dir: /health is the first host's
+        print(f"health     not checked: no gateway on this host (roles {', '.join(roles)})")
+        return 0 if all(name in live for name in roles) else 3
     wanted = platform.settings.gateway.processes
     serving = serving_pids(platform, live[GATEWAY]) if GATEWAY in live else []
     print(f"{'serving':10} {len(serving)} of {wanted} gateway process(es)"
           + (f": pid {', '.join(map(str, serving))}" if serving else ""))
     health = fetch_health(platform.settings.api_url) if GATEWAY in live else None
     print(f"health     {json.dumps(health) if health else 'no answer'}")
-    healthy = (len(live) == len(SERVICES) + 1 and len(serving) == wanted and bool(health)
+    healthy = (all(name in live for name in roles) and len(serving) == wanted and bool(health)
                and health.get("status") == "ok")
     return 0 if healthy else 3
 
@@ -750,9 +848,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         return command
 
-    add("up", cmd_up, "start the platform and wait until /health is ok").add_argument(
-        "--fresh", action="store_true",
-        help="drop and recreate the database and the RabbitMQ vhost first")
+    up = add("up", cmd_up, "start the platform and wait until /health is ok")
+    up.add_argument("--fresh", action="store_true",
+                    help="drop and recreate the database and the RabbitMQ vhost first")
+    up.add_argument("--roles", metavar="ROLE,…",
+                    help="start only these roles (executor, worker, sensor, notifier, gateway) "
+                         "on this host, joining a platform whose first host ran `attune up`: "
+                         "the database is checked, never created, migrated or dropped")
     add("down", cmd_down, "stop every platform process").add_argument(
         "--timeout", type=float, default=STOP_GRACE_SECONDS,
         help="seconds between SIGTERM and SIGKILL")

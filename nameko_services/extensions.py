@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from typing import Any
 
 import eventlet
@@ -16,7 +17,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
-from .domain import backlog
+from .domain import backlog, pack_store
 from .domain.crypto import Cipher
 from .domain.db import make_engine
 from .domain.settings import Settings
@@ -230,3 +231,40 @@ class DrainingEventHandler(EventHandler):
 
 
 draining_event_handler = DrainingEventHandler.decorator
+
+
+class PackCachePruner(DependencyProvider):
+    """Prunes this host's pack cache (domain/pack_store.py: folders of pack versions no pack
+    points at any more) at start-up and every PRUNE_SECONDS, in a managed thread; every
+    process on the host that runs pack code (worker, sensor) has one."""
+
+    PRUNE_SECONDS = 600.0
+
+    def setup(self) -> None:
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        provider = next(
+            d for d in self.container.dependencies if isinstance(d, PlatformProvider)
+        )
+        self._platform = provider.platform
+        self.container.spawn_managed_thread(self._loop, identifier="pack-cache-pruner")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def kill(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        settings = self._platform.settings
+        while not self._stop.is_set():
+            try:
+                pack_store.prune(self._platform.engine, pack_store.cache_root(settings),
+                                 unused_s=pack_store.unused_grace(settings))
+            except Exception:  # the database may be briefly away: the next round retries
+                log.exception("pruning the pack cache failed")
+            self._stop.wait(self.PRUNE_SECONDS)
+
+    def get_dependency(self, worker_ctx: Any) -> None:
+        return None

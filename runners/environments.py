@@ -85,16 +85,17 @@ class PackSource:
         object.__setattr__(self, "folder", Path(self.folder).absolute())
 
     @classmethod
-    def of_pack(cls, pack: Mapping[str, Any] | None) -> PackSource | None:
-        """The source of a pack row (tenant_id, ref, version, source_path, meta); None for a
-        pack without a folder on this host."""
-        if not pack or not pack.get("source_path"):
+    def of_pack(cls, pack: Mapping[str, Any] | None, folder: Path | None
+                ) -> PackSource | None:
+        """The source of a pack row (tenant_id, ref, version, meta) whose folder on this host
+        is `folder`; None for a pack without one."""
+        if not pack or folder is None:
             return None
         runtime = (pack.get("meta") or {}).get("runtime")
         python = runtime.get("python") if isinstance(runtime, Mapping) else None
         return cls(
             owner="system" if pack["tenant_id"] is None else str(pack["tenant_id"]),
-            ref=pack["ref"], version=pack["version"], folder=Path(pack["source_path"]),
+            ref=pack["ref"], version=pack["version"], folder=Path(folder),
             python=None if python in (None, "") else str(python),
         )
 

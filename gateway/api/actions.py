@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from nameko_services.domain import action_spec, actions
+from nameko_services.domain import action_spec, actions, pack_store
 from nameko_services.domain.db import transaction
 
 from ..app import ctx
@@ -23,7 +23,8 @@ def create_action():
     body = definition_body(action_spec.ACTION_FIELDS | {"pack"})
     with transaction(ctx().engine) as conn:
         outcome = actions.create(conn, tenant_id=principal().tenant_id, body=body,
-                                 actor=acting_user())
+                                 actor=acting_user(),
+                                 packs_root=pack_store.cache_root(ctx().settings))
     return one(outcome.data, 201)
 
 
@@ -56,7 +57,8 @@ def update_action(action_id: str):
     patch = definition_body(action_spec.ACTION_FIELDS | {"pack"})
     with transaction(ctx().engine) as conn:
         outcome = actions.update_action(conn, tenant_id=principal().tenant_id, action_id=aid,
-                                        patch=patch, actor=acting_user())
+                                        patch=patch, actor=acting_user(),
+                                        packs_root=pack_store.cache_root(ctx().settings))
     return one(outcome.data)
 
 

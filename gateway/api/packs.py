@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Blueprint, request
 
-from nameko_services.domain import packs
+from nameko_services.domain import pack_store, packs
 from nameko_services.domain.db import transaction
 from nameko_services.domain.errors import ValidationError
 
@@ -22,7 +22,8 @@ _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 
 
 def _packs_root() -> Path:
-    return ctx().settings.run_dir / "packs"
+    """This host's pack folders, where an upload is unpacked (pack_store.cache_root)."""
+    return pack_store.cache_root(ctx().settings)
 
 
 def _is_upload() -> bool:

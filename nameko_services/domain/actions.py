@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import action_spec, audit
+from . import action_spec, audit, pack_store
 from . import parameters as params_mod
 from .catalog import (
     CREATED,
@@ -68,9 +68,13 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def pack_dir(pack: Row) -> Path | None:
-    """The folder an action's entry_point is relative to (None for API-only packs)."""
-    return Path(pack["source_path"]) if pack.get("source_path") else None
+def pack_dir(conn: Connection, packs_root: Path, pack: Row) -> Path | None:
+    """The folder on this host an action's entry_point is relative to (None for API-only
+    packs): pack_store.local_folder, fetched into `packs_root` when this host lacks it."""
+    try:
+        return pack_store.local_folder(conn, packs_root, pack)
+    except pack_store.PackContentError as exc:
+        raise ConflictError(exc.message, {"pack": pack["ref"]}) from exc
 
 
 def get(conn: Connection, tenant_id: int | None, action_id: int) -> dict[str, Any]:
@@ -154,12 +158,13 @@ def record(conn: Connection, row: Row, op: str, actor: Actor) -> None:
 
 
 def create(
-    conn: Connection, *, tenant_id: int, body: Mapping[str, Any], actor: Actor
+    conn: Connection, *, tenant_id: int, body: Mapping[str, Any], actor: Actor,
+    packs_root: Path,
 ) -> Outcome:
     """POST /actions: validate against the pack's folder, insert, audit."""
     spec = {k: v for k, v in body.items() if k != "pack"}
     pack = writable_pack(conn, tenant_id, body.get("pack"), "action")
-    values = action_spec.normalize(spec, pack_dir=pack_dir(pack))
+    values = action_spec.normalize(spec, pack_dir=pack_dir(conn, packs_root, pack))
     row = insert_row(conn, pack=pack, values=values)
     record(conn, row, CREATED, actor)
     return Outcome(to_api(row))
@@ -183,7 +188,8 @@ def _merge(row: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def update_action(
-    conn: Connection, *, tenant_id: int, action_id: int, patch: Mapping[str, Any], actor: Actor
+    conn: Connection, *, tenant_id: int, action_id: int, patch: Mapping[str, Any], actor: Actor,
+    packs_root: Path,
 ) -> Outcome:
     """PATCH /actions/{id}: any field but pack and name; the result is validated as a whole."""
     fixed = sorted(k for k in patch if k in ("pack", "name"))
@@ -193,7 +199,7 @@ def update_action(
     row = get(conn, tenant_id, action_id)
     check_writable(row, tenant_id, "Action")
     pack = conn.execute(select(packs).where(packs.c.id == row["pack_id"])).mappings().one()
-    values = action_spec.normalize(_merge(row, patch), pack_dir=pack_dir(pack))
+    values = action_spec.normalize(_merge(row, patch), pack_dir=pack_dir(conn, packs_root, pack))
     updated = update_row(conn, row, values)
     record(conn, updated, UPDATED, actor)
     return Outcome(to_api(updated))

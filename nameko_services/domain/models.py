@@ -92,6 +92,17 @@ api_keys = Table(
     CheckConstraint("role in ('admin','editor','executor','viewer')", name="role"),
 )
 
+# Every pack's content once, named by its sha256: hosts fetch it from here (pack_store.py).
+pack_archives = Table(
+    "pack_archives",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("content", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    _created(),
+    CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256"),
+)
+
 # System packs have tenant_id NULL; refs are unique per tenant (and once among system packs).
 packs = Table(
     "packs",
@@ -106,6 +117,9 @@ packs = Table(
     Column("meta", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("env_status", String(20), nullable=False, server_default="ready"),
     Column("env_error", Text),
+    # The pack's content (pack_store.py); NULL for empty packs and packs registered before
+    # migration 0007, which run from source_path.
+    Column("archive_sha256", String(64), ForeignKey("pack_archives.sha256"), index=True),
     _created(),
     _updated(),
     Index("uq_packs_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),

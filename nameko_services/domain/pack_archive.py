@@ -1,13 +1,16 @@
-"""Safe extraction of an uploaded pack (.tar.gz) into an immutable, content-addressed folder.
+"""Pack archives: the canonical .tar.gz of a pack folder, and the safe extraction of an archive
+into an immutable, content-addressed folder.
 
-`<packs root>/<tenant id | system>/<ref>/<version>-<sha256 prefix>/`: a new upload never
-touches the folder running executions use, so they finish with the code they started with.
+`<packs root>/<tenant id | system>/<ref>/<version>-<sha256>/`: a new version never touches
+the folder running executions use, so they finish with the code they started with. The same
+layout is each host's cache of the archives stored in PostgreSQL (pack_store.py).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import gzip
 import hashlib
 import io
 import os
@@ -25,6 +28,59 @@ from .pack_loader import PackDefinition
 MAX_MEMBERS = 10_000
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 _IGNORED_TOP = ("__MACOSX",)
+# Left out when a server folder is archived: version control, byte-code caches.
+_NOT_ARCHIVED = (".git", "__pycache__")
+
+
+def folder_name(version: str, digest: str) -> str:
+    """The name of a pack version's folder under `<packs root>/<owner>/<ref>/`."""
+    return f"{version}-{digest}"
+
+
+def archive(folder: Path) -> bytes:
+    """The canonical .tar.gz of a pack folder: entries sorted, no owners, times or gzip
+    timestamp, modes reduced to 644/755, so the same files always make the same bytes (and
+    sha256). Left out: `.git`, `__pycache__`, sockets, and a top-level `node_modules` that is
+    a link (the one a worker made to the pack's environment before packs had archives)."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
+            tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        total = 0
+        for path in _archived(folder):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
+            if info is None:  # a socket
+                continue
+            total += info.size
+            if total > MAX_UNPACKED_BYTES:
+                raise _bad(f"the folder holds more than {MAX_UNPACKED_BYTES // (1024 * 1024)}"
+                           f" MiB")
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            info.pax_headers = {}
+            executable = info.isdir() or bool(info.mode & 0o111)
+            info.mode = 0o755 if executable else 0o644
+            if info.isfile():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _archived(folder: Path, *, top: bool = True) -> list[Path]:
+    """The paths `archive` stores below `folder`, sorted, parents before their contents."""
+    found: list[Path] = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        skipped = entry.name in _NOT_ARCHIVED or (
+            top and entry.name == "node_modules" and entry.is_symlink())
+        if skipped:
+            continue
+        if entry.is_symlink() or entry.is_file():
+            found.append(entry)
+        elif entry.is_dir():
+            found += [entry, *_archived(entry, top=False)]
+    return found
 
 
 def _bad(reason: str) -> ValidationError:
@@ -112,15 +168,16 @@ def extract(data: bytes, packs_root: Path, owner: str) -> PackDefinition:
         _unpack(data, scratch)
         definition = pack_loader.load_pack(_pack_root(scratch))
         assert definition.root is not None
-        final = packs_root / owner / definition.ref / f"{definition.version}-{digest[:12]}"
+        final = packs_root / owner / definition.ref / folder_name(definition.version, digest)
         if not final.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
+            definition.root.chmod(0o755)  # mkdtemp's 700 when pack.yaml is at the top
             try:
                 definition.root.rename(final)
             except OSError:
                 if not final.is_dir():  # not a concurrent upload of the same archive
                     raise
-        meta = {**definition.meta, "archive_sha256": digest}
-        return dataclasses.replace(definition, root=final, meta=meta)
+        os.utime(final)  # its last use (the archive's own times may be old): prune keeps it
+        return dataclasses.replace(definition, root=final)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

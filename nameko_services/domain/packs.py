@@ -8,6 +8,7 @@ the transaction commits.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import actions as actions_mod
-from . import audit, messages, pack_archive, pack_loader
+from . import audit, messages, pack_archive, pack_loader, pack_store
 from . import rule_definitions as rules_mod
 from . import triggers as triggers_mod
 from .catalog import (
@@ -42,11 +43,6 @@ from .yaml_source import located_error
 _CHILDREN = (("actions", actions), ("triggers", triggers), ("sensors", sensors), ("rules", rules))
 _UPLOAD_HOW = ("upload a .tar.gz of the pack folder: POST /api/v1/packs (or /api/v1/packs/{id}/"
               "reload) as multipart/form-data with the archive in the `file` field")
-
-
-def owner_key(tenant_id: int | None) -> str:
-    """The folder name of a tenant's uploaded packs ("system" for system packs)."""
-    return "system" if tenant_id is None else str(tenant_id)
 
 
 def _children(conn: Connection, pack_ids: list[int]) -> dict[int, dict[str, list[str]]]:
@@ -78,6 +74,7 @@ def to_api(
         "env_status": row["env_status"],
         "env_error": row["env_error"],
         "meta": row["meta"],
+        "archive_sha256": row["archive_sha256"],
         "created_at": isoformat(row["created_at"]),
         "updated_at": isoformat(row["updated_at"]),
     }
@@ -241,15 +238,18 @@ def initial_env_status(definition: PackDefinition) -> str:
 
 
 def _apply(conn: Connection, pack: Row, definition: PackDefinition, op: str,
-           actor: Actor) -> Outcome:
+           actor: Actor, archive: str | None) -> Outcome:
     source = str(definition.root) if definition.root is not None else None
     row = conn.execute(
         update(packs).where(packs.c.id == pack["id"])
         .values(version=definition.version, description=definition.description,
-                source_path=source, meta=definition.meta, updated_at=func.now(),
-                env_status=initial_env_status(definition), env_error=None)
+                source_path=source, meta=definition.meta, archive_sha256=archive,
+                updated_at=func.now(), env_status=initial_env_status(definition),
+                env_error=None)
         .returning(packs)
     ).mappings().one()
+    if pack["archive_sha256"] != archive:
+        pack_store.forget(conn, pack["archive_sha256"])
     changes = _sync(conn, row, definition, actor)
     audit.record(conn, tenant_id=row["tenant_id"], actor_type=actor.type, actor=actor.name,
                  action=f"pack.{op}", entity_type="pack", entity_id=row["id"],
@@ -258,9 +258,10 @@ def _apply(conn: Connection, pack: Row, definition: PackDefinition, op: str,
 
 
 def register(conn: Connection, definition: PackDefinition, *, tenant_id: int | None,
-             force: bool, actor: Actor) -> Outcome:
-    """Register a validated pack for a tenant (None: a system pack); 409 if it exists, unless
-    `force`, which brings the existing pack in line with the definition."""
+             force: bool, actor: Actor, archive: str | None = None) -> Outcome:
+    """Register a validated pack for a tenant (None: a system pack) whose content is the stored
+    `archive` (None: a pack without files); 409 if it exists, unless `force`, which brings the
+    existing pack in line with the definition."""
     if tenant_id is not None and find_own(conn, None, definition.ref) is not None:
         raise ConflictError(f"Pack '{definition.ref}' is a system pack; choose another ref",
                             {"ref": definition.ref})
@@ -269,7 +270,7 @@ def register(conn: Connection, definition: PackDefinition, *, tenant_id: int | N
         if not force:
             raise ConflictError(f"Pack '{definition.ref}' exists (register with force to "
                                 "replace it)", {"ref": definition.ref, "id": existing["id"]})
-        return _apply(conn, existing, definition, UPDATED, actor)
+        return _apply(conn, existing, definition, UPDATED, actor, archive)
     try:
         with conn.begin_nested():
             row = conn.execute(insert(packs).values(
@@ -278,7 +279,7 @@ def register(conn: Connection, definition: PackDefinition, *, tenant_id: int | N
             ).returning(packs)).mappings().one()
     except IntegrityError as exc:
         raise ConflictError(f"Pack '{definition.ref}' exists", {"ref": definition.ref}) from exc
-    return _apply(conn, row, definition, CREATED, actor)
+    return _apply(conn, row, definition, CREATED, actor, archive)
 
 
 def register_directory(conn: Connection, path: Any, *, tenant_id: int | None, force: bool,
@@ -300,8 +301,20 @@ def register_directory(conn: Connection, path: Any, *, tenant_id: int | None, fo
         folder = Path(path).resolve()
     except (OSError, RuntimeError) as exc:  # unreadable or a symlink loop
         raise ValidationError(f"Invalid pack path: {reason}", {"path": reason}) from exc
-    return register(conn, pack_loader.load_pack(folder), tenant_id=tenant_id, force=force,
-                    actor=actor)
+    definition, archive = _from_folder(conn, folder, tenant_id)
+    return register(conn, definition, tenant_id=tenant_id, force=force, actor=actor,
+                    archive=archive)
+
+
+def _from_folder(conn: Connection, folder: Path, tenant_id: int | None
+                 ) -> tuple[PackDefinition, str]:
+    """A server folder's definition and its stored canonical archive (what every host will
+    run), checked to unpack as an upload would (no link leaving the pack, the size caps)."""
+    definition = pack_loader.load_pack(folder)
+    data = pack_archive.archive(folder)
+    with tempfile.TemporaryDirectory(prefix="attune-pack-") as scratch:
+        pack_archive.extract(data, Path(scratch), pack_store.owner_key(tenant_id))
+    return definition, pack_store.store(conn, data)
 
 
 def register_from_path(conn: Connection, path: Path, *, tenant_id: int | None, system: bool,
@@ -318,9 +331,11 @@ def register_from_path(conn: Connection, path: Path, *, tenant_id: int | None, s
 
 def register_archive(conn: Connection, data: bytes, *, packs_root: Path,
                      tenant_id: int | None, force: bool, actor: Actor) -> Outcome:
-    """POST /packs (multipart): unpack the .tar.gz safely under packs_root, then register."""
-    definition = pack_archive.extract(data, packs_root.resolve(), owner_key(tenant_id))
-    return register(conn, definition, tenant_id=tenant_id, force=force, actor=actor)
+    """POST /packs (multipart): unpack the .tar.gz safely under packs_root (this host's
+    cache), store it, then register."""
+    definition = pack_archive.extract(data, packs_root.resolve(), pack_store.owner_key(tenant_id))
+    return register(conn, definition, tenant_id=tenant_id, force=force, actor=actor,
+                    archive=pack_store.store(conn, data))
 
 
 def create_empty(conn: Connection, *, tenant_id: int | None, ref: Any, version: Any,
@@ -332,13 +347,19 @@ def create_empty(conn: Connection, *, tenant_id: int | None, ref: Any, version: 
 
 def reload(conn: Connection, tenant_id: int | None, pack_id: int, *, archive: bytes | None,
            packs_root: Path, actor: Actor, allowed: PackSettings | None) -> Outcome:
-    """Re-read a pack from its folder (or a new upload) and update its contents in place. A
-    tenant (`allowed` set) re-reads only its own uploads and folders in the allow-list."""
+    """Re-read a pack from its folder (or a new upload, or the stored archive of an upload) and
+    update its contents in place. A tenant (`allowed` set) re-reads only its own uploads and
+    folders in the allow-list."""
     row = get_row(conn, tenant_id, pack_id)
     check_writable(row, tenant_id, "Pack")
-    owner = owner_key(row["tenant_id"])
+    owner = pack_store.owner_key(row["tenant_id"])
+    uploaded = row["source_path"] is not None and Path(row["source_path"]).is_relative_to(
+        packs_root.resolve())
+    if archive is None and uploaded and row["archive_sha256"] is not None:
+        archive = pack_store.content(conn, row["archive_sha256"])  # any gateway host has it
     if archive is not None:
         definition = pack_archive.extract(archive, packs_root.resolve(), owner)
+        stored = pack_store.store(conn, archive)
     elif row["source_path"] is None:
         raise ConflictError(f"Pack '{row['ref']}' has no folder on the server; upload a .tar.gz"
                             " to reload it", {"id": pack_id})
@@ -352,13 +373,13 @@ def reload(conn: Connection, tenant_id: int | None, pack_id: int, *, archive: by
         raise ConflictError(f"Pack folder {row['source_path']} no longer exists",
                             {"id": pack_id})
     else:
-        definition = pack_loader.load_pack(Path(row["source_path"]))
+        definition, stored = _from_folder(conn, Path(row["source_path"]), row["tenant_id"])
     if definition.ref != row["ref"]:
         raise ValidationError(
             f"The pack folder declares ref '{definition.ref}', not '{row['ref']}'",
             {"ref": f"must be '{row['ref']}'"}, file="pack.yaml",
         )
-    return _apply(conn, row, definition, UPDATED, actor)
+    return _apply(conn, row, definition, UPDATED, actor, stored)
 
 
 def delete_pack(conn: Connection, tenant_id: int | None, pack_id: int, actor: Actor) -> Outcome:
@@ -376,6 +397,7 @@ def delete_pack(conn: Connection, tenant_id: int | None, pack_id: int, actor: Ac
     for action in conn.execute(select(actions).where(actions.c.pack_id == pack_id)).mappings():
         actions_mod.record(conn, action, DELETED, actor)
     conn.execute(delete(packs).where(packs.c.id == pack_id))  # cascades to its contents
+    pack_store.forget(conn, row["archive_sha256"])
     audit.record(conn, tenant_id=row["tenant_id"], actor_type=actor.type, actor=actor.name,
                  action="pack.deleted", entity_type="pack", entity_id=pack_id,
                  details={"ref": row["ref"], "version": row["version"]})

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, func, or_, select, update
 
 from runners.environments import PackSource
 
-from ..domain import events, messages
+from ..domain import events, messages, pack_store
 from ..domain.db import isoformat, transaction
 from ..domain.models import packs, sensors, triggers
 from . import timers
@@ -63,20 +63,25 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _spec(row: Mapping[str, Any]) -> SensorSpec | None:
-    if not row["source_path"]:
+def _spec(conn: Connection, root: Path, row: Mapping[str, Any]) -> SensorSpec | None:
+    pack = {"tenant_id": row["pack_tenant_id"], "ref": row["pack_ref"],
+            "version": row["pack_version"], "meta": row["pack_meta"],
+            "source_path": row["source_path"], "archive_sha256": row["archive_sha256"]}
+    try:
+        pack_dir = pack_store.local_folder(conn, root, pack)
+    except pack_store.PackContentError as exc:
+        log.warning("sensor %s: %s; not run", row["ref"], exc.message)
+        return None
+    if pack_dir is None:
         log.warning("sensor %s: its pack has no folder, not run", row["ref"])
         return None
-    pack_dir = Path(row["source_path"])
     entry = (pack_dir / row["entry_point"]).resolve()
     poll = float(row["poll_interval"] or DEFAULT_POLL_INTERVAL)
     trigger_types = tuple(row["trigger_types"] or ())
     fingerprint = json.dumps(
         [str(entry), _mtime(entry), row["config"], poll, trigger_types,
          isoformat(row["pack_updated_at"])], sort_keys=True, default=str)
-    source = PackSource.of_pack({"tenant_id": row["pack_tenant_id"], "ref": row["pack_ref"],
-                                 "version": row["pack_version"], "meta": row["pack_meta"],
-                                 "source_path": row["source_path"]})
+    source = PackSource.of_pack(pack, pack_dir)
     return SensorSpec(sensor_id=row["id"], ref=row["ref"], tenant_id=row["tenant_id"],
                       pack_dir=str(pack_dir), entry_point=str(entry), poll_interval=poll,
                       trigger_types=trigger_types, config=dict(row["config"] or {}),
@@ -84,17 +89,20 @@ def _spec(row: Mapping[str, Any]) -> SensorSpec | None:
                       pack={"tenant_id": row["pack_tenant_id"], "meta": row["pack_meta"] or {}})
 
 
-def load_all(conn: Connection) -> list[SensorSpec]:
-    """Every enabled pack sensor, across tenants."""
+def load_all(conn: Connection, root: Path) -> list[SensorSpec]:
+    """Every enabled pack sensor, across tenants, its pack's folder under `root` (this host's
+    pack cache, pack_store)."""
     rows = conn.execute(
-        select(sensors, packs.c.source_path, packs.c.updated_at.label("pack_updated_at"),
+        select(sensors, packs.c.source_path, packs.c.archive_sha256,
+               packs.c.updated_at.label("pack_updated_at"),
                packs.c.tenant_id.label("pack_tenant_id"), packs.c.ref.label("pack_ref"),
                packs.c.version.label("pack_version"), packs.c.meta.label("pack_meta"))
         .join(packs, packs.c.id == sensors.c.pack_id)
         .where(sensors.c.enabled.is_(True))
         .order_by(sensors.c.id)
-    ).mappings()
-    return [spec for spec in map(_spec, rows) if spec is not None]
+    ).mappings().all()
+    specs = (_spec(conn, root, row) for row in rows)
+    return [spec for spec in specs if spec is not None]
 
 
 def try_lock(conn: Connection, sensor_id: int) -> bool:

@@ -13,7 +13,7 @@ from nameko.events import BROADCAST
 from nameko.timer import timer
 
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider, event_handler, rpc
+from ..extensions import Dispatcher, PackCachePruner, PlatformProvider, event_handler, rpc
 from . import timers
 from .supervisor import PackSensors
 from .timer_extensions import Timers, timer_due
@@ -33,6 +33,7 @@ class SensorService:
     dispatch = Dispatcher()
     timers = Timers()
     sensors = PackSensors()
+    pack_cache = PackCachePruner()  # at start and every 10 min: unused pack versions go
 
     @timer_due
     def fire_timer(self, trigger_id: int, scheduled_at: datetime) -> None:

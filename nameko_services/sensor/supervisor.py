@@ -26,7 +26,7 @@ from runners import environments, sandbox
 from runners.environments import EnvironmentBuildError, PackEnvironment, find_python
 from runners.sandbox import SandboxedProcess
 
-from ..domain import sandboxing
+from ..domain import pack_store, sandboxing
 from ..domain.db import make_engine
 from ..domain.settings import Settings
 from ..green import Publisher
@@ -193,7 +193,8 @@ class PackSensors(DependencyProvider):
                     self._runners.pop(sensor_id).stop()
                 self._lock_conn = None
             with self.engine.connect() as conn:
-                wanted = {spec.sensor_id: spec for spec in custom.load_all(conn)}
+                wanted = {spec.sensor_id: spec for spec in
+                          custom.load_all(conn, pack_store.cache_root(self.settings))}
             for sensor_id in list(self._runners):
                 runner = self._runners[sensor_id]
                 spec = wanted.get(sensor_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, func, or_, select, update
 
 from runners.environments import EnvironmentBuildError, PackEnvironment, PackSource
 
-from ..domain import sandboxing
+from ..domain import pack_store, sandboxing
 from ..domain.db import transaction
 from ..domain.models import packs
 from ..domain.settings import Settings
@@ -40,6 +41,7 @@ def record(engine: Engine, pack: Mapping[str, Any], status: str, error: str | No
             update(packs)
             .where(packs.c.id == pack["id"], packs.c.version == pack["version"],
                    packs.c.source_path == pack["source_path"], packs.c.meta == pack["meta"],
+                   packs.c.archive_sha256.is_not_distinct_from(pack["archive_sha256"]),
                    or_(packs.c.env_status.is_distinct_from(status),
                        packs.c.env_error.is_distinct_from(error)))
             .values(env_status=status, env_error=error, updated_at=func.now())
@@ -55,7 +57,13 @@ def build_for_pack(engine: Engine, settings: Settings, pack_id: int, *,
         pack = repository.pack(conn, pack_id)
     if pack is None:
         return None
-    source = PackSource.of_pack(pack)
+    try:
+        folder = pack_store.local_folder(engine, pack_store.cache_root(settings), pack)
+    except pack_store.PackContentError as exc:
+        log.warning("pack %s %s: %s", pack["ref"], pack["version"], exc.message)
+        record(engine, pack, FAILED, exc.message)
+        return FAILED
+    source = PackSource.of_pack(pack, folder)
     if source is None or not source.kinds() or not source.folder.is_dir():
         record(engine, pack, READY, None)
         return READY
@@ -97,10 +105,11 @@ def resume_pending(engine: Engine, settings: Settings) -> int:
 
 
 def for_run(engine: Engine, settings: Settings, pack: Mapping[str, Any] | None,
-            runner_type: str) -> PackEnvironment | None:
-    """The environment a run of `runner_type` needs from its pack (built now if missing);
-    None when the pack has none. EnvironmentBuildError names the installer's error."""
-    source = PackSource.of_pack(pack)
+            folder: Path | None, runner_type: str) -> PackEnvironment | None:
+    """The environment a run of `runner_type` needs from its pack, whose folder on this host
+    is `folder` (built now if missing); None when the pack has none. EnvironmentBuildError
+    names the installer's error."""
+    source = PackSource.of_pack(pack, folder)
     if source is None or runner_type not in source.kinds():
         return None
     assert pack is not None

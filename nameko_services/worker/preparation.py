@@ -21,7 +21,7 @@ from runners import UnknownRunnerError, canonical_runner_type, sandbox
 from runners.base import RunRequest
 from runners.environments import EnvironmentBuildError
 
-from ..domain import actions, auth, sandboxing, templating
+from ..domain import auth, pack_store, sandboxing, templating
 from ..domain import secrets as secrets_repo
 from ..domain.crypto import Cipher
 from ..domain.settings import Settings
@@ -50,6 +50,7 @@ class Prepared:
     request: RunRequest
     temp_dir: Path | None = None
     pack: dict[str, Any] | None = None  # the action's pack row (its environment, if any)
+    pack_folder: Path | None = None  # the pack's folder on this host (pack_store)
 
     def cleanup(self) -> None:
         """Remove the private folder of an inline-code action."""
@@ -111,7 +112,9 @@ def prepare(
     if runner_type == "http":
         http_config = _render_http_config(action, parameters, secret_values)
     code_dir = sandboxing.code_dir(settings, sandboxing.owner_of(tenant_id))
-    working_dir, entry_point, temp_dir = _locate(action, pack, runner_type, row["id"], code_dir)
+    folder = pack_folder(conn, settings, pack)
+    working_dir, entry_point, temp_dir = _locate(action, pack, folder, runner_type, row["id"],
+                                                 code_dir)
     cap = settings.worker.max_output_size_bytes
     request = RunRequest(
         execution_id=row["id"],
@@ -134,9 +137,19 @@ def prepare(
         keep_image_user=keeps_image_user(pack),
         sandbox=sandboxing.for_action(
             settings, tenant_id, pack, settings.sandbox.limits_for(action.get("limits")),
-            [code_dir] if temp_dir else [actions.pack_dir(pack) if pack else None]),
+            [code_dir] if temp_dir else [folder]),
     )
-    return Prepared(runner_type, request, temp_dir, pack)
+    return Prepared(runner_type, request, temp_dir, pack, folder)
+
+
+def pack_folder(conn: Connection, settings: Settings, pack: Mapping[str, Any] | None
+                ) -> Path | None:
+    """The pack's folder on this worker host, fetched into its cache on first use
+    (pack_store.local_folder); Rejected (`pack_unavailable`) when its content cannot be had."""
+    try:
+        return pack_store.local_folder(conn, pack_store.cache_root(settings), pack)
+    except pack_store.PackContentError as exc:
+        raise Rejected("pack_unavailable", exc.message) from exc
 
 
 def keeps_image_user(pack: Mapping[str, Any] | None) -> bool:
@@ -150,7 +163,8 @@ def use_environment(prepared: Prepared, settings: Settings, engine: Engine) -> N
     """Point the request at its pack's environment (virtualenv python, node_modules), building
     it now if this host lacks it; call outside any transaction (a build takes a while)."""
     try:
-        env = pack_environments.for_run(engine, settings, prepared.pack, prepared.runner_type)
+        env = pack_environments.for_run(engine, settings, prepared.pack, prepared.pack_folder,
+                                        prepared.runner_type)
     except EnvironmentBuildError as exc:
         ref = prepared.pack["ref"] if prepared.pack else "?"
         raise Rejected(exc.error_type, f"The {prepared.runner_type} environment of pack {ref}"
@@ -211,12 +225,11 @@ def _render_http_config(
 
 
 def _locate(
-    action: Mapping[str, Any], pack: Mapping[str, Any] | None, runner_type: str,
-    execution_id: int, code_dir: Path,
+    action: Mapping[str, Any], pack: Mapping[str, Any] | None, pack_dir: Path | None,
+    runner_type: str, execution_id: int, code_dir: Path,
 ) -> tuple[Path, Path | None, Path | None]:
     """(working dir, entry point, temp dir to remove afterwards) for the action. Inline code
     is written under the owner's `code_dir`, readable by the owner's sandboxes."""
-    pack_dir = actions.pack_dir(pack) if pack else None
     if action.get("code"):
         code_dir.mkdir(parents=True, exist_ok=True)
         temp_dir = Path(tempfile.mkdtemp(prefix=f"exec-{execution_id}-", dir=code_dir))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider, draining_event_handler, event_handler, rpc
+from ..extensions import (
+    Dispatcher,
+    PackCachePruner,
+    PlatformProvider,
+    draining_event_handler,
+    event_handler,
+    rpc,
+)
 from . import execution, pack_environments
 from .pack_environments import PackEnvironmentBuilder
 from .runtime import WorkerRuntime
@@ -24,6 +31,7 @@ class WorkerService:
     dispatch = Dispatcher()
     runtime = WorkerRuntime()
     environments = PackEnvironmentBuilder()  # at start: builds packs still marked `building`
+    pack_cache = PackCachePruner()  # at start and every 10 min: unused pack versions go
 
     @draining_event_handler(messages.EXECUTOR, messages.EXECUTION_SCHEDULED, prioritised=True)
     def on_execution_scheduled(self, payload: dict[str, Any]) -> None:

@@ -192,3 +192,50 @@ def test_up_twice_status_and_down(tmp_path, scratch_url, config):
     for pid in [*(p.strip() for p in pids.values()), *serving.groups()]:
         wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), deadline=10)
     assert (run / "logs" / "gateway.log").read_text().count("closed 0 websocket(s)") == 2
+
+
+def test_roles_to_start_keeps_services_before_the_gateway_and_refuses_strangers():
+    assert cli.roles_to_start(None) == (*cli.SERVICES, cli.GATEWAY)
+    assert cli.roles_to_start("gateway, worker,sensor") == ("worker", "sensor", "gateway")
+    for bad in ("worker,janitor", " , "):
+        with pytest.raises(cli.CliError, match="--roles takes"):
+            cli.roles_to_start(bad)
+
+
+def test_a_joining_host_starts_only_its_roles_and_never_touches_the_database(
+        tmp_path, scratch_url, config):
+    """`up --roles worker,sensor`: no gateway, no /health wait, no migration or core pack;
+    `status` and `down` know the run dir holds those two roles only."""
+    env = {**os.environ, "ATTUNE_DATABASE_URL": scratch_url, "ATTUNE_AMQP_URI": config["AMQP_URI"],
+           "ATTUNE_API_PORT": str(free_port()), "ATTUNE_RUN_DIR": str(tmp_path / "run")}
+    run = tmp_path / "run"
+    cli.prepare_database(scratch_url, fresh=False)  # exists, but the first host never migrated
+    early = attune("up", "--roles", "worker,sensor", env=env)
+    assert early.returncode == 1 and "run `attune up`" in early.stderr, early.stderr
+    assert tables(scratch_url) == set() and not (run / "pids").exists()
+    fresh = attune("up", "--roles", "worker", "--fresh", env=env)
+    assert fresh.returncode == 1 and "only the first host" in fresh.stderr
+
+    cli.migrate(scratch_url)
+    try:
+        up = attune("up", "--roles", "worker,sensor", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "no gateway on this host" in up.stdout and "/health" not in up.stdout
+        assert "registered system pack" not in up.stdout
+        assert sorted(p.name for p in (run / "pids").iterdir()) == ["sensor.pid", "worker.pid"]
+        engine = create_engine(scratch_url)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("select count(*) from packs")).scalar() == 0
+        finally:
+            engine.dispose()
+        status = attune("status", env=env)
+        assert status.returncode == 0, status.stdout
+        assert re.search(r"^worker +running", status.stdout, re.M)
+        assert re.search(r"^sensor +running", status.stdout, re.M)
+        assert "executor" not in status.stdout and "no gateway on this host" in status.stdout
+    finally:
+        down = attune("down", env=env)
+    assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
+    assert list((run / "pids").iterdir()) == []
+    assert attune("status", env=env).returncode == 3

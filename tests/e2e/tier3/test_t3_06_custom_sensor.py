@@ -3,10 +3,12 @@ process on its poll_interval, its payloads become events (source "sensor") that 
 and a crashing sensor is restarted with its error shown by GET /api/v1/sensors. A pack with a
 requirements.txt runs its sensors in its own virtualenv, as its actions.
 
-A sensor runs in a sandbox that shows it its own pack folder (read-only, live) and no other
-file of the host: the file it watches lives in the pack's data/ folder. The test writes that
-pack into a folder a tenant may register by path (config.e2e.yaml ATTUNE.packs.allowed_paths:
-tests/fixtures/packs), so the changes the test makes there are what the sensor sees."""
+A sensor runs in a sandbox that shows it its own pack folder (read-only: this host's copy of
+the pack's stored content, packs.md "Where a pack's content lives") and no other file of the
+host: the file it watches lives in the pack's data/ folder, named relative to it (a sensor's
+working directory is its pack folder). The test writes that pack into a folder a tenant may
+register by path (config.e2e.yaml ATTUNE.packs.allowed_paths: tests/fixtures/packs) and
+reloads it after each change, so the sensor sees the new content."""
 
 from __future__ import annotations
 
@@ -96,9 +98,12 @@ def pack_folder(root: Path, ref: str, description: str, triggers: list[str]) -> 
     return pack
 
 
-def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
-    """The file-sensor pack: `file_watch` watches `watched`, `crash` fails while `flag`
-    exists, `tick` counts its polls."""
+WATCHED, FLAG = "data/watched.txt", "data/crash.flag"  # relative to the pack folder
+
+
+def write_pack(root: Path, ref: str) -> Path:
+    """The file-sensor pack: `file_watch` watches WATCHED, `crash` fails while FLAG exists,
+    `tick` counts its polls."""
     pack = pack_folder(root, ref, "file sensor", ["file_changed", "ticked"])
     (pack / "sensors" / "file_watch.py").write_text(WATCH)
     (pack / "sensors" / "file_watch.yaml").write_text(textwrap.dedent(f"""\
@@ -106,7 +111,7 @@ def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
         entry_point: sensors/file_watch.py
         poll_interval: 0.5
         trigger_types: [{ref}.file_changed]
-        config: {{path: "{watched}", baseline: "v0"}}
+        config: {{path: "{WATCHED}", baseline: "v0"}}
     """))
     (pack / "sensors" / "tick.py").write_text(TICK)
     (pack / "sensors" / "tick.yaml").write_text(textwrap.dedent(f"""\
@@ -121,7 +126,7 @@ def write_pack(root: Path, ref: str, watched: Path, flag: Path) -> Path:
         entry_point: sensors/crash.py
         poll_interval: 0.5
         trigger_types: [{ref}.file_changed]
-        config: {{flag: "{flag}"}}
+        config: {{flag: "{FLAG}"}}
     """))
     return pack
 
@@ -136,16 +141,15 @@ def readable_by_anyone(folder: Path) -> None:
 def live_pack(api: ApiClient) -> Iterator[Callable[[str], tuple[dict, Path, Path, Path]]]:
     """Factory: `live_pack(ref)` writes the file-sensor pack into LIVE_PACKS/<ref> (its
     watched file and crash flag in its data/ folder) and registers it by path; returns
-    (pack, pack folder, watched file, flag file). Afterwards the packs are deleted, so their
-    sensors stop, then their folders."""
+    (pack, pack folder, watched file, flag file); `reload(api, pack)` after changing them.
+    Afterwards the packs are deleted, so their sensors stop, then their folders."""
     made: list[tuple[dict, Path]] = []
 
     def make(ref: str) -> tuple[dict, Path, Path, Path]:
         LIVE_PACKS.mkdir(mode=0o755, exist_ok=True)
-        data = LIVE_PACKS / ref / "data"
-        watched, flag = data / "watched.txt", data / "crash.flag"
-        pack_dir = write_pack(LIVE_PACKS, ref, watched, flag)
-        data.mkdir()
+        pack_dir = write_pack(LIVE_PACKS, ref)
+        watched, flag = pack_dir / WATCHED, pack_dir / FLAG
+        watched.parent.mkdir()
         watched.write_text("v0")
         readable_by_anyone(pack_dir)
         try:
@@ -164,6 +168,11 @@ def live_pack(api: ApiClient) -> Iterator[Callable[[str], tuple[dict, Path, Path
             shutil.rmtree(pack_dir, ignore_errors=True)
     with contextlib.suppress(OSError):  # only when no other test's pack is left in it
         LIVE_PACKS.rmdir()
+
+
+def reload(api: ApiClient, pack: dict) -> dict:
+    """Re-read the pack's folder as it is now (POST /api/v1/packs/{id}/reload)."""
+    return api.data(api.post(f"/api/v1/packs/{pack['id']}/reload"), 200)
 
 
 def sensor(api: ApiClient, ref: str) -> dict:
@@ -190,11 +199,12 @@ def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, live_p
     wait_until(lambda: sensor(api, f"{ref}.file_watch")["status"] == "running", timeout=30,
                message="the file sensor to run")
     watched.write_text("v1")
+    reload(api, pack)
 
     event = wait_until(lambda: sensor_events(api, changed), timeout=30,
                        message="an event from the sensor")[0]
     assert event["source"] == "sensor"
-    assert event["payload"] == {"path": str(watched), "content": "v1", "version": 1}
+    assert event["payload"] == {"path": WATCHED, "content": "v1", "version": 1}
     execution = wait_until(lambda: list_all(api, "/api/v1/executions", rule_id=rule["id"]),
                            timeout=30, message="the rule's execution")[0]
     assert execution["event_id"] == event["id"]
@@ -205,25 +215,21 @@ def test_a_file_sensor_fires_a_rule_with_its_payload_and_is_reloaded(api, live_p
     # Reload with new sensor code: the new process emits with the new version.
     (pack_dir / "sensors" / "file_watch.py").write_text(WATCH.replace("VERSION = 1",
                                                                       "VERSION = 2"))
-    api.data(api.post(f"/api/v1/packs/{pack['id']}/reload"), 200)  # re-reads its folder
-    # The reload reaches the sensor service as a message: until the old process is replaced it
-    # may still see changes, so keep changing the file until the new code reports one.
-    writes = [0]
+    watched.write_text("v2")
+    reload(api, pack)  # re-reads its folder
 
     def reloaded() -> list[dict]:
-        writes[0] += 1
-        watched.write_text(f"v2-{writes[0]}")
         return [e for e in sensor_events(api, changed) if e["payload"].get("version") == 2]
 
     event2 = wait_until(reloaded, timeout=30, interval=1.0,
                         message="an event from the reloaded sensor")[0]
-    assert event2["payload"]["content"].startswith("v2-")
+    assert event2["payload"]["content"] == "v2"
     assert sensor(api, f"{ref}.file_watch")["status"] == "running"
 
 
 def test_a_sensor_polls_on_its_interval(api, tmp_path):
     ref = unique_name("ticks").replace("-", "_")
-    pack_dir = write_pack(tmp_path, ref, tmp_path / "w.txt", tmp_path / "f.flag")
+    pack_dir = write_pack(tmp_path, ref)
     register_folder(api, pack_dir)
     ticked = trigger_of(api, f"{ref}.ticked")
 
@@ -238,19 +244,21 @@ def test_a_sensor_polls_on_its_interval(api, tmp_path):
 
 def test_a_crashing_sensor_is_restarted_with_its_error_shown(api, live_pack):
     ref = unique_name("crashy").replace("-", "_")
-    _, _, _, flag = live_pack(ref)
+    pack, _, _, flag = live_pack(ref)
     name = f"{ref}.crash"
     wait_until(lambda: sensor(api, name)["status"] == "running", timeout=30,
                message="the sensor to run")
     assert sensor(api, name)["restarts"] == 0 and sensor(api, name)["last_error"] is None
 
     flag.write_text("boom")
+    reload(api, pack)
     crashed = wait_until(lambda: (s := sensor(api, name))["restarts"] >= 2 and s,
                          timeout=30, message="two restarts")
     assert "sensor exploded on purpose" in crashed["last_error"]
     assert crashed["status"] in ("running", "restarting")
 
     flag.unlink()  # healthy again: it comes back and stays up
+    reload(api, pack)
     wait_until(lambda: sensor(api, name)["status"] == "running", timeout=60,
                message="the sensor to run again")
     # The watcher of the same pack was never disturbed by its neighbour's crashes.

@@ -1,6 +1,7 @@
 """Pack folders and archives → validated definitions, with errors naming file, line and field."""
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -258,3 +259,31 @@ def test_a_pack_network_other_than_outbound_or_none_is_named(tmp_path, value):
 def test_a_pack_says_whether_its_code_has_a_network(tmp_path, value):
     write(tmp_path, {"pack.yaml": f"ref: p\nnetwork: {value}\n"})
     assert pack_loader.load_pack(tmp_path).meta["network"] == value
+
+
+def test_a_folder_archive_is_canonical_and_leaves_out_caches_and_an_env_link(tmp_path):
+    folder = copy_pack(TEST_PACK, tmp_path)
+    first = pack_archive.archive(folder)
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (folder / "node_modules").symlink_to("/somewhere/else/node_modules")
+    os.utime(folder / "pack.yaml", (1, 1))
+    assert pack_archive.archive(folder) == first  # same files, same bytes: same sha256
+    (folder / "actions" / "echo.py").write_text("changed\n")
+    assert pack_archive.archive(folder) != first
+    unpacked = pack_archive.extract(pack_archive.archive(folder), tmp_path / "out", "7")
+    assert (unpacked.root / "actions" / "echo.py").read_text() == "changed\n"
+
+
+def test_a_folder_with_a_link_leaving_it_archives_but_does_not_unpack(tmp_path):
+    folder = copy_pack(TEST_PACK, tmp_path)
+    (folder / "actions" / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(ValidationError) as caught:
+        pack_archive.extract(pack_archive.archive(folder), tmp_path / "out", "7")
+    assert "outside" in caught.value.fields["file"]
+
+
+def test_an_unpacked_folder_is_readable_by_the_sandboxes(tmp_path):
+    folder = copy_pack(TEST_PACK, tmp_path)
+    unpacked = pack_archive.extract(pack_archive.archive(folder), tmp_path / "out", "7")
+    assert unpacked.root.stat().st_mode & 0o777 == 0o755
