@@ -50,7 +50,7 @@ def _connect() -> docker.DockerClient | None:
 
 
 @pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
+def docker_engine() -> docker.DockerClient:
     """The project's engine with the local python image; started by scripts/docker.sh if
     down. Fails (never skips) when it cannot be had."""
     client = _connect()
@@ -120,7 +120,7 @@ def write(folder: Path, relative: str, source: str) -> Path:
 
 
 def test_the_action_runs_isolated_with_its_pack_read_only_and_its_stdin_document(
-    engine, execution_id
+    docker_engine, execution_id
 ):
     request = make_request(
         execution_id, pack_action("inspect.py"), parameters={"message": "hello container"},
@@ -151,17 +151,17 @@ def test_the_action_runs_isolated_with_its_pack_read_only_and_its_stdin_document
     assert result.stderr == "message: hello container\n"
     assert (result.exit_code, result.error) == (0, None)
     assert not (CONTAINER_PACK / "written.txt").exists()
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
 def test_the_container_is_created_with_the_declared_limits_and_removed_on_cancel(
-    engine, execution_id
+    docker_engine, execution_id
 ):
     runner = ContainerRunner()
     request = make_request(execution_id, pack_action("sleep.py"), parameters={"seconds": 120},
                            container_config={"image": IMAGE, "memory": "96m", "cpus": 0.25})
     run = eventlet.spawn(runner.run, request)
-    container = wait_until(lambda: (left_behind(engine, execution_id) or [None])[0],
+    container = wait_until(lambda: (left_behind(docker_engine, execution_id) or [None])[0],
                            timeout=30, message="the container to exist")
     host = container.attrs["HostConfig"]
     assert host["Memory"] == 96 * 1024 * 1024
@@ -180,31 +180,31 @@ def test_the_container_is_created_with_the_declared_limits_and_removed_on_cancel
     result = run.wait()
     assert result.outcome is Outcome.CANCELED
     assert result.error == {"type": "canceled", "message": "Execution canceled"}
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
-def test_a_nonzero_exit_fails_with_its_code_and_stderr(engine, execution_id):
+def test_a_nonzero_exit_fails_with_its_code_and_stderr(docker_engine, execution_id):
     request = make_request(execution_id, pack_action("fail.py"), parameters={"exit_code": 3})
     result = ContainerRunner().run(request)
     assert result.outcome is Outcome.FAILED
     assert result.exit_code == 3
     assert result.stderr == "failing with 3\n"
     assert result.error == {"type": "nonzero_exit", "message": "Action exited with code 3"}
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
-def test_a_timeout_stops_and_removes_the_container(engine, execution_id):
+def test_a_timeout_stops_and_removes_the_container(docker_engine, execution_id):
     request = make_request(execution_id, pack_action("sleep.py"), parameters={"seconds": 120},
                            timeout_s=4)
     result = ContainerRunner().run(request)
     assert result.outcome is Outcome.FAILED
     assert result.error == {"type": "timeout", "message": "Action timed out after 4 s"}
     assert result.stdout == "sleeping 120\n"  # output up to the timeout is kept
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
 def test_an_action_that_closes_its_output_early_still_obeys_the_timeout(
-    engine, execution_id, scratch_pack
+    docker_engine, execution_id, scratch_pack
 ):
     entry = write(scratch_pack, "actions/quiet.py", """
         import os, time
@@ -218,10 +218,10 @@ def test_an_action_that_closes_its_output_early_still_obeys_the_timeout(
     assert result.outcome is Outcome.FAILED
     assert result.error["type"] == "timeout"
     assert result.stdout == "closing\n"
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
-def test_exceeding_the_memory_limit_is_reported_as_oom(engine, execution_id, scratch_pack):
+def test_exceeding_the_memory_limit_is_reported_as_oom(docker_engine, execution_id, scratch_pack):
     entry = write(scratch_pack, "actions/hog.py", """
         blocks = []
         while True:
@@ -234,10 +234,11 @@ def test_exceeding_the_memory_limit_is_reported_as_oom(engine, execution_id, scr
     assert result.exit_code == 137
     assert result.error == {"type": "oom_killed",
                             "message": "The container exceeded its memory limit (64m)"}
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
-def test_secrets_come_on_stdin_and_are_masked_in_the_output(engine, execution_id, scratch_pack):
+def test_secrets_come_on_stdin_and_are_masked_in_the_output(docker_engine, execution_id,
+                                                             scratch_pack):
     entry = write(scratch_pack, "actions/leak.py", """
         import json, os, sys
         doc = json.load(sys.stdin)
@@ -252,7 +253,7 @@ def test_secrets_come_on_stdin_and_are_masked_in_the_output(engine, execution_id
     assert "s3cr3t" not in result.stdout
 
 
-def test_an_inline_action_folder_is_mounted_too(engine, execution_id, tmp_path):
+def test_an_inline_action_folder_is_mounted_too(docker_engine, execution_id, tmp_path):
     entry = write(tmp_path, "action", """
         #!/usr/bin/env python3
         import json, sys
@@ -263,23 +264,23 @@ def test_an_inline_action_folder_is_mounted_too(engine, execution_id, tmp_path):
     assert (result.outcome, result.output) == (Outcome.SUCCEEDED, {"n": 1})
 
 
-def test_a_missing_image_with_pull_never_fails_without_a_container(engine, execution_id):
+def test_a_missing_image_with_pull_never_fails_without_a_container(docker_engine, execution_id):
     request = make_request(execution_id, pack_action("fail.py"),
                            container_config={"image": "attune-test/absent:never", "pull": "never"})
     result = ContainerRunner().run(request)
     assert result.outcome is Outcome.FAILED
     assert result.error["type"] == "image_missing"
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
-def test_an_image_that_cannot_be_pulled_fails_clearly(engine, execution_id):
+def test_an_image_that_cannot_be_pulled_fails_clearly(docker_engine, execution_id):
     request = make_request(execution_id, pack_action("fail.py"),
                            container_config={"image": "127.0.0.1:9/attune-test/absent:1"})
     result = ContainerRunner().run(request)
     assert result.outcome is Outcome.FAILED
     assert result.error["type"] == "image_pull_failed"
     assert "127.0.0.1:9/attune-test/absent:1" in result.error["message"]
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
 def _free_port() -> int:
@@ -324,23 +325,23 @@ def registry(tmp_path: Path):
 
 
 def test_a_missing_image_is_pulled_once_and_then_runs_from_the_cache(
-    engine, execution_id, registry
+    docker_engine, execution_id, registry
 ):
     repository = f"{registry['address']}/attune-test/python"
     tag = uuid.uuid4().hex[:12]
     image = f"{repository}:{tag}"
-    engine.images.get(IMAGE).tag(repository, tag)
-    pushed = engine.images.push(repository, tag=tag)
+    docker_engine.images.get(IMAGE).tag(repository, tag)
+    pushed = docker_engine.images.push(repository, tag=tag)
     assert '"error"' not in pushed, pushed
-    engine.images.remove(image)
+    docker_engine.images.remove(image)
     with pytest.raises(ImageNotFound):
-        engine.images.get(image)
+        docker_engine.images.get(image)
     try:
         request = make_request(execution_id, pack_action("fail.py"), parameters={"exit_code": 0},
                                container_config={"image": image})
         result = ContainerRunner().run(request)
         assert result.outcome is Outcome.SUCCEEDED, result
-        engine.images.get(image)  # pulled, and kept
+        docker_engine.images.get(image)  # pulled, and kept
         # With the registry gone, the next run must use the cached image (no pull).
         registry["process"].terminate()
         registry["process"].wait(10)
@@ -348,45 +349,45 @@ def test_a_missing_image_is_pulled_once_and_then_runs_from_the_cache(
             execution_id, pack_action("fail.py"), parameters={"exit_code": 0},
             container_config={"image": image}))
         assert again.outcome is Outcome.SUCCEEDED, again
-        assert left_behind(engine, execution_id) == []
+        assert left_behind(docker_engine, execution_id) == []
     finally:
         with contextlib.suppress(ImageNotFound):
-            engine.images.remove(image)
+            docker_engine.images.remove(image)
 
 
-def test_killing_the_run_greenthread_removes_the_container(engine, execution_id):
+def test_killing_the_run_greenthread_removes_the_container(docker_engine, execution_id):
     """The worker shutting down kills its greenthreads: the container must go with them."""
     request = make_request(execution_id, pack_action("sleep.py"), parameters={"seconds": 120})
     run = eventlet.spawn(ContainerRunner().run, request)
-    wait_until(lambda: left_behind(engine, execution_id), timeout=30,
+    wait_until(lambda: left_behind(docker_engine, execution_id), timeout=30,
                message="the container to exist")
     run.kill()
-    wait_until(lambda: left_behind(engine, execution_id) == [], timeout=30,
+    wait_until(lambda: left_behind(docker_engine, execution_id) == [], timeout=30,
                message="the container to be removed")
 
 
-def test_a_cancel_before_the_start_creates_nothing(engine, execution_id):
+def test_a_cancel_before_the_start_creates_nothing(docker_engine, execution_id):
     runner = ContainerRunner()
     runner.cancel()
     result = runner.run(make_request(execution_id, pack_action("sleep.py")))
     assert result.outcome is Outcome.CANCELED
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
-def test_containers_of_dead_workers_are_swept(engine, execution_id):
+def test_containers_of_dead_workers_are_swept(docker_engine, execution_id):
     dead_pid = _exited_pid()
     labels = {"attune.managed": "true", "attune.execution_id": str(execution_id),
               "attune.worker_pid": str(dead_pid), "attune.worker_host": socket.gethostname()}
-    orphan = engine.containers.create(IMAGE, ["sleep", "60"], labels=labels,
+    orphan = docker_engine.containers.create(IMAGE, ["sleep", "60"], labels=labels,
                                       network_mode="none")
-    alive = engine.containers.create(
+    alive = docker_engine.containers.create(
         IMAGE, ["sleep", "60"], network_mode="none",
         labels={**labels, "attune.worker_pid": str(os.getpid())})
     try:
-        removed = remove_orphans(engine)
+        removed = remove_orphans(docker_engine)
         assert orphan.id in removed
         assert alive.id not in removed
-        assert [c.id for c in left_behind(engine, execution_id)] == [alive.id]
+        assert [c.id for c in left_behind(docker_engine, execution_id)] == [alive.id]
     finally:
         alive.remove(force=True)
         with contextlib.suppress(DockerException):
@@ -412,12 +413,12 @@ ID_COMMAND = ["sh", "-c", "echo $(id -u):$(id -g)"]
 
 
 @pytest.fixture(scope="module")
-def root_user_image(engine: docker.DockerClient) -> str:
+def root_user_image(docker_engine: docker.DockerClient) -> str:
     """The local python image with an explicit `USER root`, built once without any network."""
     dockerfile = f"FROM {IMAGE}\nUSER root\n".encode()
-    engine.images.build(fileobj=io.BytesIO(dockerfile), tag=ROOT_IMAGE, pull=False,
+    docker_engine.images.build(fileobj=io.BytesIO(dockerfile), tag=ROOT_IMAGE, pull=False,
                         network_mode="none", rm=True)
-    assert engine.images.get(ROOT_IMAGE).attrs["Config"]["User"] == "root"
+    assert docker_engine.images.get(ROOT_IMAGE).attrs["Config"]["User"] == "root"
     return ROOT_IMAGE
 
 
@@ -427,18 +428,18 @@ def run_id(execution_id: int, image: str, command: list[str] = ID_COMMAND, **ove
     return ContainerRunner().run(request)
 
 
-def test_a_root_image_runs_as_the_unprivileged_user(engine, execution_id, root_user_image):
+def test_a_root_image_runs_as_the_unprivileged_user(docker_engine, execution_id, root_user_image):
     result = run_id(execution_id, root_user_image)
     assert result.outcome is Outcome.SUCCEEDED, result
     assert result.stdout == "65534:65534\n"
     configured = run_id(execution_id, root_user_image,
                         container_policy=ContainerPolicy(user="4321:4322"))
     assert configured.stdout == "4321:4322\n", configured
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
 def test_the_image_user_is_kept_when_the_pack_asks_and_the_operator_allows(
-    engine, execution_id, root_user_image
+    docker_engine, execution_id, root_user_image
 ):
     result = run_id(execution_id, root_user_image, keep_image_user=True,
                     container_policy=ContainerPolicy(allow_image_user=True))
@@ -451,37 +452,37 @@ def test_the_image_user_is_kept_when_the_pack_asks_and_the_operator_allows(
 
 
 def test_a_pack_asking_for_its_image_user_is_refused_unless_allowed(
-    engine, execution_id, root_user_image
+    docker_engine, execution_id, root_user_image
 ):
     result = run_id(execution_id, root_user_image, keep_image_user=True)
     assert result.outcome is Outcome.FAILED
     assert result.error["type"] == "image_user_refused"
     assert "ATTUNE.container.allow_image_user" in result.error["message"]
-    assert left_behind(engine, execution_id) == []
+    assert left_behind(docker_engine, execution_id) == []
 
 
-@pytest.mark.parametrize(("config", "says"), [
+@pytest.mark.parametrize(("asked", "says"), [
     ({"memory": "8g"}, "container_config.memory: 8g is above the operator's maximum of 4g"),
     ({"cpus": 8}, "container_config.cpus: 8 is above the operator's maximum of 4"),
 ])
 def test_an_action_asking_above_the_maximum_fails_before_any_container(
-    engine, execution_id, config, says
+    docker_engine, execution_id, asked, says
 ):
     since = int(time.time()) - 1
     request = make_request(execution_id, pack_action("inspect.py"), parameters={"message": "m"},
-                           container_config={"image": IMAGE, **config})
+                           container_config={"image": IMAGE, **asked})
     result = ContainerRunner().run(request)
     assert result.outcome is Outcome.FAILED
     assert result.error == {"type": "resource_limit", "message": says + (
-        " (ATTUNE.container.maximum.memory)" if "memory" in config
+        " (ATTUNE.container.maximum.memory)" if "memory" in asked
         else " (ATTUNE.container.maximum.cpus)")}
     # no container was ever created for it (not only: none left)
-    seen = list(engine.api.events(decode=True, since=since, until=int(time.time()) + 1,
+    seen = list(docker_engine.api.events(decode=True, since=since, until=int(time.time()) + 1,
                                   filters={"label": f"attune.execution_id={execution_id}"}))
     assert seen == []
 
 
-def test_the_engine_socket_is_for_root_and_the_services_group_only(engine):
+def test_the_engine_socket_is_for_root_and_the_services_group_only(docker_engine):
     """scripts/docker.sh leaves the socket 0660 root:attune (root:root without that group)
     in a folder closed to everyone else; another uid cannot even reach it."""
     subprocess.run(["bash", str(DOCKER_SCRIPT), "start"], check=True, capture_output=True,
