@@ -31,9 +31,6 @@ from .params import InputError, load_param_file, parse_duration, parse_pairs, pa
 
 OK, FAILED, ERROR, TIMED_OUT = 0, 1, 2, 3
 COMPLETE_VAR = "_ATTUNE_COMPLETE"
-OPERATOR_HELP = ("Operator commands (on the platform's host, with its config): attune "
-                 "up|down|status|migrate|register-pack|rotate-keys|keys|shell|create-user "
-                 "--config nameko.yaml; `attune up --help` for each.")
 PACK_POLL_SECONDS = 0.5
 TREE_DEPTH = 4  # nested workflows shown this deep by `executions get`
 
@@ -140,8 +137,7 @@ def read_secret(prompt: str) -> str:
 
 # The group ---------------------------------------------------------------------------------
 
-@click.group(cls=AttuneGroup, epilog=OPERATOR_HELP,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AttuneGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", envvar="ATTUNE_URL", show_envvar=True,
               help="The API's base URL (default: $ATTUNE_URL, else the last login's).")
 def cli(url: str | None) -> None:
@@ -820,8 +816,13 @@ def completion(shell: str) -> None:
     click.echo(maker(cli, {}, "attune", COMPLETE_VAR).source())
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the user's commands on `argv`; the exit code."""
+def main(argv: Sequence[str], operator_commands: Sequence[str] = ()) -> int:
+    """Run the user's commands on `argv`; the exit code. The entry point names the operator's
+    commands, which it runs itself, so that `attune --help` can point to them."""
+    if operator_commands:
+        cli.epilog = (f"Operator commands, on the platform's host with its config: attune "
+                      f"{'|'.join(operator_commands)} --config nameko.yaml (`attune up --help` "
+                      f"for each).")
     try:
         cli.main(args=list(argv), prog_name="attune", complete_var=COMPLETE_VAR)
     except SystemExit as done:

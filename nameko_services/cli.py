@@ -903,7 +903,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not words or words[0] not in operator:
         from client.cli import main as user_main
 
-        return user_main(words)
+        return user_main(words, operator_commands=sorted(operator))
     args = parser.parse_args(words)
     try:
         return args.func(args)
