@@ -7,4 +7,4 @@ down:
 test:
 	./scripts/test.sh
 lint:
-	.venv/bin/ruff check nameko_services gateway runners tests bench alembic
+	.venv/bin/ruff check nameko_services gateway runners client tests bench alembic

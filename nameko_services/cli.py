@@ -894,8 +894,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (`attune`)."""
-    args = build_parser().parse_args(argv)
+    """Console entry point (`attune`): the operator's commands above; any other word is a
+    user's command (`attune login`, `attune run`, ...: client.cli, over the REST API)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    operator = next(a.choices for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    if not words or words[0] not in operator:
+        from client.cli import main as user_main
+
+        return user_main(words, operator_commands=sorted(operator))
+    args = parser.parse_args(words)
     try:
         return args.func(args)
     except (CliError, AttuneError) as exc:

@@ -7,10 +7,10 @@ ensure_infrastructure
 cd "$ROOT"
 unset ATTUNE_DATABASE_URL ATTUNE_AMQP_URI ATTUNE_API_PORT ATTUNE_RUN_DIR || true
 say "ruff"
-"$VENV/bin/ruff" check nameko_services gateway runners tests bench alembic
+"$VENV/bin/ruff" check nameko_services gateway runners client tests bench alembic
 say "lint-imports (the layers: [tool.importlinter] in pyproject.toml)"
 "$VENV/bin/lint-imports"
-say "mypy (nameko_services/domain, runners: [tool.mypy] in pyproject.toml)"
+say "mypy (nameko_services/domain, runners, client: [tool.mypy] in pyproject.toml)"
 "$VENV/bin/mypy"
 say "pytest (integration tests on an empty vhost ${ATTUNE_TEST_VHOST:-attune_test})"
 renew_vhost "${ATTUNE_TEST_VHOST:-attune_test}"
