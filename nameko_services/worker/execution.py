@@ -65,7 +65,7 @@ def handle_scheduled(
                   extra={"execution_id": execution_id})
         return None
     _publish(dispatch, claimed)
-    with runtime.track(execution_id) as slot:
+    with runtime.track(execution_id, claimed.get("action_ref")) as slot:
         result = run_claimed(platform, claimed, ready, slot, dispatch)
     final = record(platform.engine, runtime.name, execution_id, result)
     if final is not None:
