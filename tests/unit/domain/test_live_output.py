@@ -197,7 +197,7 @@ def test_settings_parse_text_values_and_refuse_unknown_keys_and_impossible_bound
     parsed = LiveOutputSettings.from_mapping({"enabled": "false", "interval_ms": "150",
                                               "lines_per_second": 10})
     assert parsed == LiveOutputSettings(enabled=False, interval_ms=150, lines_per_second=10)
-    with pytest.raises(ConfigurationError, match="live_output.*intervall_ms"):
+    with pytest.raises(ConfigurationError, match=r"live_output.*intervall_ms"):
         LiveOutputSettings.from_mapping({"intervall_ms": 100})
     with pytest.raises(ConfigurationError, match="interval_ms"):
         LiveOutputSettings.from_mapping({"interval_ms": 0})
