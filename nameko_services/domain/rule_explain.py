@@ -1,31 +1,28 @@
 """Why an event ran what it ran: every rule of its tenant on its trigger, what the executor
-recorded for it (`rule_evaluations`, `enforcements`) and what its criteria say now.
+recorded for it (`rule_evaluations`, `enforcements`) and what the rule makes of it now.
 
-Read-only: the criteria are evaluated again (`rules.decide`, the executor's own sandbox and
-context) without claiming the event or inserting anything. An operator's tool (the executor's
-`explain()` RPC), so it reads any tenant's event. A rule dry-run API that factors the same
-evaluation is planned; both are meant to share this module.
+Read-only: "now" is the rule's dry-run against the stored event (`rule_dry_run.dry_run`, the
+same evaluation as POST /api/v1/rules/{id}/test and the executor), nothing claimed or
+inserted. An operator's tool (the executor's `explain()` RPC), so it reads any tenant's event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from . import datastore, events, rules, templating
-from .crypto import Cipher
+from . import events, rule_dry_run
 from .db import isoformat
 from .models import enforcements, rule_evaluations
 from .models import rules as rules_table
 
 
-def explain(conn: Connection, cipher: Cipher, event_id: int,
-            now: datetime | None = None) -> dict[str, Any]:
+def explain(conn: Connection, event_id: int, now: datetime | None = None) -> dict[str, Any]:
     """The event and, per rule on its trigger (oldest first), the verdict recorded when the
-    event was evaluated, the enforcement it made, the criteria's verdict now and a `reason` in
+    event was evaluated, the enforcement it made, the rule's dry-run now and a `reason` in
     words. NotFoundError when there is no such event."""
     event = events.get(conn, None, event_id)
     tenant_id = event["tenant_id"]
@@ -45,21 +42,18 @@ def explain(conn: Connection, cipher: Cipher, event_id: int,
                rules_table.c.trigger_id == event["trigger_id"])
         .order_by(rules_table.c.id)
     ).mappings().all() if event["trigger_id"] is not None else []
-    context = rules.criteria_context(
-        event, templating.DatastoreView(lambda: datastore.get_all(conn, cipher, tenant_id)),
-        now or datetime.now(UTC))
     return {
         "event": {"id": event["id"], "tenant_id": tenant_id, "trigger_id": event["trigger_id"],
                   "trigger_ref": event["trigger_ref"], "source": event["source"],
                   "processed_at": isoformat(event["processed_at"]), "error": event["error"],
                   "created_at": isoformat(event["created_at"])},
-        "rules": [_rule(dict(row), event, rules.decide(row["criteria"], context))
-                  for row in found],
+        "rules": [_rule(dict(row), event, rule_dry_run.dry_run(
+            conn, tenant_id, row["id"], {"event_id": event_id}, now)) for row in found],
     }
 
 
 def _rule(row: Mapping[str, Any], event: Mapping[str, Any],
-          now: rules.Decision) -> dict[str, Any]:
+          now: dict[str, Any]) -> dict[str, Any]:
     recorded = (None if row["recorded_matched"] is None else
                 {"matched": row["recorded_matched"], "error": row["recorded_error"]})
     enforcement = (None if row["enforcement_id"] is None else
@@ -68,13 +62,14 @@ def _rule(row: Mapping[str, Any], event: Mapping[str, Any],
     return {
         "rule_id": row["id"], "ref": row["ref"], "enabled": row["enabled"],
         "criteria": row["criteria"], "recorded": recorded, "enforcement": enforcement,
-        "now": {"matched": now.matched, "error": now.error},
+        "now": {"matched": now["matched"], "criteria": now["criteria"],
+                "outcome": now["outcome"], "would_fire": now["would_fire"]},
         "reason": _reason(row, event, recorded, enforcement, now),
     }
 
 
 def _reason(row: Mapping[str, Any], event: Mapping[str, Any], recorded: dict[str, Any] | None,
-            enforcement: dict[str, Any] | None, now: rules.Decision) -> str:
+            enforcement: dict[str, Any] | None, now: dict[str, Any]) -> str:
     """What happened to this rule for this event, in one sentence."""
     if recorded is not None and recorded["matched"]:
         if enforcement is None:
@@ -94,4 +89,4 @@ def _reason(row: Mapping[str, Any], event: Mapping[str, Any], recorded: dict[str
     if not row["enabled"]:
         return "not evaluated: the rule is disabled"
     return ("not evaluated: the rule was created or enabled after the event was processed "
-            f"(its criteria would now {'match' if now.matched else 'not match'})")
+            f"(its criteria would now {'match' if now['matched'] else 'not match'})")

@@ -14,7 +14,6 @@ from sqlalchemy import Engine, func, select
 
 from .. import broker
 from ..domain import execution_control, executions, rule_explain
-from ..domain.crypto import Cipher
 from ..domain.db import isoformat, transaction
 from ..domain.models import events
 from ..domain.models import executions as executions_table
@@ -100,7 +99,7 @@ def _waiting(row: Mapping[str, Any] | None, now: Any) -> dict[str, Any] | None:
             "waiting_seconds": round((now - row["created_at"]).total_seconds(), 3)}
 
 
-def explain(engine: Engine, cipher: Cipher, event_id: int) -> dict[str, Any]:
+def explain(engine: Engine, event_id: int) -> dict[str, Any]:
     """Which rules the event matched and why the others did not (domain/rule_explain.py)."""
     with transaction(engine) as conn:
-        return rule_explain.explain(conn, cipher, int(event_id))
+        return rule_explain.explain(conn, int(event_id))

@@ -122,5 +122,5 @@ class ExecutorService:
     @rpc
     def explain(self, event_id: int) -> dict[str, Any]:
         """Why event `event_id` ran what it ran: per rule on its trigger, the verdict recorded
-        then, its enforcement and execution, the criteria's verdict now, and a reason."""
-        return operator.explain(self.platform.engine, self.platform.cipher, event_id)
+        then, its enforcement and execution, its dry-run now, and a reason."""
+        return operator.explain(self.platform.engine, event_id)

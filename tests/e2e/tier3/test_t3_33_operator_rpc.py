@@ -125,7 +125,9 @@ def test_explain_says_which_rules_matched_and_why_the_others_did_not(n, api):
     assert by_rule[hit["id"]]["enforcement"]["execution_id"] is not None
     assert by_rule[hit["id"]]["reason"].startswith("matched")
     assert by_rule[miss["id"]]["recorded"] == {"matched": False, "error": None}
-    assert by_rule[miss["id"]]["now"] == {"matched": False, "error": None}
+    assert by_rule[miss["id"]]["now"]["matched"] is False
+    assert by_rule[miss["id"]]["now"]["outcome"] == "no_match"
+    assert by_rule[hit["id"]]["now"]["would_fire"] is True
     assert "criteria were false" in by_rule[miss["id"]]["reason"]
     assert by_rule[off["id"]]["recorded"] is None
     assert by_rule[off["id"]]["reason"] == "not evaluated: the rule is disabled"
