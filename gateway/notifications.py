@@ -20,6 +20,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ENTITY_TYPES = frozenset({"execution", "inquiry", "rule", "event"})
+# Sent only to clients subscribed to the entity by its id, not to every subscriber of its type:
+# a running action's lines are for whoever watches that execution, not for every live feed.
+BY_ID_ONLY = frozenset({"execution.output"})
 DEFAULT_MAX_QUEUE = 1000
 GOING_AWAY = 1001
 
@@ -71,9 +74,9 @@ class Client:
 
     def wants(self, message: Mapping[str, Any]) -> bool:
         entity_type = message.get("entity_type")
-        return (entity_type, None) in self.subscriptions or (
-            (entity_type, message.get("entity_id")) in self.subscriptions
-        )
+        if (entity_type, message.get("entity_id")) in self.subscriptions:
+            return True
+        return (entity_type, None) in self.subscriptions and message.get("event") not in BY_ID_ONLY
 
     def offer(self, text: str) -> bool:
         """Queue a notification without ever blocking; False (and counted) when full."""

@@ -7,7 +7,7 @@ templates, loads secrets and issues the execution token before it builds a `RunR
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +38,65 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLines:
+    """Where a runner hands the lines of the action's stdout and stderr while it runs (the
+    worker's live output), in order per stream: `send(stream, lines, cut)` with `stream`
+    "stdout" or "stderr" and each line without its newline. A line longer than `keep_bytes`
+    arrives alone as its first `keep_bytes` bytes with `cut` true; its rest is skipped, so a
+    runner never holds more than `keep_bytes` of an unfinished line."""
+
+    send: Callable[[str, list[bytes], bool], None]
+    keep_bytes: int
+
+
+class LineSplitter:
+    """One stream's chunks → `OutputLines.send` calls: one call per chunk for its whole
+    lines, so a chatty action costs one call per read, not one per line."""
+
+    __slots__ = ("_lines", "_partial", "_skipping", "_stream")
+
+    def __init__(self, stream: str, lines: OutputLines) -> None:
+        self._stream = stream
+        self._lines = lines
+        self._partial = b""
+        self._skipping = False  # the rest of a line already sent cut
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes read from the stream."""
+        pieces = chunk.split(b"\n")
+        rest = pieces.pop()  # what follows the last newline: an unfinished line
+        whole: list[bytes] = []
+        for index, piece in enumerate(pieces):
+            if index == 0:
+                if self._skipping:
+                    self._skipping = False
+                    continue
+                piece, self._partial = self._partial + piece, b""
+            if len(piece) > self._lines.keep_bytes:
+                self._send(whole)
+                whole = []
+                self._lines.send(self._stream, [piece[:self._lines.keep_bytes]], True)
+            else:
+                whole.append(piece)
+        self._send(whole)
+        if rest and not self._skipping:
+            self._partial += rest
+            if len(self._partial) > self._lines.keep_bytes:
+                self._lines.send(self._stream, [self._partial[:self._lines.keep_bytes]], True)
+                self._partial, self._skipping = b"", True
+
+    def end(self) -> None:
+        """End of the stream: a last line without a newline is still a line."""
+        if self._partial:
+            self._send([self._partial])
+        self._partial, self._skipping = b"", False
+
+    def _send(self, whole: list[bytes]) -> None:
+        if whole:
+            self._lines.send(self._stream, whole, False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +139,9 @@ class RunRequest:
     keep_image_user: bool = False
     # python, node, shell: where the action runs (its uid, mounts, limits, network).
     sandbox: Sandbox | None = None
+    # Live output: each line of stdout and stderr while the action runs (None: nobody listens,
+    # and reading the output costs nothing more than before).
+    output_lines: OutputLines | None = None
 
     def stdin_document(self) -> dict[str, Any]:
         """The one JSON document written to the action's stdin (packs.md)."""

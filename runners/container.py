@@ -39,7 +39,16 @@ from docker.types import LogConfig
 from docker.utils import parse_repository_tag
 from docker.utils.socket import frames_iter
 
-from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
+from .base import (
+    LineSplitter,
+    Masker,
+    Outcome,
+    OutputLines,
+    RunnerError,
+    RunRequest,
+    RunResult,
+    error,
+)
 from .container_policy import memory_bytes
 from .process import truncation_marker
 
@@ -185,15 +194,19 @@ def _interpreter(entry: Path) -> list[str]:
 
 
 class _Capture:
-    """Reads the attach stream to EOF in its own (green) thread, demultiplexed and capped."""
+    """Reads the attach stream to EOF in its own (green) thread, demultiplexed and capped, and
+    hands its lines to `lines` as they come (live output) when given."""
 
-    def __init__(self, sock: Any, keep: int, on_done: threading.Event) -> None:
+    def __init__(self, sock: Any, keep: int, on_done: threading.Event,
+                 lines: OutputLines | None = None) -> None:
         self.sock = sock
         self.keep = keep
         self.data = {1: bytearray(), 2: bytearray()}
         self.total = {1: 0, 2: 0}
         self.done = threading.Event()
         self._on_done = on_done
+        self._lines = ({1: LineSplitter("stdout", lines), 2: LineSplitter("stderr", lines)}
+                       if lines is not None else {})
 
     def start(self) -> None:
         threading.Thread(target=self._read, daemon=True, name="attune-container-read").start()
@@ -207,9 +220,13 @@ class _Capture:
                 room = self.keep - len(self.data[stream])
                 if room > 0:
                     self.data[stream] += chunk[:room]
+                if self._lines:
+                    self._lines[stream].feed(chunk)
         except (OSError, ValueError):
             pass  # the socket was closed under us (timeout, cancel): keep what was read
         finally:
+            for splitter in self._lines.values():
+                splitter.end()
             self.done.set()
             self._on_done.set()
 
@@ -325,7 +342,7 @@ class ContainerRunner:
             container_id = created["Id"]
             sock = api.attach_socket(container_id,
                                      params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-            capture = _Capture(sock, keep, self._wake)
+            capture = _Capture(sock, keep, self._wake, request.output_lines)
             capture.start()
             api.start(container_id)
             threading.Thread(target=_write_stdin, args=(sock, stdin), daemon=True,

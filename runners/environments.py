@@ -330,6 +330,17 @@ class Environments:
                 return EnvironmentState(status)
         return EnvironmentState("ready")
 
+    def building(self) -> list[dict[str, str]]:
+        """The builds running on this host right now (their lock is held, by any process):
+        kind, owner, pack ref and version as their folder names them."""
+        found = []
+        for lock in sorted(self.root.glob(f"*/*/*/*{LOCK_SUFFIX}")):
+            if _is_locked(lock):
+                kind, owner, ref = lock.parts[-4:-1]
+                version = lock.name[:-len(LOCK_SUFFIX)].rpartition("-")[0]
+                found.append({"kind": kind, "owner": owner, "pack": ref, "version": version})
+        return found
+
     # -- building ---------------------------------------------------------------------------------
     def ensure(self, source: PackSource, kinds: Sequence[str] | None = None, *,
                retry_failed: bool = False) -> PackEnvironment:

@@ -265,6 +265,24 @@ class ForkServers:
             with self._lock:
                 self._broken[server.key] = time.monotonic() + BROKEN_SECONDS
 
+    def describe(self) -> list[dict[str, Any]]:
+        """What an operator asks of this process's servers (the worker's `status()` RPC):
+        sandbox owner, interpreter, pid, network, alive, whether it served a run; and the
+        interpreters run cold for now because their server keeps failing."""
+        now = time.monotonic()
+        with self._lock:
+            servers = list(self._servers.values())
+            broken = [(key, until) for key, until in self._broken.items() if until > now]
+        found: list[dict[str, Any]] = [
+            {"owner": server.key[0].owner, "interpreter": server.interpreter,
+             "pid": server.process.pid, "network": server.key[0].network,
+             "alive": server.alive(), "served": server.served}
+            for server in servers]
+        found += [{"owner": key[0].owner, "interpreter": key[1], "pid": None,
+                   "network": key[0].network, "alive": False, "served": False,
+                   "cold_for_seconds": round(until - now, 1)} for key, until in broken]
+        return found
+
     def close(self) -> None:
         """Retire every server and reap the idle ones (tests; a worker's servers also go when
         the worker exits)."""

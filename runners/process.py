@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from . import forkserver, sandbox
-from .base import Masker, Outcome, RunnerError, RunRequest, RunResult, error
+from .base import LineSplitter, Masker, Outcome, RunnerError, RunRequest, RunResult, error
 from .environments import find_python
 from .sandbox import Sandbox
 
@@ -67,15 +67,18 @@ def base_environment(request: RunRequest) -> dict[str, str]:
 
 
 class _Stream:
-    """Reads one pipe to EOF in its own thread; keeps at most `keep` bytes, counts them all."""
+    """Reads one pipe to EOF in its own thread; keeps at most `keep` bytes, counts them all,
+    and hands its lines to `lines` as they come (live output) when given."""
 
-    def __init__(self, fd: int, keep: int, on_done: Callable[[], None]) -> None:
+    def __init__(self, fd: int, keep: int, on_done: Callable[[], None],
+                 lines: LineSplitter | None = None) -> None:
         self.fd = fd
         self.keep = keep
         self.data = bytearray()
         self.total = 0
         self.done = threading.Event()
         self._on_done = on_done
+        self._lines = lines
 
     def start(self) -> None:
         threading.Thread(target=self._read, daemon=True, name=f"attune-read-{self.fd}").start()
@@ -95,6 +98,10 @@ class _Stream:
                 room = self.keep - len(self.data)
                 if room > 0:
                     self.data += chunk[:room]
+                if self._lines is not None:
+                    self._lines.feed(chunk)
+            if self._lines is not None:
+                self._lines.end()
         finally:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
@@ -358,8 +365,11 @@ class ProcessRunner:
             if all(s.done.is_set() for s in streams):
                 self._wake.set()
 
-        out = _Stream(out_r, keep, stream_done)
-        err = _Stream(err_r, keep, stream_done)
+        live = request.output_lines
+        out = _Stream(out_r, keep, stream_done,
+                      LineSplitter("stdout", live) if live is not None else None)
+        err = _Stream(err_r, keep, stream_done,
+                      LineSplitter("stderr", live) if live is not None else None)
         streams += [out, err]
         res = None
         if res_r is not None:

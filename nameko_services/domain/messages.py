@@ -12,6 +12,10 @@ EVENT_CREATED = "event.created"
 RULE_CHANGED = "rule.changed"
 TRIGGER_CHANGED = "trigger.changed"
 PACK_CHANGED = "pack.changed"
+# Worker → notifier (source EXECUTIONS) while an action runs: a batch of its output lines,
+# bounded and masked (domain/live_output.py): {"execution_id", "tenant_id", "stream"
+# ("stdout"|"stderr"), "seq" (1, 2, … per stream), "lines", "dropped"}.
+EXECUTION_OUTPUT = "execution.output"
 # Dispatched by the gateway when a user asks for an execution: {"execution_id", "tenant_id"}.
 EXECUTION_REQUESTED = "execution.requested"
 # Executor → worker work message: {"execution_id", "tenant_id"}.
@@ -57,8 +61,8 @@ PRIORITISED = frozenset({EVENT_CREATED, EXECUTION_REQUESTED, EXECUTION_SCHEDULED
 # a broker restart may drop a notification, never state: the database holds every change and
 # the API serves it. A status change the executor acts on (EXECUTION_FOLLOW_UP) stays
 # persistent (green.Publisher), as do work messages and every other message.
-NEWS_ONLY = frozenset({EXECUTION_CREATED, EXECUTION_STATUS_CHANGED, RULE_TRIGGERED,
-                       EVENT_PROCESSED, NOTIFICATION_PUBLISHED, TOKENS_REVOKED})
+NEWS_ONLY = frozenset({EXECUTION_CREATED, EXECUTION_STATUS_CHANGED, EXECUTION_OUTPUT,
+                       RULE_TRIGGERED, EVENT_PROCESSED, NOTIFICATION_PUBLISHED, TOKENS_REVOKED})
 
 # Service names as used for event exchanges (nameko: "<service>.events").
 # EXECUTIONS is a shared source: every execution.created / execution.status_changed goes

@@ -17,6 +17,7 @@ from runners.sandbox import LIMIT_KEYS, Limits
 from .backlog import BacklogSettings
 from .config_values import bounded, flag, reject_unknown
 from .errors import ConfigurationError
+from .live_output import LiveOutputSettings
 from .paths import PROJECT_ROOT
 
 
@@ -378,6 +379,7 @@ class Settings:
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     container: ContainerPolicy = field(default_factory=ContainerPolicy)
     backlog: BacklogSettings = field(default_factory=BacklogSettings)
+    live_output: LiveOutputSettings = field(default_factory=LiveOutputSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -400,6 +402,8 @@ class Settings:
         sandbox = SandboxSettings.from_mapping(dict(section.pop("sandbox", None) or {}))
         container = parse_container(dict(section.pop("container", None) or {}))
         backlog = BacklogSettings.from_mapping(dict(section.pop("backlog", None) or {}))
+        live_output = LiveOutputSettings.from_mapping(
+            dict(section.pop("live_output", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -449,6 +453,7 @@ class Settings:
                 sandbox=sandbox,
                 container=container,
                 backlog=backlog,
+                live_output=live_output,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

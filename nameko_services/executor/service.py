@@ -9,7 +9,7 @@ from nameko.timer import timer
 
 from ..domain import messages
 from ..extensions import Dispatcher, PlatformProvider, batch_event_handler, event_handler, rpc
-from . import due, enforcement, inquiry, parents, recovery, scheduling, workers
+from . import due, enforcement, inquiry, operator, parents, recovery, scheduling, workers
 from .timer_extensions import TimerWheel, timer_due
 
 # An eager timer with this interval fires once, at start-up (it would next fire in ~30 years).
@@ -98,3 +98,29 @@ class ExecutorService:
     def ping(self) -> dict[str, str]:
         """Health probe used by the gateway's /health."""
         return {"service": self.name, "status": "ok"}
+
+    # Operator calls (`attune shell`, docs/operations.md "nameko shell"): across tenants, over
+    # RabbitMQ only.
+    @rpc
+    def invoke(self, action_ref: Any, params: dict[str, Any] | None = None,
+               tenant_id: int | None = None, wait: float = 30) -> dict[str, Any]:
+        """Run an action of tenant `tenant_id` like a function: the execution is created as
+        the API creates one (audit actor `operator`) and the call returns it once it ended, or
+        as it is after `wait` seconds (at most 300; 0 returns at once). The call holds one of
+        this executor's workers while it waits (it reads the status a few times a second)."""
+        if tenant_id is None:
+            raise ValueError("tenant_id is required: the tenant whose action runs")
+        return operator.invoke(self.platform.engine, self.dispatch, action_ref, params,
+                               tenant_id, wait)
+
+    @rpc
+    def stats(self) -> dict[str, Any]:
+        """Executions by status (every tenant), the oldest waiting execution and unprocessed
+        event with their age, and each work queue's ready messages and consumers."""
+        return operator.stats(self.platform.engine, self.platform.settings.amqp_uri)
+
+    @rpc
+    def explain(self, event_id: int) -> dict[str, Any]:
+        """Why event `event_id` ran what it ran: per rule on its trigger, the verdict recorded
+        then, its enforcement and execution, its dry-run now, and a reason."""
+        return operator.explain(self.platform.engine, event_id)

@@ -74,6 +74,25 @@ def for_execution(event: str, payload: Mapping[str, Any]) -> Notification:
     )
 
 
+def for_execution_output(payload: Mapping[str, Any]) -> Notification:
+    """execution.output: a batch of a running action's lines of one stream (already bounded
+    and masked by the worker); `seq` counts the stream's messages from 1, so a client sees a
+    gap, and `dropped` how many lines the rate bound left out (each place marked in `lines`)."""
+    execution_id = payload["execution_id"]
+    data = {
+        "execution_id": execution_id,
+        "stream": payload["stream"],
+        "seq": int(payload["seq"]),
+        "lines": list(payload["lines"]),
+        "dropped": int(payload.get("dropped", 0)),
+    }
+    return Notification(
+        tenant_id=int(payload["tenant_id"]),
+        key=f"execution:{execution_id}",
+        message=message(m.EXECUTION_OUTPUT, "execution", execution_id, data, None),
+    )
+
+
 def for_event(event_row: Mapping[str, Any]) -> Notification:
     """event.created, from the stored event (already in its API shape)."""
     data = {

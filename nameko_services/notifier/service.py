@@ -45,6 +45,12 @@ class NotifierService:
         self._forward(f"execution:{payload.get('execution_id')}",
                       lambda: n.for_execution(m.EXECUTION_STATUS_CHANGED, payload))
 
+    @event_handler(m.EXECUTIONS, m.EXECUTION_OUTPUT)
+    def on_execution_output(self, payload: dict[str, Any]) -> None:
+        """A running action's lines (worker, live output), in order with its status news."""
+        self._forward(f"execution:{payload.get('execution_id')}",
+                      lambda: n.for_execution_output(payload))
+
     @event_handler(m.GATEWAY, m.EVENT_CREATED)
     def on_event_created(self, payload: dict[str, Any]) -> None:
         self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))

@@ -31,7 +31,7 @@ class SensorService:
 
     platform = PlatformProvider()
     dispatch = Dispatcher()
-    timers = Timers()
+    heap = Timers()  # the timers' schedule points (the `timers()` RPC lists them)
     sensors = PackSensors()
     pack_cache = PackCachePruner()  # at start and every 10 min: unused pack versions go
 
@@ -39,34 +39,40 @@ class SensorService:
     def fire_timer(self, trigger_id: int, scheduled_at: datetime) -> None:
         """A schedule point is due: fire it unless another sensor process already did."""
         timers.fire_and_announce(
-            self.platform.engine, self.dispatch, self.timers, trigger_id, scheduled_at
+            self.platform.engine, self.dispatch, self.heap, trigger_id, scheduled_at
         )
 
     @event_handler(messages.GATEWAY, messages.RULE_CHANGED, **definition_change)
     def on_rule_changed(self, payload: dict[str, Any]) -> None:
         """A rule was created, enabled, disabled or deleted: its trigger may start or stop."""
-        timers.refresh(self.platform.engine, self.timers, payload.get("trigger_id"))
+        timers.refresh(self.platform.engine, self.heap, payload.get("trigger_id"))
 
     @event_handler(messages.GATEWAY, messages.TRIGGER_CHANGED, **definition_change)
     def on_trigger_changed(self, payload: dict[str, Any]) -> None:
         """A trigger was created, changed or deleted."""
-        timers.refresh(self.platform.engine, self.timers, payload.get("trigger_id"))
+        timers.refresh(self.platform.engine, self.heap, payload.get("trigger_id"))
 
     @event_handler(messages.GATEWAY, messages.PACK_CHANGED, **definition_change)
     def on_pack_changed(self, payload: dict[str, Any]) -> None:
         """A pack was registered, reloaded or deleted: re-read every timer and pack sensor."""
-        timers.resync(self.platform.engine, self.timers)
+        timers.resync(self.platform.engine, self.heap)
         self.sensors.sync()
 
     @timer(interval=RESYNC_INTERVAL_SECONDS, eager=True)
     def resync(self) -> None:
         """At start-up load every timer (resuming from last_fired_at) and start the pack
         sensors; later a safety net (and a replica's chance to take over a sensor)."""
-        timers.resync(self.platform.engine, self.timers)
+        timers.resync(self.platform.engine, self.heap)
         self.sensors.sync()
 
     @rpc
     def ping(self) -> dict[str, str]:
         """Health probe used by the gateway's /health."""
         return {"service": self.name, "status": "ok"}
+
+    @rpc
+    def timers(self) -> list[dict[str, Any]]:
+        """Operator view: each timer in the heap of the sensor process that answers, with its
+        next fire time (every replica holds every timer; the first to fire a point wins)."""
+        return timers.describe(self.heap)
 

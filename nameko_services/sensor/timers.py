@@ -132,6 +132,22 @@ def sync(scheduler: Scheduler, specs: Iterable[TimerSpec], now: datetime | None 
         apply(scheduler, spec.trigger_id, spec, now)
 
 
+def describe(scheduler: Scheduler) -> list[dict[str, Any]]:
+    """Every timer in this process's heap with its next fire time, soonest first (the sensor's
+    `timers()` RPC)."""
+    found = []
+    held = scheduler.keys()  # a copy: the heap may change meanwhile
+    for trigger_id in held:
+        spec, due = scheduler.get(trigger_id), scheduler.due(trigger_id)
+        if spec is None or due is None:  # removed meanwhile
+            continue
+        found.append({"trigger_id": trigger_id, "ref": spec.ref,
+                      "schedule": type(spec.schedule).__name__.removesuffix("Schedule").lower(),
+                      "next_fire_at": isoformat(due),
+                      "last_fired_at": isoformat(spec.last_fired_at)})
+    return sorted(found, key=lambda timer: (timer["next_fire_at"], timer["trigger_id"]))
+
+
 def refresh(engine: Engine, scheduler: Scheduler, trigger_id: int | None) -> None:
     """Re-read one trigger after a definition change (rule or trigger created/updated/deleted);
     without a trigger id, re-read them all."""

@@ -8,6 +8,7 @@ terminal state: an unexpected error in this code fails it with `error.type: "wor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -23,6 +24,7 @@ from runners.base import Outcome, RunResult, error
 from .. import log_masking
 from ..domain import executions, messages
 from ..domain.db import transaction
+from ..domain.live_output import LiveOutput, live_masker
 from ..domain.states import ExecutionStatus
 from ..extensions import Platform
 from . import preparation, repository
@@ -63,8 +65,8 @@ def handle_scheduled(
                   extra={"execution_id": execution_id})
         return None
     _publish(dispatch, claimed)
-    with runtime.track(execution_id) as slot:
-        result = run_claimed(platform, claimed, ready, slot)
+    with runtime.track(execution_id, claimed.get("action_ref")) as slot:
+        result = run_claimed(platform, claimed, ready, slot, dispatch)
     final = record(platform.engine, runtime.name, execution_id, result)
     if final is not None:
         _publish(dispatch, final)
@@ -90,12 +92,13 @@ def prepare_claimed(
 
 def run_claimed(
     platform: Platform, row: Mapping[str, Any], ready: preparation.Prepared | RunResult,
-    slot: Slot,
+    slot: Slot, dispatch: Dispatch,
 ) -> RunResult:
     """Run a prepared request; never raises (a failure of ours becomes a failed result).
 
     While the run's secrets are known, they are masked in this process's logs, and an error of
-    ours is masked before it becomes the execution's result.
+    ours is masked before it becomes the execution's result. The lines the action prints are
+    published while it runs (`live_output`, unless disabled), all of them before this returns.
     """
     if isinstance(ready, RunResult):
         return ready
@@ -107,12 +110,32 @@ def run_claimed(
             preparation.use_environment(prepared, platform.settings, platform.engine)
             runner = get_runner(prepared.runner_type)()
             slot.attach(runner)
-            return runner.run(prepared.request)
+            request = prepared.request
+            if platform.settings.live_output.enabled:
+                live = live_output(platform, row, request.secret_values(), dispatch)
+                scope.callback(live.close)  # the last lines leave before the final status
+                request = dataclasses.replace(request, output_lines=live.lines())
+            return runner.run(request)
         except preparation.Rejected as exc:
             return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
         except Exception as exc:
             return _worker_error(row, exc, prepared)
     raise AssertionError("unreachable")  # every path above returns
+
+
+def live_output(platform: Platform, row: Mapping[str, Any], secrets: list[Any],
+                dispatch: Dispatch) -> LiveOutput:
+    """The run's live output, published as EXECUTION_OUTPUT news (transient: messages.NEWS_ONLY)
+    for the notifier."""
+    execution_id, tenant_id = row["id"], row["tenant_id"]
+
+    def publish(stream: str, seq: int, lines: list[str], dropped: int) -> None:
+        dispatch(messages.EXECUTION_OUTPUT, {
+            "execution_id": execution_id, "tenant_id": tenant_id, "stream": stream,
+            "seq": seq, "lines": lines, "dropped": dropped,
+        }, source=messages.EXECUTIONS)
+
+    return LiveOutput(platform.settings.live_output, live_masker(secrets), publish)
 
 
 def _worker_error(

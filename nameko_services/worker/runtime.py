@@ -37,10 +37,19 @@ WATCH_SECONDS = 0.5
 class Slot:
     """One run in flight: cancel may arrive before the runner exists."""
 
-    def __init__(self, execution_id: int) -> None:
+    def __init__(self, execution_id: int, action_ref: str | None = None) -> None:
         self.execution_id = execution_id
+        self.action_ref = action_ref
+        self.started = time.time()
         self.canceled = False
         self.runner: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        """The run as an operator sees it (the worker's `status()` RPC)."""
+        return {"execution_id": self.execution_id, "action_ref": self.action_ref,
+                "running_seconds": round(time.time() - self.started, 3),
+                "runner": type(self.runner).__name__ if self.runner is not None else None,
+                "canceled": self.canceled}
 
     def attach(self, runner: Any) -> None:
         """Remember the runner; a cancel that came first reaches it now."""
@@ -67,9 +76,9 @@ class Runtime:
         self.slots: dict[int, Slot] = {}
 
     @contextlib.contextmanager
-    def track(self, execution_id: int) -> Iterator[Slot]:
-        """Register a run in flight for the watch and for `cancel_all`."""
-        slot = Slot(execution_id)
+    def track(self, execution_id: int, action_ref: str | None = None) -> Iterator[Slot]:
+        """Register a run in flight for the watch, for `cancel_all` and for `status()`."""
+        slot = Slot(execution_id, action_ref)
         self.slots[execution_id] = slot
         try:
             yield slot

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain import messages
+from runners import forkserver
+
+from ..domain import messages, sandboxing
 from ..extensions import (
     Dispatcher,
     PackCachePruner,
@@ -48,3 +50,17 @@ class WorkerService:
     def ping(self) -> dict[str, str]:
         """Health probe used by the gateway's /health."""
         return {"service": self.name, "status": "ok", "worker": self.runtime.name}
+
+    @rpc
+    def status(self) -> dict[str, Any]:
+        """Operator view of the replica that answers (RPC goes to one worker process; call
+        again to reach another): its runs in flight, its warm python servers, and the pack
+        environment builds running on its host (docs/operations.md "nameko shell")."""
+        return {
+            "worker": self.runtime.name,
+            "runs": sorted((slot.describe() for slot in list(self.runtime.slots.values())),
+                           key=lambda run: run["execution_id"]),
+            "fork_servers": forkserver.SERVERS.describe(),
+            "environment_builds": sandboxing.pack_environments(
+                self.platform.settings).building(),
+        }

@@ -87,6 +87,9 @@ def run_action(result_fd: int, entry: str) -> int:
     """
     entry = os.path.abspath(entry)
     os.set_inheritable(result_fd, False)  # processes the action starts do not hold it open
+    # Each printed line leaves at once, as on a terminal: the worker shows it live
+    # (api.md "execution.output") instead of when 8 KiB have piled up or the action ends.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     raw = sys.stdin.buffer.read()
     document = json.loads(raw) if raw.strip() else {}
     parameters = document.get("parameters") or {}

@@ -153,3 +153,17 @@ def test_commands_subscribe_unsubscribe_ping_and_errors():
         reply = handle_command(client, bad)
         assert reply["event"] == "error" and reply["message"], bad
     assert client.subscriptions == set()
+
+
+def test_live_output_goes_only_to_clients_subscribed_to_that_execution_by_id():
+    hub = NotificationHub()
+    by_id, by_type = Recorder(), Recorder()
+    connect(hub, 1, by_id).subscribe("execution", 7)
+    connect(hub, 1, by_type).subscribe("execution")
+    output = {**message("execution", 7, lines=["hi"]), "event": "execution.output"}
+    status = {**message("execution", 7, status="running"), "event": "execution.status_changed"}
+    assert hub.publish(1, output) == 1
+    assert hub.publish(1, status) == 2
+    drain()
+    assert [m["event"] for m in by_id.sent] == ["execution.output", "execution.status_changed"]
+    assert [m["event"] for m in by_type.sent] == ["execution.status_changed"]
