@@ -559,7 +559,7 @@ def triggers_list(ctx: click.Context) -> None:
 
 @cli.group()
 def rules() -> None:
-    """List, enable and disable rules."""
+    """List, enable, disable and dry-run rules."""
 
 
 @rules.command("list")
@@ -573,9 +573,15 @@ def rules_list(ctx: click.Context, pack: str | None) -> None:
         ("ENABLED", "enabled"), ("CRITERIA", "criteria")]))
 
 
+def find_rule(api: Api, rule: str) -> dict[str, Any]:
+    """A rule by id, `pack.name` ref, or the plain ref of a rule made outside any pack."""
+    pack, dot, _ = rule.partition(".")
+    return api.find("rule", "/api/v1/rules", rule, pack=pack if dot else None)
+
+
 def set_enabled(ctx: click.Context, rule: str, enabled: bool) -> None:
     api = api_of(ctx)
-    found = api.find("rule", "/api/v1/rules", rule, pack=rule.partition(".")[0])
+    found = find_rule(api, rule)
     changed = api.patch(f"/api/v1/rules/{found['id']}", {"enabled": enabled})
     emit(changed, lambda: stdout.print(
         f"rule {changed['ref']} {'enabled' if changed['enabled'] else 'disabled'}",
@@ -596,6 +602,53 @@ def rules_enable(ctx: click.Context, rule: str) -> None:
 def rules_disable(ctx: click.Context, rule: str) -> None:
     """Disable RULE (its ref or id): no firing from now; running executions finish."""
     set_enabled(ctx, rule, False)
+
+
+@rules.command("test")
+@click.argument("rule")
+@click.option("--payload", "payload", help="A JSON document, as a webhook of the rule's "
+              "trigger would receive it.")
+@click.option("--event", "event_id", type=click.IntRange(1), help="A stored event's id.")
+@click.pass_context
+def rules_test(ctx: click.Context, rule: str, payload: str | None,
+               event_id: int | None) -> None:
+    """Would RULE (its ref or id) fire on this payload or stored event, and with which
+    parameters? Nothing is stored or run. Exit 0 if it would fire, 1 if not."""
+    if (payload is None) == (event_id is None):
+        raise click.UsageError("give exactly one of --payload JSON and --event ID")
+    body: dict[str, Any] = {"event_id": event_id}
+    if payload is not None:
+        try:
+            body = {"payload": json.loads(payload)}
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
+    api = api_of(ctx)
+    found = find_rule(api, rule)
+    verdict = api.post(f"/api/v1/rules/{found['id']}/test", body)
+
+    def human() -> None:
+        criteria = verdict.get("criteria") or {}
+        stdout.print(f"rule {verdict['rule_ref']}: {verdict['outcome']}"
+                     f"{'' if verdict['would_fire'] else ' (would not fire)'}", markup=False)
+        if not verdict.get("enabled", True):
+            stdout.print("  the rule is disabled", markup=False)
+        if not verdict.get("trigger_matches", True):
+            stdout.print("  the event is not of the rule's trigger", markup=False)
+        if criteria.get("expression"):
+            stdout.print(f"  criteria {criteria['expression']} → "
+                         f"{json.dumps(criteria.get('value'))}", markup=False)
+        if criteria.get("error"):
+            stdout.print(f"  criteria error: {criteria['error']}", markup=False)
+        if verdict.get("parameters") is not None:
+            stdout.print(f"  {verdict['action']} would get "
+                         f"{json.dumps(verdict['parameters'])}", markup=False)
+        if verdict.get("parameters_error"):
+            stdout.print(f"  parameter error: {verdict['parameters_error']}", markup=False)
+        for name, why in (verdict.get("validation_errors") or {}).items():
+            stdout.print(f"  {name}: {why}", markup=False)
+
+    emit(verdict, human)
+    ctx.exit(OK if verdict["would_fire"] else FAILED)
 
 
 @cli.group()
