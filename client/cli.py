@@ -256,7 +256,8 @@ def wait_for(api: Api, execution: dict[str, Any], *, watch: bool,
         if watch:
             print_status(execution)
             final = follow(api, execution["id"], on_status=print_status,
-                           on_output=print_output, timeout=timeout, known=execution)
+                           on_output=print_output, timeout=timeout, known=execution,
+                           on_descendant=print_status)
         elif as_json():
             final = follow(api, execution["id"], timeout=timeout)
         else:

@@ -33,7 +33,8 @@ Handler = Callable[[dict[str, Any]], None]
 
 def follow(api: Api, execution_id: int, *, on_status: Handler | None = None,
            on_output: Handler | None = None, timeout: float | None = None,
-           known: dict[str, Any] | None = None) -> dict[str, Any]:
+           known: dict[str, Any] | None = None,
+           on_descendant: Handler | None = None) -> dict[str, Any]:
     """Wait until the execution ends and return it (as GET /api/v1/executions/{id} has it).
 
     Subscribes first and reads the execution only once the server has confirmed the
@@ -42,6 +43,8 @@ def follow(api: Api, execution_id: int, *, on_status: Handler | None = None,
     change, `on_output` each `execution.output` message's data. A lost connection is opened
     again (CONNECT_ATTEMPTS times at most) and the state read anew; `timeout` (seconds) raises
     WaitTimeout. `known` is the state the caller has shown already (not reported again).
+    `on_descendant` gets each status change of the execution's children (workflow tasks,
+    with-items items) and theirs, as they happen; their live output goes to `on_output` too.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     last: dict[str, Any] = dict(known or {})
@@ -66,7 +69,8 @@ def follow(api: Api, execution_id: int, *, on_status: Handler | None = None,
             time.sleep(min(2.0 ** failures, 10.0))
             continue
         try:
-            return _watch(api, socket, execution_id, seen, on_output, deadline, last)
+            return _watch(api, socket, execution_id, seen, on_output, deadline, last,
+                          on_descendant)
         except ConnectionClosed as closed:
             if closed.reason == UNAUTHORIZED_CLOSE:
                 raise ApiError(401, "unauthorized",
@@ -83,11 +87,14 @@ def follow(api: Api, execution_id: int, *, on_status: Handler | None = None,
 
 def _watch(api: Api, socket: Client, execution_id: int, seen: Callable[[dict[str, Any]], bool],
            on_output: Handler | None, deadline: float | None,
-           last: dict[str, Any]) -> dict[str, Any]:
+           last: dict[str, Any], on_descendant: Handler | None = None) -> dict[str, Any]:
     """One connection's life: the ended execution (ConnectionClosed when it drops)."""
     path = f"/api/v1/executions/{execution_id}"
     socket.send(json.dumps({"action": "subscribe", "entity_type": "execution",
                             "entity_id": execution_id}))
+    family = {execution_id}  # the execution and the descendants seen so far
+    if on_descendant is not None:  # every execution of the tenant: its children among them
+        socket.send(json.dumps({"action": "subscribe", "entity_type": "execution"}))
     socket.send(json.dumps({"action": "ping"}))
     subscribed = False
     while True:
@@ -106,9 +113,14 @@ def _watch(api: Api, socket: Client, execution_id: int, seen: Callable[[dict[str
             continue
         if event == "pong" and not subscribed:
             subscribed = True
+            if on_descendant is not None:  # the children made before the subscription
+                family.update(child["id"] for child in api.items(
+                    "/api/v1/executions", parent_execution_id=execution_id))
             if seen(api.get(path)):
                 return dict(last)
         elif message.get("entity_id") != execution_id:
+            if on_descendant is not None:
+                _descendant(socket, message, family, on_descendant, on_output)
             continue
         elif event == "execution.output" and on_output is not None:
             on_output(message.get("data") or {})
@@ -118,6 +130,30 @@ def _watch(api: Api, socket: Client, execution_id: int, seen: Callable[[dict[str
                 seen(api.get(path))  # the whole row, result included
                 return dict(last)
             seen({**last, **(data.get("execution") or {}), "status": data.get("status")})
+
+
+def _descendant(socket: Client, message: dict[str, Any], family: set[int],
+                on_descendant: Handler, on_output: Handler | None) -> None:
+    """Report a message about a descendant: a child of one already in the family joins it
+    (and is subscribed to by id, for its live output)."""
+    data = message.get("data") or {}
+    entity_id = message.get("entity_id")
+    if message.get("event") == "execution.output":
+        if entity_id in family and on_output is not None:
+            on_output(data)
+        return
+    if message.get("event") not in ("execution.created", "execution.status_changed"):
+        return
+    if not isinstance(entity_id, int):
+        return
+    if entity_id not in family:
+        if data.get("parent_execution_id") not in family:
+            return
+        family.add(entity_id)
+        socket.send(json.dumps({"action": "subscribe", "entity_type": "execution",
+                                "entity_id": entity_id}))
+    on_descendant({**(data.get("execution") or {}), "id": entity_id,
+                   "status": data.get("status")})
 
 
 def _parse(raw: Any) -> dict[str, Any]:

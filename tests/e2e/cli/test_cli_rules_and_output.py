@@ -6,6 +6,7 @@ import threading
 
 from tests.support.e2e import wait_until
 from tests.support.flows import fire_webhook, list_all, make_action, make_rule, make_trigger
+from tests.support.orchestration import make_workflow
 
 TALKER = '''
 import time
@@ -72,3 +73,25 @@ def test_run_watch_prints_the_actions_lines_while_it_runs(cli, api):
     reader.join(timeout=10)
     saw_both()
     assert seen[-1] == "done"
+
+
+def test_run_watch_of_a_workflow_shows_each_task_as_it_goes(cli, api):
+    workflow = make_workflow(api, "cliflow", "two_steps", [
+        {"name": "greet", "action": "core.echo", "parameters": {"message": "hi"}},
+        {"name": "answer", "action": "core.echo", "depends_on": ["greet"],
+         "parameters": {"message": "{{ greet.result }}"}},
+    ])
+    done = cli("run", workflow["ref"], "--watch")
+    assert done.returncode == 0, done.stdout + done.stderr
+    tasks = {}
+    for line in done.stdout.splitlines():
+        if " task " in line:
+            name, _, status = line.partition(" task ")[2].partition(": ")
+            tasks.setdefault(name, []).append(status)
+    for name in ("greet", "answer"):
+        assert tasks[name][-1] == "succeeded", done.stdout
+        assert "running" in tasks[name], done.stdout
+    lines = done.stdout.splitlines()
+    finished = [i for i, line in enumerate(lines) if " task " in line and "succeeded" in line]
+    assert max(finished) < lines.index(next(
+        line for line in lines if f"{workflow['ref']} succeeded" in line))
