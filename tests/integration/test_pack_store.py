@@ -25,13 +25,6 @@ OPERATOR = Actor("service", "test")
 
 
 @pytest.fixture
-def tenant(engine):
-    tenant_id = rows.make_tenant(engine)
-    yield tenant_id
-    rows.delete_tenant(engine, tenant_id)
-
-
-@pytest.fixture
 def folder(tmp_path):
     return copy_pack(TEST_PACK, tmp_path / "source", rows.unique("store"))
 

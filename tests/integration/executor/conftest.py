@@ -12,13 +12,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def tenant(engine):
-    tenant_id = rows.make_tenant(engine)
-    yield tenant_id
-    rows.delete_tenant(engine, tenant_id)
-
-
-@pytest.fixture
 def received():
     return []
 

@@ -13,13 +13,6 @@ from tests.integration import rows
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def tenant(engine):
-    tenant_id = rows.make_tenant(engine)
-    yield tenant_id
-    rows.delete_tenant(engine, tenant_id)
-
-
 def drop_notifier_queues(amqp_uri):
     """News that earlier tests left in the notifier's durable queues is not ours to read."""
     handlers = [name for name in dir(NotifierService) if name.startswith("on_")]

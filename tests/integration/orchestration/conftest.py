@@ -92,13 +92,6 @@ class Flow:
 
 
 @pytest.fixture
-def tenant(engine):
-    tenant_id = rows.make_tenant(engine)
-    yield tenant_id
-    rows.delete_tenant(engine, tenant_id)
-
-
-@pytest.fixture
 def received():
     return []
 

@@ -20,13 +20,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def tenant(engine):
-    tenant_id = rows.make_tenant(engine)
-    yield tenant_id
-    rows.delete_tenant(engine, tenant_id)
-
-
-@pytest.fixture
 def pack(engine, tenant, tmp_path) -> dict[str, Any]:
     """A pack row whose folder is tmp_path (with an actions/ folder)."""
     (tmp_path / "actions").mkdir()
