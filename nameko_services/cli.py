@@ -487,6 +487,12 @@ def prepare_run_dir(platform: Platform, account: pwd.struct_passwd | None) -> No
         give_to(platform.run_dir, account)
 
 
+def _unblock_signals() -> None:
+    """In the child before exec: the supervisor blocks the signals it waits for, and a blocked
+    mask survives exec (a service would never see its SIGTERM)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def start_process(platform: Platform, name: str, argv: list[str],
                   account: pwd.struct_passwd | None = None) -> subprocess.Popen[bytes]:
     """Start one process detached (its own session), as `account` when given (only root can),
@@ -504,7 +510,7 @@ def start_process(platform: Platform, name: str, argv: list[str],
         log.flush()
         proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                **as_user)
+                                preexec_fn=_unblock_signals, **as_user)
     platform.pid_file(name).write_text(f"{proc.pid}\n")
     say(f"started {name} (pid {proc.pid}) → {log_path}")
     return proc
