@@ -3,7 +3,8 @@
 Two notifiers consuming the same queues as competing consumers would each take some of the news
 about one execution and publish them independently, so a client could see `running` before
 `scheduled`. So the notifier's news handlers use `LeaderQueueConsumer`: a queue consumer of its
-own (its own broker connection) that starts consuming only once this process holds the
+own (its own broker connection) that declares the queues at start but consumes only once this
+process holds the
 notifier's PostgreSQL advisory lock (domain/locks.py). The others stand by, answering RPC
 (ping) as usual; when the leader dies its session ends, the lock is free and a standby takes
 over within a poll, after which the broker redelivers whatever the dead one had not
@@ -52,9 +53,13 @@ class LeaderQueueConsumer(QueueConsumer):
         self._conn: Connection | None = None
 
     def start(self) -> None:
-        """Return at once: the container starts (and answers RPC) while it stands by."""
+        """Declare the queues (so news waits for whichever notifier leads), then return: the
+        container starts (and answers RPC) while it stands by."""
         if not self._starting:
             self._starting = True
+            with self.connection as conn, conn.channel() as channel:
+                for provider in self._providers:
+                    provider.queue(channel).declare()
             self._engine = make_engine(Settings.from_mapping(self.container.config).database_url,
                                        pool_size=1)
             self._gt = self.container.spawn_managed_thread(self._lead)
