@@ -771,7 +771,8 @@ def wait_ready(platform: Platform, plan: dict[str, int], supervisor: subprocess.
                                f"start-up ({process['last_exit']}; log: "
                                f"{platform.log_file(name)})")
         ready = (set(processes) == set(names[1:])
-                 and all(p["state"] == supervision.RUNNING for p in processes.values()))
+                 and all(p["state"] == supervision.RUNNING and is_alive(p["pid"], name)
+                         for name, p in processes.items()))  # not yet reaped: not running
         if GATEWAY not in plan:  # no /health here: running, and still so a while later
             steady_since = (steady_since or time.monotonic()) if ready else None
             if steady_since and time.monotonic() - steady_since >= STARTUP_WATCH_SECONDS:
