@@ -1,4 +1,5 @@
-"""A platform of its own for the scale-out tests: `attune up --replicas worker=3,executor=2,
+"""`scaled`, a platform of its own for the replica tests (test_replicas, test_supervision;
+test_second_host uses the session's `platform`): `attune up --replicas worker=3,executor=2,
 sensor=2,notifier=2,gateway=2` with supervision on (ATTUNE_RESTART=true), on config.e2e.yaml
 with its own database, vhost (the session's names + `_scale`), port (ATTUNE_E2E_SCALE_PORT,
 default the session's + 100) and run dir; stopped with `attune down` after this package.
@@ -26,7 +27,13 @@ from tests.e2e.conftest import (
     RunningPlatform,
     _urls,
 )
-from tests.support.e2e import PROJECT_ROOT, ApiClient, load_config_with, register_user
+from tests.support.e2e import (
+    PROJECT_ROOT,
+    ApiClient,
+    load_config_with,
+    log_tails,
+    register_user,
+)
 
 REPLICAS = {"worker": 3, "executor": 2, "sensor": 2, "notifier": 2, "gateway": 2}
 
@@ -81,10 +88,16 @@ def scaled() -> Iterator[RunningPlatform]:
         (run_dir / "down.out").write_text(down.stdout + down.stderr)
 
 
-@pytest.fixture
-def platform(scaled: RunningPlatform) -> RunningPlatform:
-    """So that a failed test here reports the scaled platform's logs (tests/e2e/conftest.py)."""
-    return scaled
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """A failed test on the scaled platform reports where its logs are, and their tails."""
+    outcome = yield
+    report = outcome.get_result()
+    running = getattr(item, "funcargs", {}).get("scaled")
+    if report.failed and isinstance(running, RunningPlatform):
+        report.sections.append(
+            ("scaled platform's logs", f"run dir: {running.run_dir}\n"
+                                       f"{log_tails(running.run_dir)}"))
 
 
 @pytest.fixture
