@@ -4,16 +4,17 @@ Two notifiers consuming the same queues as competing consumers would each take s
 about one execution and publish them independently, so a client could see `running` before
 `scheduled`. So the notifier's news handlers use `LeaderQueueConsumer`: a queue consumer of its
 own (its own broker connection) that declares the queues at start but consumes only once this
-process holds the
-notifier's PostgreSQL advisory lock (domain/locks.py). The others stand by, answering RPC
-(ping) as usual; when the leader dies its session ends, the lock is free and a standby takes
+process holds the notifier's PostgreSQL advisory lock (domain/locks.py). The others stand by,
+answering RPC (ping) as usual; when the leader dies its session ends, the lock is free and a standby takes
 over within a poll, after which the broker redelivers whatever the dead one had not
 acknowledged.
 
 A leader whose lock connection breaks (PostgreSQL restarted) takes the lock again on a new
 connection; when another process got it first, it stops by raising (its container dies and
-its supervisor restarts it as a standby). A new leader waits `TAKEOVER_GRACE_SECONDS` before
-consuming, longer than a leader needs to notice it lost the lock, so two never consume at once.
+its supervisor restarts it as a standby). So for a moment during a PostgreSQL restart two
+notifiers may forward news (the old one notices within CHECK_SECONDS of the database being
+back). The new leader starts consuming at once: a wait there would let news pile up in the
+queues, and backlogs of several queues consumed together can reorder news about one entity.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 CHECK_SECONDS = 0.5
-TAKEOVER_GRACE_SECONDS = 2.0
 LOCK_KEY = 0
 
 
@@ -72,7 +72,7 @@ class LeaderQueueConsumer(QueueConsumer):
         self.run()  # kombu's consume loop; sets _consumers_ready once consuming
 
     def _wait_for_lock(self) -> bool:
-        """Poll until the lock is ours, then wait the takeover grace; False when stopped."""
+        """Poll until the lock is ours; False when stopped first."""
         while not self._standing_down.ready():
             try:
                 took = self._take()
@@ -80,9 +80,7 @@ class LeaderQueueConsumer(QueueConsumer):
                 log.warning("notifier lock: database unreachable (%s)", type(exc).__name__)
                 took = False
             if took:
-                with eventlet.Timeout(TAKEOVER_GRACE_SECONDS, False):
-                    self._standing_down.wait()
-                return not self._standing_down.ready()
+                return True
             with eventlet.Timeout(POLL_SECONDS, False):
                 self._standing_down.wait()
         return False
