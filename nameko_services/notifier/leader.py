@@ -5,9 +5,9 @@ about one execution and publish them independently, so a client could see `runni
 `scheduled`. So the notifier's news handlers use `LeaderQueueConsumer`: a queue consumer of its
 own (its own broker connection) that declares the queues at start but consumes only once this
 process holds the notifier's PostgreSQL advisory lock (domain/locks.py). The others stand by,
-answering RPC (ping) as usual; when the leader dies its session ends, the lock is free and a standby takes
-over within a poll, after which the broker redelivers whatever the dead one had not
-acknowledged.
+answering RPC (ping) as usual; when the leader dies its session ends, the lock is free and a
+standby takes over within a poll, after which the broker redelivers whatever the dead one had
+not acknowledged.
 
 A leader whose lock connection breaks (PostgreSQL restarted) takes the lock again on a new
 connection; when another process got it first, it stops by raising (its container dies and
