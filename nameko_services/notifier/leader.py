@@ -53,22 +53,36 @@ class LeaderQueueConsumer(QueueConsumer):
         self._conn: Connection | None = None
 
     def start(self) -> None:
-        """Declare the queues (so news waits for whichever notifier leads), then return: the
-        container starts (and answers RPC) while it stands by."""
-        if not self._starting:
-            self._starting = True
-            with self.connection as conn, conn.channel() as channel:
-                for provider in self._providers:
-                    provider.queue(channel).declare()
-            self._engine = make_engine(Settings.from_mapping(self.container.config).database_url,
-                                       pool_size=1)
-            self._gt = self.container.spawn_managed_thread(self._lead)
+        """Declare the queues (so news waits for whichever notifier leads). With the lock free,
+        lead at once and return once consuming, as nameko's consumer does (no backlog builds
+        up meanwhile); else return and stand by: the container starts and answers RPC."""
+        if self._starting:
+            return
+        with self.connection as conn, conn.channel() as channel:
+            for provider in self._providers:
+                provider.queue(channel).declare()
+        self._engine = make_engine(Settings.from_mapping(self.container.config).database_url,
+                                   pool_size=1)
+        try:
+            leading = self._take()
+        except Exception as exc:
+            log.warning("notifier lock: database unreachable (%s)", type(exc).__name__)
+            leading = False
+        if leading:
+            self._lead_now()
+            super().start()
+            return
+        self._starting = True
+        self._gt = self.container.spawn_managed_thread(self._lead)
+
+    def _lead_now(self) -> None:
+        log.info("this notifier is the active one (holds the notifier lock)")
+        self.container.spawn_managed_thread(self._keep_lock)
 
     def _lead(self) -> None:
         if not self._wait_for_lock():
             return
-        log.info("this notifier is the active one (holds the notifier lock)")
-        self.container.spawn_managed_thread(self._keep_lock)
+        self._lead_now()
         self.run()  # kombu's consume loop; sets _consumers_ready once consuming
 
     def _wait_for_lock(self) -> bool:
