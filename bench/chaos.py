@@ -12,6 +12,15 @@ platform on the machine shares, so run nothing else meanwhile):
     .venv/bin/attune down --config config.e2e.yaml
 
 Record the figures it prints in docs/reliability.md.
+
+Replicas mode (`--supervised`): the platform runs several replicas of every role under
+`attune up`'s supervisor with restarts on; each round SIGKILLs a random replica (any role) and
+waits for the supervisor to restart it, nobody calling `attune up`:
+
+    ATTUNE_RESTART=true .venv/bin/attune up --config config.e2e.yaml --fresh \
+        --replicas worker=3,executor=2,sensor=2,notifier=2,gateway=2
+    .venv/bin/python -m bench.chaos --config config.e2e.yaml --kills 20 --seed 11 \
+        --supervised --skip-infra
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shlex
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -60,6 +71,35 @@ def restart(command: str, platform: Target, what: str) -> float:
     return time.monotonic() - began
 
 
+def processes(platform: Target) -> list[dict]:
+    """`attune status --json`'s processes (role, replica, pid, state, restarts)."""
+    done = subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "attune"), "status", "--json",
+                           "--config", str(platform.config)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    return json.loads(done.stdout)["processes"]
+
+
+def supervised_rounds(platform: Target, rounds: int, pause: float,
+                      seed: int | None) -> list[dict[str, object]]:
+    """SIGKILL a random replica per round; the seconds until its supervisor had it running."""
+    rng = random.Random(seed)
+    done = []
+    for _ in range(rounds):
+        victim = rng.choice([p for p in processes(platform) if p["pid"]])
+        began = time.monotonic()
+        os.kill(victim["pid"], signal.SIGKILL)
+        wait_until(lambda v=victim: any(
+            p["name"] == v["name"] and p["state"] == "running" and p["pid"] not in (None, v["pid"])
+            for p in processes(platform)), timeout=60, interval=0.2,
+            message=f"{victim['name']} restarted")
+        seconds = round(time.monotonic() - began, 1)
+        print(f"killed {victim['name']} (pid {victim['pid']}); running again in {seconds} s",
+              flush=True)
+        done.append({"name": victim["name"], "back_s": seconds})
+        time.sleep(pause)  # steady load between faults (a pacing choice, not an assertion)
+    return done
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config.e2e.yaml")
@@ -73,6 +113,9 @@ def main() -> int:
     parser.add_argument("--database-restart", default=DATABASE_RESTART)
     parser.add_argument("--skip-infra", action="store_true",
                         help="no RabbitMQ/PostgreSQL restarts (service kills only)")
+    parser.add_argument("--supervised", action="store_true",
+                        help="replicas mode: kill any replica and let the supervisor restart "
+                             "it (no `attune up`)")
     args = parser.parse_args()
 
     config = (PROJECT_ROOT / args.config).resolve()
@@ -87,12 +130,14 @@ def main() -> int:
     load.start()
     try:
         half = args.kills // 2
-        figures["killed"] = chaos_rounds(platform, half, args.pause, args.seed)
+        rounds = (lambda n, seed: supervised_rounds(platform, n, args.pause, seed)) \
+            if args.supervised else (lambda n, seed: chaos_rounds(platform, n, args.pause, seed))
+        figures["killed"] = rounds(half, args.seed)
         if not args.skip_infra:
             figures["broker_restart_s"] = round(restart(args.broker_restart, platform,
                                                         "RabbitMQ"), 1)
-        figures["killed"] += chaos_rounds(platform, args.kills - half, args.pause,
-                                          None if args.seed is None else args.seed + 1)
+        figures["killed"] += rounds(args.kills - half,
+                                    None if args.seed is None else args.seed + 1)
         if not args.skip_infra:
             figures["database_restart_s"] = round(restart(args.database_restart, platform,
                                                           "PostgreSQL"), 1)

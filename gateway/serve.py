@@ -5,11 +5,12 @@ notification relay: a nameko ServiceRunner in each serving process whose BROADCA
 every `notification.published` to that process's NotificationHub and to its requests waiting on
 an execution (`?wait=`, waiters.py); each gateway process gets every message on its own
 auto-deleted queue. A green thread deletes the rate-limit buckets that are full again
-(gateway/ratelimit.py). This process binds the API port and the
-sandboxes' socket and builds the app; with `ATTUNE.gateway.processes` above 1 it then forks that
-many processes serving both (the kernel gives each connection to one of them) and supervises
-them. SIGTERM: stop accepting, answer waiting requests at once, close WebSockets with 1001,
-stop the relay, exit 0.
+(gateway/ratelimit.py). This process binds the API port and the sandboxes' socket (one gateway
+per run dir: a second one refuses to start) and builds the app; with `ATTUNE.gateway.processes`
+(or --processes) above 1 it then forks that many processes serving both (the kernel gives each
+connection to one of them) and supervises them: one that ends by itself ends them all (exit 1),
+so that its supervisor (`attune supervise`, systemd) starts the gateway afresh. SIGTERM: stop
+accepting, answer waiting requests at once, close WebSockets with 1001, stop the relay, exit 0.
 """
 # ruff: noqa: E402  (eventlet must patch the standard library before anything else is imported)
 
@@ -25,6 +26,8 @@ warnings.filterwarnings("ignore", category=eventlet.EventletDeprecationWarning)
 import argparse
 import contextlib
 import ctypes
+import dataclasses
+import fcntl
 import gc
 import logging
 import logging.config
@@ -50,7 +53,7 @@ from nameko_services import green
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
 from nameko_services.domain import sandboxing
-from nameko_services.domain.settings import WSGI_GREENTHREADS, Settings
+from nameko_services.domain.settings import WSGI_GREENTHREADS, GatewaySettings, Settings
 from nameko_services.extensions import event_handler
 
 log = logging.getLogger("gateway.serve")
@@ -129,15 +132,27 @@ def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="gateway.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="nameko.yaml", help="nameko.yaml-style config file")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="serving processes (default: ATTUNE.gateway.processes)")
     args = parser.parse_args(argv)
 
     config = load_config(args.config)
     _configure_logging(config)
     settings = Settings.from_mapping(config)
+    if args.processes is not None:
+        settings = dataclasses.replace(settings, gateway=GatewaySettings.from_mapping(
+            {"processes": args.processes}))
     count = settings.gateway.processes
+    socket_path = sandboxing.host(settings).api_socket
+    try:
+        _hold_socket_lock(socket_path)
+    except OSError:
+        log.error("another gateway serves %s (this run dir's sandbox socket): stop it first, "
+                  "or give this one a run dir of its own (ATTUNE_RUN_DIR)", socket_path)
+        return 1
     try:
         ports = [_port_listener(settings, shared=count > 1) for _ in range(count)]
-        api_socket = _socket_listener(sandboxing.host(settings).api_socket)
+        api_socket = _socket_listener(socket_path)
     except OSError as exc:
         log.error("cannot listen on %s:%s or its socket: %s", settings.api_host,
                   settings.api_port, exc)
@@ -270,9 +285,24 @@ def _port_listener(settings: Settings, *, shared: bool) -> Any:
     return eventlet.listen((settings.api_host, settings.api_port), reuse_port=shared)
 
 
+def _hold_socket_lock(path: Path) -> None:
+    """Take `<socket>.lock` (flock) for as long as this gateway and its forked processes live,
+    or raise OSError when another gateway holds it: one gateway per run dir, so a second one
+    never takes the socket over from the first (whose sandboxes would lose the API)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    # Kept open (not inheritable by exec'd children; forked gateway processes share it).
+
+
 def _socket_listener(path: Path) -> Any:
     """The unix socket sandboxed actions reach the API through (bound into each sandbox):
-    a stale one is replaced; anyone may connect, as anyone may reach the TCP port."""
+    a stale one (its gateway gone: we hold the lock) is replaced; anyone may connect, as anyone
+    may reach the TCP port."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

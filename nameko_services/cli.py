@@ -1,9 +1,11 @@
 """`attune`: bring the platform up and down, report its state, migrate, register packs.
 
-    attune up --config nameko.yaml [--fresh]     keys, database, migrations, core pack, processes
+    attune up --config nameko.yaml [--fresh] [--replicas worker=3,gateway=2]
+                                                 keys, database, migrations, core pack, processes
     attune up --roles worker,sensor --config …   another host: only those roles, shared database
     attune down --config nameko.yaml             SIGTERM every process, SIGKILL after 30 s
-    attune status --config nameko.yaml           processes and /health
+    attune status --config nameko.yaml [--json]  processes, restarts and /health
+    attune supervise --config nameko.yaml        what `up` leaves running: starts and restarts
     attune migrate --config nameko.yaml          alembic upgrade head
     attune register-pack PATH (--system | --tenant ID) --config nameko.yaml
     attune rotate-keys --config nameko.yaml      re-encrypt secrets under the active key
@@ -12,10 +14,14 @@
     attune shell --config nameko.yaml            nameko's shell (n.rpc.<service>.<method>())
     attune health --role R --config nameko.yaml  one role's health, exit 0/1 (exec probes)
 
-Processes run detached (their own session), log to <run_dir>/logs/<name>.log and record their
-pid in <run_dir>/pids/<name>.pid; `up` skips any whose pid file names a live process. Started by
-root, they run as the configured service user (never root); each reads its keys from the keys
-file itself, so no key is in any process's environment.
+`up` starts one detached process, the supervisor (`attune supervise`), which starts every
+replica of every role (worker, worker-2 …: ATTUNE.supervisor.replicas or --replicas) in its own
+session, logging to <run_dir>/logs/<name>.log with its pid in <run_dir>/pids/<name>.pid,
+restarts one that fails with backoff, records all of it in <run_dir>/supervisor.json (read by
+`status` and /health) and stops them all on SIGTERM (`down`). `up` again adopts what runs and
+has the supervisor start what does not. Started by root, the supervisor and every process run
+as the configured service user (never root); each reads its keys from the keys file itself,
+so no key is in any process's environment.
 
 One module on purpose: it is the operator's whole tool and reads top to bottom (keys, database
 and broker, processes, commands); nothing else imports its process handling.
@@ -57,13 +63,14 @@ from .config import (
     keys_path,
     load_config,
 )
+from .domain import supervision
 from .domain.crypto import new_key_spec
-from .domain.errors import AttuneError
+from .domain.errors import AttuneError, ConfigurationError
 from .domain.settings import Settings
 from .domain.states import Role
+from .domain.supervision import GATEWAY, ROLES, SERVICES, replica_name, role_of
 
-SERVICES = ("executor", "worker", "sensor", "notifier")
-GATEWAY = "gateway"
+SUPERVISOR = "supervisor"
 BIN = Path(sys.executable).parent  # the venv's bin: nameko and python live beside us
 HEALTH_DEADLINE_SECONDS = 90.0
 PROBE_TIMEOUT_SECONDS = 5.0
@@ -359,15 +366,55 @@ def register_pack(url: str, path: Path, *, tenant_id: int | None, system: bool,
 
 # Processes ---------------------------------------------------------------------------------
 
-def command_for(name: str, config_path: Path) -> list[str]:
-    if name == GATEWAY:
-        return [str(BIN / "python"), "-m", "gateway.serve", "--config", str(config_path)]
+def replica_plan(platform: Platform, asked: str | None,
+                 roles: Sequence[str] = ROLES) -> dict[str, int]:
+    """How many processes of each of `roles` (those this host runs): ATTUNE.supervisor.replicas
+    and gateway.processes, overridden by `--replicas worker=3,gateway=2`. The gateway's count
+    is how many processes its one supervised parent forks (they share the port and the
+    sandboxes' socket)."""
+    counts = {**dict(platform.settings.supervisor.replicas),
+              GATEWAY: platform.settings.gateway.processes}
+    if asked:
+        try:
+            counts.update(given := supervision.parse_replicas(asked))
+        except ConfigurationError as exc:
+            raise CliError(str(exc)) from None
+        if set(given) - set(roles):
+            raise CliError(f"--replicas names {', '.join(sorted(set(given) - set(roles)))}, "
+                           f"which this host does not run (--roles {','.join(roles)})")
+    return {role: counts[role] for role in ROLES if role in roles}
+
+
+def plan_text(plan: dict[str, int]) -> str:
+    return ",".join(f"{role}={count}" for role, count in plan.items())
+
+
+def supervised(plan: dict[str, int]) -> list[str]:
+    """The names the supervisor runs, services first (their queues exist before the gateway
+    takes work): worker, worker-2 …, and one gateway (when this host runs it)."""
+    return [replica_name(role, n) for role in SERVICES for n in range(1, plan.get(role, 0) + 1)
+            ] + ([GATEWAY] if GATEWAY in plan else [])
+
+
+def command_for(name: str, config_path: Path, *, gateway_processes: int | None = None,
+                replicas: str | None = None) -> list[str]:
+    """The command of a role (`worker-2` runs the worker's), or of the supervisor."""
+    role = role_of(name)[0]
+    if role == SUPERVISOR:
+        return [str(BIN / "python"), "-m", "nameko_services.cli", "supervise", "--config",
+                str(config_path), *(["--replicas", replicas] if replicas else [])]
+    if role == GATEWAY:
+        return [str(BIN / "python"), "-m", "gateway.serve", "--config", str(config_path),
+                *(["--processes", str(gateway_processes)] if gateway_processes else [])]
     return [str(BIN / "nameko"), "run", "--config", str(config_path),
-            f"nameko_services.{name}.service:{name.capitalize()}Service"]
+            f"nameko_services.{role}.service:{role.capitalize()}Service"]
 
 
 def _marker(name: str) -> str:
-    return "gateway.serve" if name == GATEWAY else f"nameko_services.{name}.service"
+    role = role_of(name)[0]
+    if role == SUPERVISOR:
+        return "supervise"
+    return "gateway.serve" if role == GATEWAY else f"nameko_services.{role}.service"
 
 
 def is_alive(pid: int, name: str) -> bool:
@@ -389,10 +436,10 @@ def is_alive(pid: int, name: str) -> bool:
     return True
 
 
-def serving_pids(platform: Platform, gateway_pid: int) -> list[int]:
-    """The gateway processes that serve: the gateway itself, or the processes it forked
-    (ATTUNE.gateway.processes above 1), read from /proc."""
-    if platform.settings.gateway.processes == 1:
+def serving_pids(gateway_pid: int, processes: int) -> list[int]:
+    """The gateway processes that serve: the gateway itself, or the `processes` it forked
+    (more than 1), read from /proc."""
+    if processes == 1:
         return [gateway_pid]
     try:
         forked = Path(f"/proc/{gateway_pid}/task/{gateway_pid}/children").read_text().split()
@@ -409,12 +456,12 @@ def read_pid(platform: Platform, name: str) -> int | None:
 
 
 def running(platform: Platform) -> dict[str, int]:
-    """name → pid of every live platform process."""
+    """name → pid of every live platform process with a pid file (supervisor and replicas)."""
     found = {}
-    for name in (*SERVICES, GATEWAY):
-        pid = read_pid(platform, name)
-        if pid is not None and is_alive(pid, name):
-            found[name] = pid
+    for path in sorted(platform.pids.glob("*.pid")):
+        pid = read_pid(platform, path.stem)
+        if pid is not None and is_alive(pid, path.stem):
+            found[path.stem] = pid
     return found
 
 
@@ -440,11 +487,17 @@ def prepare_run_dir(platform: Platform, account: pwd.struct_passwd | None) -> No
         give_to(platform.run_dir, account)
 
 
-def start_process(platform: Platform, name: str,
+def _unblock_signals() -> None:
+    """In the child before exec: the supervisor blocks the signals it waits for, and a blocked
+    mask survives exec (a service would never see its SIGTERM)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def start_process(platform: Platform, name: str, argv: list[str],
                   account: pwd.struct_passwd | None = None) -> subprocess.Popen[bytes]:
-    """Start one service detached, as `account` when given (only root can), logging to its file."""
-    argv = command_for(name, platform.config_path)
-    env = service_environment(platform, account)
+    """Start one process detached (its own session), as `account` when given (only root can),
+    logging to its file, its name in ATTUNE_REPLICA; records its pid file."""
+    env = {**service_environment(platform, account), supervision.REPLICA_VARIABLE: name}
     as_user: dict[str, Any] = {}
     if account is not None:
         as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
@@ -453,35 +506,209 @@ def start_process(platform: Platform, name: str,
         if account is not None:
             os.fchown(log.fileno(), account.pw_uid, account.pw_gid)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        log.write(f"=== {stamp} attune up: {' '.join(argv)}\n".encode())
+        log.write(f"=== {stamp} attune: {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                **as_user)
+                                preexec_fn=_unblock_signals, **as_user)
     platform.pid_file(name).write_text(f"{proc.pid}\n")
     say(f"started {name} (pid {proc.pid}) → {log_path}")
     return proc
 
 
 def stop_all(platform: Platform, grace: float = STOP_GRACE_SECONDS) -> list[str]:
-    """SIGTERM every live process, SIGKILL (its whole group) after `grace`; clear pid files."""
+    """SIGTERM the supervisor (which stops its processes) or, without one, every live process;
+    SIGKILL (each process group) whatever is left after `grace`; clear pid and state files."""
     live = running(platform)
-    for pid in live.values():
+    supervisor = live.get(SUPERVISOR)
+    for pid in [supervisor] if supervisor else live.values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     pending = dict(live)
     while pending and time.monotonic() < deadline:
-        pending = {n: p for n, p in pending.items() if is_alive(p, n)}
+        pending = {n: p for n, p in {**pending, **running(platform)}.items() if is_alive(p, n)}
         if pending:
             time.sleep(0.1)
     for name, pid in pending.items():
         say(f"{name} (pid {pid}) ignored SIGTERM for {grace:g} s: SIGKILL")
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    for name in (*SERVICES, GATEWAY):
-        platform.pid_file(name).unlink(missing_ok=True)
+            if name == SUPERVISOR:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+    for path in platform.pids.glob("*.pid"):
+        path.unlink(missing_ok=True)
+    supervision.state_path(platform.run_dir).unlink(missing_ok=True)
     return list(live)
+
+
+@dataclass
+class Child:
+    """One supervised process: its current pid (None while stopped) and its history."""
+
+    name: str
+    proc: subprocess.Popen[bytes] | None = None  # None for one adopted from an earlier run
+    pid: int | None = None
+    state: str = supervision.STOPPED
+    started: float = 0.0  # time.monotonic() of the last start
+    restarts: int = 0
+    failures: int = 0  # consecutive quick failures: the backoff's exponent
+    last_exit: str | None = None
+    last_exit_at: float | None = None  # time.time()
+    due: float | None = None  # time.monotonic() of the next start
+
+    def exited(self) -> tuple[bool, int | None]:
+        """Has it ended, and with what return code (None: not our child, so unknown)?"""
+        if self.pid is None:
+            return False, None
+        if self.proc is not None:
+            code = self.proc.poll()
+            return code is not None, code
+        return not is_alive(self.pid, self.name), None
+
+    def to_json(self) -> dict[str, Any]:
+        role, number = role_of(self.name)
+        return {"name": self.name, "role": role, "replica": number, "pid": self.pid,
+                "state": self.state, "restarts": self.restarts, "last_exit": self.last_exit,
+                "last_exit_at": self.last_exit_at,
+                "restart_in": (round(max(0.0, self.due - time.monotonic()), 1)
+                               if self.due is not None else None)}
+
+
+class Supervisor:
+    """`attune supervise`: start every planned process, restart one that fails with backoff,
+    start the stopped ones on SIGHUP (`attune up` again), stop them all on SIGTERM.
+
+    Signals are taken synchronously (sigtimedwait), so nothing runs in a handler; children
+    are polled at each wake-up (SIGCHLD, or at the latest every second: an adopted process is
+    not our child and sends none).
+    """
+
+    SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    FIRST_BACKOFF_SECONDS = 0.5
+    STABLE_SECONDS = 30.0  # a process that ran this long starts its backoff afresh
+
+    def __init__(self, platform: Platform, plan: dict[str, int]) -> None:
+        self.platform = platform
+        self.plan = plan
+        self.settings = platform.settings.supervisor
+        self.account = service_account(platform.settings.service_user)
+        self.children = [Child(name) for name in supervised(plan)]
+        self.began = time.time()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.written: dict[str, Any] = {}
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        now = time.monotonic()
+        for child in self.children:  # adopt what an earlier supervisor left running
+            pid = read_pid(self.platform, child.name)
+            if pid is not None and is_alive(pid, child.name):
+                child.pid, child.state, child.started = pid, supervision.RUNNING, now
+                print(f"adopted {child.name} (pid {pid})", flush=True)
+            else:
+                child.due = now
+        while True:
+            self._reap()
+            if self.stopping and all(c.pid is None for c in self.children):
+                break
+            if self.stopping:
+                self._escalate()
+            else:
+                self._start_due()
+            self._write_state()
+            signum = signal.sigtimedwait(self.SIGNALS, self._wait_seconds())
+            if signum is None:
+                continue
+            if signum.si_signo in (signal.SIGTERM, signal.SIGINT):
+                self._begin_stop()
+            elif signum.si_signo == signal.SIGHUP and not self.stopping:
+                for child in self.children:
+                    if child.pid is None:
+                        child.due, child.failures = time.monotonic(), 0
+        supervision.state_path(self.platform.run_dir).unlink(missing_ok=True)
+        self.platform.pid_file(SUPERVISOR).unlink(missing_ok=True)
+        print("every process stopped", flush=True)
+        return 0
+
+    def _wait_seconds(self) -> float:
+        dues = [c.due - time.monotonic() for c in self.children if c.due is not None]
+        return max(0.05, min([1.0, *dues]))
+
+    def _reap(self) -> None:
+        for child in self.children:
+            ended, code = child.exited()
+            if not ended:
+                continue
+            ran = time.monotonic() - child.started
+            child.last_exit, child.last_exit_at = supervision.describe_exit(code), time.time()
+            self.platform.pid_file(child.name).unlink(missing_ok=True)
+            said = f"{child.name} (pid {child.pid}) ended: {child.last_exit}"
+            child.pid, child.proc = None, None
+            if not self.stopping and self.settings.restart and supervision.failed(code):
+                child.failures = 1 if ran >= self.STABLE_SECONDS else child.failures + 1
+                delay = supervision.backoff_seconds(
+                    child.failures, base=self.FIRST_BACKOFF_SECONDS,
+                    maximum=self.settings.max_backoff_seconds)
+                child.state, child.due = supervision.BACKOFF, time.monotonic() + delay
+                said += f"; restart in {delay:g} s"
+            else:
+                child.state, child.due = supervision.STOPPED, None
+                said += "; left stopped" if not self.stopping else ""
+            print(said, flush=True)
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.due is None or child.due > now:
+                continue
+            argv = command_for(child.name, self.platform.config_path,
+                               gateway_processes=self.plan.get(GATEWAY))
+            try:
+                proc = start_process(self.platform, child.name, argv, self.account)
+            except OSError as exc:
+                print(f"{child.name} could not start: {exc}", flush=True)
+                child.failures += 1
+                child.due = now + supervision.backoff_seconds(
+                    child.failures, base=self.FIRST_BACKOFF_SECONDS,
+                    maximum=self.settings.max_backoff_seconds)
+                continue
+            if child.state == supervision.BACKOFF:
+                child.restarts += 1
+            child.proc, child.pid, child.started = proc, proc.pid, now
+            child.state, child.due = supervision.RUNNING, None
+
+    def _begin_stop(self) -> None:
+        """SIGTERM every process, once; nothing is restarted from now on."""
+        if self.stopping:
+            return
+        print("stopping every process", flush=True)
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in self.children:
+            child.due = None
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    def _escalate(self) -> None:
+        """SIGKILL the groups of those still there STOP_GRACE_SECONDS after SIGTERM."""
+        if time.monotonic() < self.stop_deadline:
+            return
+        for child in self.children:
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)
+
+    def _write_state(self) -> None:
+        state = {"pid": os.getpid(), "started_at": self.began, "replicas": self.plan,
+                 "restart": self.settings.restart,
+                 "processes": [child.to_json() for child in self.children]}
+        if state != self.written:
+            supervision.write_state(self.platform.run_dir, state)
+            self.written = state
 
 
 def fetch_health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -505,44 +732,58 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return "(no log)"
 
 
-def _print_tails(platform: Platform) -> None:
-    for name in (*SERVICES, GATEWAY):
+def _print_tails(platform: Platform, names: Sequence[str]) -> None:
+    for name in names:
         print(f"\n----- {platform.log_file(name)} (last {LOG_TAIL_LINES} lines) -----",
               file=sys.stderr)
         print(tail(platform.log_file(name)), file=sys.stderr)
 
 
-def watch_started(platform: Platform, started: dict[str, subprocess.Popen[bytes]],
-                  seconds: float = STARTUP_WATCH_SECONDS) -> None:
-    """Without a gateway on this host there is no /health to wait for: watch the processes
-    just started for `seconds` and fail, with their log tails, if one exits."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for name, proc in started.items():
-            if proc.poll() is not None:
-                _print_tails(platform)
-                raise CliError(f"{name} exited with code {proc.returncode} during start-up "
-                               f"(log: {platform.log_file(name)})")
-        time.sleep(0.25)
+START_CRASHES = 3  # restarts during `up` after which it gives up waiting
 
 
-def wait_healthy(platform: Platform, started: dict[str, subprocess.Popen[bytes]],
-                 deadline_s: float = HEALTH_DEADLINE_SECONDS) -> dict[str, Any]:
-    """Poll /health until "ok"; fail early when a process we started exits."""
+def wait_ready(platform: Platform, plan: dict[str, int], supervisor: subprocess.Popen[bytes] | None,
+               since: float, deadline_s: float = HEALTH_DEADLINE_SECONDS) -> dict[str, Any]:
+    """Poll until every planned process runs and /health is "ok" (without a gateway here: they
+    still run STARTUP_WATCH_SECONDS later); fail early when the
+    supervisor we started exits, a process stops during start-up (restarts off) or keeps
+    crashing. `since` (time.time()) tells exits of this start from older ones."""
     deadline = time.monotonic() + deadline_s
+    names = [SUPERVISOR, *supervised(plan)]
+    first = supervision.read_state(platform.run_dir) or {}
+    restarts_before = {p["name"]: p["restarts"] for p in first.get("processes") or ()}
     last: dict[str, Any] | None = None
+    steady_since: float | None = None
     while time.monotonic() < deadline:
-        for name, proc in started.items():
-            if proc.poll() is not None:
-                _print_tails(platform)
-                raise CliError(f"{name} exited with code {proc.returncode} during start-up "
-                               f"(log: {platform.log_file(name)})")
-        last = fetch_health(platform.settings.api_url, timeout=3.0)
-        if last is not None and last.get("status") == "ok":
-            return last
+        if supervisor is not None and supervisor.poll() is not None:
+            _print_tails(platform, [SUPERVISOR])
+            raise CliError(f"the supervisor exited with code {supervisor.returncode} "
+                           f"(log: {platform.log_file(SUPERVISOR)})")
+        state = supervision.read_state(platform.run_dir) or {}
+        processes = {p["name"]: p for p in state.get("processes") or ()}
+        for name, process in processes.items():
+            crashes = process["restarts"] - restarts_before.get(name, 0)
+            stopped = (process["state"] == supervision.STOPPED
+                       and (process["last_exit_at"] or 0) >= since)
+            if stopped or crashes >= START_CRASHES:
+                _print_tails(platform, names)
+                raise CliError(f"{name} {'stopped' if stopped else 'keeps failing'} during "
+                               f"start-up ({process['last_exit']}; log: "
+                               f"{platform.log_file(name)})")
+        ready = (set(processes) == set(names[1:])
+                 and all(p["state"] == supervision.RUNNING and is_alive(p["pid"], name)
+                         for name, p in processes.items()))  # not yet reaped: not running
+        if GATEWAY not in plan:  # no /health here: running, and still so a while later
+            steady_since = (steady_since or time.monotonic()) if ready else None
+            if steady_since and time.monotonic() - steady_since >= STARTUP_WATCH_SECONDS:
+                return {}
+        else:
+            last = fetch_health(platform.settings.api_url, timeout=3.0) if ready else None
+            if last is not None and last.get("status") == "ok":
+                return last
         time.sleep(0.25)
-    _print_tails(platform)
-    raise CliError(f"not healthy after {deadline_s:g} s; last /health: {json.dumps(last)}")
+    _print_tails(platform, names)
+    raise CliError(f"not ready after {deadline_s:g} s; last /health: {json.dumps(last)}")
 
 
 # Commands ----------------------------------------------------------------------------------
@@ -562,7 +803,7 @@ def roles_to_start(given: str | None) -> tuple[str, ...]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    began = time.monotonic()
+    began, since = time.monotonic(), time.time()
     platform = load_platform(args.config)
     settings = platform.settings
     roles = roles_to_start(args.roles)
@@ -572,12 +813,19 @@ def cmd_up(args: argparse.Namespace) -> int:
                        "`attune up` (without --roles) may")
     account = service_account(settings.service_user)
     ensure_keys(keys_path(), account)
+    plan = replica_plan(platform, args.replicas, roles)
     live = running(platform)
     if args.fresh and live:
         say(f"--fresh: stopping the running platform first ({', '.join(live)})")
         stop_all(platform)
         live = {}
-    if GATEWAY in roles and GATEWAY not in live:
+    state = supervision.read_state(platform.run_dir) if SUPERVISOR in live else None
+    if state is not None:
+        if args.replicas and state.get("replicas") != plan:
+            raise CliError(f"the platform runs with {plan_text(state['replicas'])}, not "
+                           f"{plan_text(plan)}: `attune down` first to change the replicas")
+        plan = state.get("replicas") or plan
+    if GATEWAY in plan and GATEWAY not in live:
         check_port_free(platform)
     if joining:
         check_migrated(settings.database_url)
@@ -591,28 +839,34 @@ def cmd_up(args: argparse.Namespace) -> int:
     platform.run_dir.mkdir(parents=True, exist_ok=True)
     platform.roles_file.write_text(",".join(roles) + "\n")
     prepare_run_dir(platform, account)
-    started: dict[str, subprocess.Popen[bytes]] = {}
-    for name in roles:
+    for name in supervised(plan):
         if name in live:
             say(f"{name} already running (pid {live[name]})")
-        else:
-            started[name] = start_process(platform, name, account)
-    if GATEWAY in roles:
-        say(f"waiting for {settings.api_url}/health")
-        wait_healthy(platform, started)
+    started = None
+    if SUPERVISOR in live:
+        say(f"supervisor (pid {live[SUPERVISOR]}) in charge: it starts what is not running")
+        os.kill(live[SUPERVISOR], signal.SIGHUP)
     else:
-        say(f"no gateway on this host: watching {', '.join(started) or 'nothing'} for "
+        argv = command_for(SUPERVISOR, platform.config_path, replicas=plan_text(plan))
+        started = start_process(platform, SUPERVISOR, argv, account)
+    if GATEWAY in plan:
+        say(f"waiting for {plan_text(plan)} and {settings.api_url}/health")
+    else:
+        say(f"no gateway on this host: waiting for {plan_text(plan)}, then watching them for "
             f"{STARTUP_WATCH_SECONDS:g} s")
-        watch_started(platform, started)
-    print(f"\nAttune is up ({time.monotonic() - began:.1f} s): {', '.join(roles)}")
-    if GATEWAY in roles:
+    wait_ready(platform, plan, started, since)
+    print(f"\nAttune is up ({time.monotonic() - began:.1f} s): {', '.join(plan)}")
+    if GATEWAY in plan:
         print(f"  API:        {settings.api_url}   "
               f"(OpenAPI: {settings.api_url}/api/v1/openapi.json)")
         print(f"  WebSocket:  {platform.ws_url}")
     print(f"  run dir:    {platform.run_dir}")
     print(f"  runs as:    {account.pw_name if account else pwd.getpwuid(os.geteuid()).pw_name}")
-    for name in roles:
-        print(f"  log {name + ':':10} {platform.log_file(name)}")
+    print(f"  processes:  {plan_text(plan)}, supervised"
+          f" ({'restarted on failure' if settings.supervisor.restart else 'no restarts'})")
+    for name in (SUPERVISOR, *supervised(plan)):
+        print(f"  log {name + ':':12} {platform.log_file(name)}")
+    print(f"  status:     attune status --config {platform.config_path}")
     print(f"  stop:       {stop_hint(platform.config_path)}")
     return 0
 
@@ -651,25 +905,68 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    platform = load_platform(args.config)
+def status_report(platform: Platform) -> dict[str, Any]:
+    """What `attune status` shows: the supervisor, every process (role, replica, pid, state,
+    restarts, last exit), the gateway's serving processes, /health; `ok` when all is well."""
     live = running(platform)
-    roles = platform.roles()
-    for name in roles:
-        state = f"running (pid {live[name]})" if name in live else "stopped"
-        print(f"{name:10} {state:24} {platform.log_file(name)}")
-    if GATEWAY not in roles:  # a joining host's run dir: /health is the first host's
-        print(f"health     not checked: no gateway on this host (roles {', '.join(roles)})")
-        return 0 if all(name in live for name in roles) else 3
-    wanted = platform.settings.gateway.processes
-    serving = serving_pids(platform, live[GATEWAY]) if GATEWAY in live else []
-    print(f"{'serving':10} {len(serving)} of {wanted} gateway process(es)"
-          + (f": pid {', '.join(map(str, serving))}" if serving else ""))
+    state = supervision.read_state(platform.run_dir) if SUPERVISOR in live else None
+    plan = (state or {}).get("replicas") or replica_plan(platform, None, platform.roles())
+    known = {p["name"]: p for p in (state or {}).get("processes") or ()}
+    processes = []
+    for name in dict.fromkeys([*supervised(plan), *(n for n in live if n != SUPERVISOR)]):
+        role, number = role_of(name)
+        entry = known.get(name) or {"state": "running" if name in live else "stopped",
+                                    "restarts": None, "last_exit": None}
+        processes.append({"name": name, "role": role, "replica": number,
+                          "pid": live.get(name), "state": entry["state"],
+                          "restarts": entry["restarts"], "last_exit": entry["last_exit"],
+                          "log": str(platform.log_file(name))})
+    serving = serving_pids(live[GATEWAY], plan[GATEWAY]) if GATEWAY in live else []
     health = fetch_health(platform.settings.api_url) if GATEWAY in live else None
+    ok = SUPERVISOR in live and all(p["pid"] and p["state"] == supervision.RUNNING
+                                    for p in processes)
+    if GATEWAY in plan:  # else a joining host's run dir: /health is the first host's
+        ok = (ok and len(serving) == plan[GATEWAY] and bool(health)
+              and health.get("status") == "ok")
+    return {"ok": ok, "supervisor": {"pid": live.get(SUPERVISOR),
+                                     "restart": (state or {}).get("restart"),
+                                     "log": str(platform.log_file(SUPERVISOR))},
+            "replicas": plan, "processes": processes,
+            "gateway_processes": {"wanted": plan.get(GATEWAY, 0), "serving": serving},
+            "health": health}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    report = status_report(load_platform(args.config))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["ok"] else 3
+    boss = report["supervisor"]
+    said = f"running (pid {boss['pid']})" if boss["pid"] else "not running"
+    print(f"supervisor {said:24}{' restarts on failure' if boss['restart'] else ''}")
+    print(f"{'ROLE':10} {'#':>2} {'PID':>8}  {'STATE':9} {'RESTARTS':>8}  {'LAST EXIT':18} LOG")
+    for p in report["processes"]:
+        print(f"{p['role']:10} {p['replica']:>2} {p['pid'] or '-':>8}  {p['state']:9} "
+              f"{'-' if p['restarts'] is None else p['restarts']:>8}  "
+              f"{p['last_exit'] or '-':18} {p['log']}")
+    gateways = report["gateway_processes"]
+    serving = gateways["serving"]
+    if not gateways["wanted"]:
+        print(f"health     not checked: no gateway on this host "
+              f"(roles {', '.join(report['replicas'])})")
+        return 0 if report["ok"] else 3
+    print(f"{'serving':10} {len(serving)} of {gateways['wanted']} gateway process(es)"
+          + (f": pid {', '.join(map(str, serving))}" if serving else ""))
+    health = report["health"]
     print(f"health     {json.dumps(health) if health else 'no answer'}")
-    healthy = (all(name in live for name in roles) and len(serving) == wanted and bool(health)
-               and health.get("status") == "ok")
-    return 0 if healthy else 3
+    return 0 if report["ok"] else 3
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    """Run as `attune up` starts it (detached, logging to <run_dir>/logs/supervisor.log)."""
+    platform = load_platform(args.config)
+    roles = tuple(supervision.parse_replicas(args.replicas)) if args.replicas else ROLES
+    return Supervisor(platform, replica_plan(platform, args.replicas, roles)).run()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -848,17 +1145,27 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         return command
 
-    up = add("up", cmd_up, "start the platform and wait until /health is ok")
+    replicas_help = ("processes per role, e.g. worker=3,executor=2,sensor=2,notifier=2,gateway=2 "
+                     "(default: ATTUNE.supervisor.replicas, one each; gateway: "
+                     "ATTUNE.gateway.processes)")
+    up = add("up", cmd_up, "start the platform under its supervisor and wait until every "
+             "process runs and /health is ok")
     up.add_argument("--fresh", action="store_true",
                     help="drop and recreate the database and the RabbitMQ vhost first")
     up.add_argument("--roles", metavar="ROLE,…",
                     help="start only these roles (executor, worker, sensor, notifier, gateway) "
                          "on this host, joining a platform whose first host ran `attune up`: "
                          "the database is checked, never created, migrated or dropped")
+    up.add_argument("--replicas", help=replicas_help)
+    add("supervise", cmd_supervise, "run the platform's processes and restart one that fails "
+        "(what `up` starts, detached; SIGHUP starts the stopped ones, SIGTERM stops all)"
+        ).add_argument("--replicas", help=replicas_help)
     add("down", cmd_down, "stop every platform process").add_argument(
         "--timeout", type=float, default=STOP_GRACE_SECONDS,
         help="seconds between SIGTERM and SIGKILL")
-    add("status", cmd_status, "show processes and /health (exit 3 unless all is well)")
+    add("status", cmd_status, "show the supervisor, every process (role, replica, pid, state, "
+        "restarts, last exit) and /health (exit 3 unless all is well)").add_argument(
+        "--json", action="store_true", help="the same as one JSON document, for scripts")
     add("migrate", cmd_migrate, "apply the Alembic migrations")
     pack = add("register-pack", cmd_register_pack, "register a pack folder")
     pack.add_argument("path")

@@ -1,4 +1,5 @@
-"""GET /health: database, broker and a ping of every service, checked concurrently."""
+"""GET /health: database, broker and a ping of every service, checked concurrently; with a
+supervisor (`attune up`), whether it and every replica it runs are up, and their restarts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from nameko_services.domain import health as probes
 from nameko_services.domain import messages as m
+from nameko_services.domain import sandboxing, supervision
 
 from ..app import ctx
 from ..auth import PUBLIC, permission
@@ -89,14 +91,18 @@ def run_checks(checks: dict[str, Callable[[], None]], timeout: float) -> dict[st
 @bp.get("/health")
 @permission(PUBLIC)
 def health():
-    """Platform health: database, broker and every service; 200 when ok, 503 when degraded.
-    `gateway_process` says which of the gateway's processes answered."""
+    """Platform health: database, broker and every service (and, under `attune up`, the
+    supervisor and each replica: `supervisor` gives their state, restarts and last exit);
+    200 when ok, 503 when degraded. `gateway_process` says which gateway process answered."""
     checks: dict[str, Callable[[], None]] = {"database": _check_database, "broker": _check_broker}
     checks.update({name: _check_service(name) for name in SERVICES})
     checks[m.WORKER] = _check_worker
     results = run_checks(checks, CHECK_TIMEOUT_SECONDS)
+    body: dict[str, object] = {"gateway_process": ctx().process}
+    state = supervision.read_state(sandboxing.run_dir(ctx().settings))
+    if state is not None:  # none under systemd, or for a gateway started by hand
+        results["supervisor"], body["supervisor"] = supervision.health_summary(state)
     healthy = all(value == OK for value in results.values())
-    response = jsonify({"status": "ok" if healthy else "degraded", "checks": results,
-                        "gateway_process": ctx().process})
+    response = jsonify({"status": "ok" if healthy else "degraded", "checks": results, **body})
     response.status_code = 200 if healthy else 503
     return response

@@ -14,6 +14,7 @@ from runners.container_policy import ContainerPolicy, check_user, memory_bytes
 from runners.destinations import DestinationPolicy
 from runners.sandbox import LIMIT_KEYS, Limits
 
+from . import supervision
 from .backlog import BacklogSettings
 from .config_values import bounded, flag, reject_unknown
 from .errors import ConfigurationError
@@ -23,7 +24,9 @@ from .paths import PROJECT_ROOT
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
-    concurrency: int = 8
+    """ATTUNE.worker. How many runs one worker process takes at once is nameko's
+    `max_workers`; more at once come from more worker replicas (ATTUNE.supervisor)."""
+
     max_output_size_bytes: int = 1024 * 1024
     default_timeout_seconds: float = 600.0
     cancel_grace_seconds: float = 30.0
@@ -131,6 +134,38 @@ class ApiSettings:
                                            min(default.tenant_max_waiters, max_waiters), "api",
                                            minimum=1, maximum=max_waiters, whole=True)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    """ATTUNE.supervisor: how many processes of each service `attune up` runs on this host,
+    whether its supervisor restarts one that fails, and the longest pause between restarts
+    (docs/deploy.md "One host"). The gateway's count is ATTUNE.gateway.processes."""
+
+    replicas: tuple[tuple[str, int], ...] = tuple((role, 1) for role in supervision.SERVICES)
+    restart: bool = True
+    max_backoff_seconds: float = 5.0
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> SupervisorSettings:
+        """Parse the block; an unknown key, role or a bad count fails naming it."""
+        reject_unknown(section, {"replicas", "restart", "max_backoff_seconds"}, "supervisor")
+        given = section.get("replicas") or {}
+        if not isinstance(given, Mapping):
+            raise ConfigurationError("ATTUNE.supervisor.replicas must map services to counts")
+        reject_unknown(given, supervision.SERVICES, "supervisor.replicas")
+        counts = dict(cls().replicas)
+        counts.update({role: supervision.parse_count(value, f"ATTUNE.supervisor.replicas.{role}")
+                       for role, value in given.items()})
+        try:
+            backoff = float(section.get("max_backoff_seconds", cls().max_backoff_seconds))
+        except (TypeError, ValueError):
+            backoff = 0.0
+        if not 0 < backoff <= 300:
+            raise ConfigurationError("ATTUNE.supervisor.max_backoff_seconds must be a number "
+                                     "above 0 and at most 300")
+        return cls(replicas=tuple(counts.items()), restart=flag(section.get("restart", True)),
+                   max_backoff_seconds=backoff)
 
 
 REGISTRATION_MODES = ("open", "closed")
@@ -372,6 +407,8 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+
+    supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     http_runner: HttpRunnerSettings = field(default_factory=HttpRunnerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -394,6 +431,8 @@ class Settings:
         worker = dict(section.pop("worker", None) or {})
         gateway = GatewaySettings.from_mapping(dict(section.pop("gateway", None) or {}))
         api = ApiSettings.from_mapping(dict(section.pop("api", None) or {}))
+
+        supervisor = SupervisorSettings.from_mapping(dict(section.pop("supervisor", None) or {}))
         rate_limit = RateLimitSettings.from_mapping(dict(section.pop("rate_limit", None) or {}))
         http_runner = HttpRunnerSettings.from_mapping(
             dict(section.pop("http_runner", None) or {}))
@@ -446,6 +485,8 @@ class Settings:
                 worker=WorkerSettings(**worker),
                 gateway=gateway,
                 api=api,
+
+                supervisor=supervisor,
                 rate_limit=rate_limit,
                 http_runner=http_runner,
                 auth=auth,

@@ -8,17 +8,22 @@ from typing import Any
 
 from ..domain import messages as m
 from ..domain.db import transaction
-from ..extensions import PlatformProvider, event_handler, rpc
+from ..extensions import PlatformProvider, rpc
 from . import notifications as n
 from .broadcast import Broadcast
 from .coalescing import RuleTriggerCoalescing
+from .leader import leader_event_handler
 from .ordering import KeyedFifoLocks
 
 log = logging.getLogger(__name__)
 
 
 class NotifierService:
-    """Maps execution/event/rule/inquiry news to api.md messages and broadcasts them, in order."""
+    """Maps execution/event/rule/inquiry news to api.md messages and broadcasts them, in order.
+
+    Of several replicas one consumes the news (leader.py), so news about one entity leaves in
+    order; the others answer ping and stand by.
+    """
 
     name = "notifier"
 
@@ -32,7 +37,7 @@ class NotifierService:
         """Health probe used by the gateway's /health."""
         return {"service": self.name, "status": "ok"}
 
-    @event_handler(m.EXECUTIONS, m.EXECUTION_CREATED)
+    @leader_event_handler(m.EXECUTIONS, m.EXECUTION_CREATED)
     def on_execution_created(self, payload: dict[str, Any]) -> None:
         """Created, then the changes the executor folded into the same message (`then`)."""
         self._forward(f"execution:{payload.get('execution_id')}", lambda: [
@@ -40,31 +45,31 @@ class NotifierService:
             *(n.for_execution(m.EXECUTION_STATUS_CHANGED, later)
               for later in payload.get("then") or ())])
 
-    @event_handler(m.EXECUTIONS, m.EXECUTION_STATUS_CHANGED)
+    @leader_event_handler(m.EXECUTIONS, m.EXECUTION_STATUS_CHANGED)
     def on_execution_status_changed(self, payload: dict[str, Any]) -> None:
         self._forward(f"execution:{payload.get('execution_id')}",
                       lambda: n.for_execution(m.EXECUTION_STATUS_CHANGED, payload))
 
-    @event_handler(m.EXECUTIONS, m.EXECUTION_OUTPUT)
+    @leader_event_handler(m.EXECUTIONS, m.EXECUTION_OUTPUT)
     def on_execution_output(self, payload: dict[str, Any]) -> None:
         """A running action's lines (worker, live output), in order with its status news."""
         self._forward(f"execution:{payload.get('execution_id')}",
                       lambda: n.for_execution_output(payload))
 
-    @event_handler(m.GATEWAY, m.EVENT_CREATED)
+    @leader_event_handler(m.GATEWAY, m.EVENT_CREATED)
     def on_event_created(self, payload: dict[str, Any]) -> None:
         self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
 
-    @event_handler(m.SENSOR, m.EVENT_CREATED)
+    @leader_event_handler(m.SENSOR, m.EVENT_CREATED)
     def on_sensor_event_created(self, payload: dict[str, Any]) -> None:
         self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
 
-    @event_handler(m.EXECUTOR, m.EVENT_PROCESSED)
+    @leader_event_handler(m.EXECUTOR, m.EVENT_PROCESSED)
     def on_event_processed(self, payload: dict[str, Any]) -> None:
         """An event that started no execution: its waiting webhook (`?wait=`) answers now."""
         self._forward(f"event:{payload.get('event_id')}", lambda: n.for_event_processed(payload))
 
-    @event_handler(m.EXECUTOR, m.RULE_TRIGGERED)
+    @leader_event_handler(m.EXECUTOR, m.RULE_TRIGGERED)
     def on_rule_triggered(self, payload: dict[str, Any]) -> None:
         """Coalesced: at most one rule.triggered per rule per window, carrying a `count`."""
         key = f"rule:{payload.get('rule_id')}"
@@ -75,15 +80,15 @@ class NotifierService:
             self.coalescing.flush_later(key, decision.flush_in, lambda held, count: self._forward(
                 key, lambda: self._rule_triggered({**held, "count": count})))
 
-    @event_handler(m.EXECUTOR, m.INQUIRY_CREATED)
+    @leader_event_handler(m.EXECUTOR, m.INQUIRY_CREATED)
     def on_inquiry_created(self, payload: dict[str, Any]) -> None:
         self._forward_inquiry(m.INQUIRY_CREATED, payload)
 
-    @event_handler(m.EXECUTOR, m.INQUIRY_RESPONDED)
+    @leader_event_handler(m.EXECUTOR, m.INQUIRY_RESPONDED)
     def on_inquiry_responded(self, payload: dict[str, Any]) -> None:
         self._forward_inquiry(m.INQUIRY_RESPONDED, payload)
 
-    @event_handler(m.EXECUTOR, m.INQUIRY_EXPIRED)
+    @leader_event_handler(m.EXECUTOR, m.INQUIRY_EXPIRED)
     def on_inquiry_expired(self, payload: dict[str, Any]) -> None:
         self._forward_inquiry(m.INQUIRY_EXPIRED, payload)
 

@@ -27,7 +27,6 @@ from . import timers
 
 log = logging.getLogger(__name__)
 
-ADVISORY_LOCK_CLASS = 7_201  # pg_try_advisory_lock(class, sensor id): one runner per sensor
 RUNNING = "running"
 RESTARTING = "restarting"
 STOPPED = "stopped"
@@ -103,16 +102,6 @@ def load_all(conn: Connection, root: Path) -> list[SensorSpec]:
     ).mappings().all()
     specs = (_spec(conn, root, row) for row in rows)
     return [spec for spec in specs if spec is not None]
-
-
-def try_lock(conn: Connection, sensor_id: int) -> bool:
-    """Take the sensor's session advisory lock on `conn` (held until unlock or disconnect)."""
-    return bool(conn.execute(select(func.pg_try_advisory_lock(ADVISORY_LOCK_CLASS, sensor_id)))
-                .scalar())
-
-
-def unlock(conn: Connection, sensor_id: int) -> None:
-    conn.execute(select(func.pg_advisory_unlock(ADVISORY_LOCK_CLASS, sensor_id)))
 
 
 def record_state(engine: Engine, sensor_id: int, status: str, *, error: str | None = None,

@@ -19,6 +19,8 @@ from .supervisor import PackSensors
 from .timer_extensions import Timers, timer_due
 
 RESYNC_INTERVAL_SECONDS = 30
+# How soon a pack sensor whose process died (its advisory lock released) runs elsewhere.
+CLAIM_INTERVAL_SECONDS = 1
 
 # Every sensor process keeps its own heap, so each must hear every definition change.
 definition_change = {"handler_type": BROADCAST, "reliable_delivery": False}
@@ -61,8 +63,13 @@ class SensorService:
     @timer(interval=RESYNC_INTERVAL_SECONDS, eager=True)
     def resync(self) -> None:
         """At start-up load every timer (resuming from last_fired_at) and start the pack
-        sensors; later a safety net (and a replica's chance to take over a sensor)."""
+        sensors; later a safety net for missed definition changes."""
         timers.resync(self.platform.engine, self.heap)
+        self.sensors.sync()
+
+    @timer(interval=CLAIM_INTERVAL_SECONDS)
+    def claim(self) -> None:
+        """Take over the pack sensors no replica runs (one whose replica died): one query."""
         self.sensors.sync()
 
     @rpc

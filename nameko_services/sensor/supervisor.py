@@ -2,8 +2,9 @@
 
 `PackSensors()` is the service's dependency: `sync()` (at start-up, after a pack change and
 periodically) starts new sensors, restarts changed ones and stops removed ones. A sensor runs
-only where this process holds its advisory lock (custom.try_lock), so replicas never run one
-sensor twice; a replica without the lock tries again at its next sync.
+only where this process holds its advisory lock (domain/locks.py), so replicas never run one
+sensor twice; a replica without the lock tries again at its next sync (every few seconds:
+service.py `claim`), so a sensor whose replica died moves to another at once.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from runners import environments, sandbox
 from runners.environments import EnvironmentBuildError, PackEnvironment, find_python
 from runners.sandbox import SandboxedProcess
 
-from ..domain import pack_store, sandboxing
+from ..domain import locks, pack_store, sandboxing
 from ..domain.db import make_engine
 from ..domain.settings import Settings
+from ..domain.supervision import backoff_seconds
 from ..green import Publisher
 from . import custom
 
@@ -38,12 +40,6 @@ WRAPPER = Path(__file__).resolve().parents[2] / "runners" / "wrappers" / "sensor
 STOP_GRACE_SECONDS = 3.0
 STABLE_SECONDS = 60.0  # a child that ran this long starts its backoff afresh when it crashes
 STDERR_LINES = 20
-
-
-def backoff_seconds(failures: int, *, base: float = 1.0, factor: float = 2.0,
-                    maximum: float = 60.0) -> float:
-    """Delay before restart number `failures` (1, 2, 4 … capped)."""
-    return min(base * factor ** max(0, failures - 1), maximum)
 
 
 class SensorRunner:
@@ -224,13 +220,13 @@ class PackSensors(DependencyProvider):
         if self._lock_conn is None:
             self._lock_conn = self.engine.connect().execution_options(
                 isolation_level="AUTOCOMMIT")
-        return custom.try_lock(self._lock_conn, sensor_id)
+        return locks.try_lock(self._lock_conn, locks.SENSOR, sensor_id)
 
     def _stop(self, sensor_id: int) -> None:
         runner = self._runners.pop(sensor_id)
         runner.stop()
         with contextlib.suppress(Exception):
-            custom.unlock(self._lock_conn, sensor_id)
+            locks.unlock(self._lock_conn, locks.SENSOR, sensor_id)
 
     def stop(self) -> None:
         with self._guard:

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from ..domain.db import transaction
 from ..domain.states import ExecutionStatus
+from ..domain.supervision import REPLICA_VARIABLE
 from ..extensions import PlatformProvider
 from . import repository
 
@@ -117,10 +118,14 @@ class WorkerRuntime(DependencyProvider):
     _instances = itertools.count(1)
 
     def setup(self) -> None:
-        # host:pid names the process; a second container in the same process (tests) gets :N.
+        # host:replica:pid names the process (executions' `worker`), the replica being what
+        # `attune up` or systemd calls it (ATTUNE_REPLICA: worker, worker-2…); a second
+        # container in the same process (tests) gets :N.
         number = next(self._instances)
         suffix = "" if number == 1 else f":{number}"
-        self.runtime = Runtime(f"{socket.gethostname()}:{os.getpid()}{suffix}")
+        replica = os.environ.get(REPLICA_VARIABLE)
+        host = f"{socket.gethostname()}:{replica}" if replica else socket.gethostname()
+        self.runtime = Runtime(f"{host}:{os.getpid()}{suffix}")
         self._stop = threading.Event()
         self._engine: Engine | None = None
 

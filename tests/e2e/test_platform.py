@@ -9,7 +9,8 @@ from tests.support.e2e import SERVICE_NAMES, service_log_errors, wait_for_execut
 
 pytestmark = pytest.mark.e2e
 
-CHECKS = {"database", "broker", "executor", "worker", "sensor", "notifier"}
+# `supervisor`: the processes `attune up` started all run (docs/deploy.md "One host").
+CHECKS = {"database", "broker", "executor", "worker", "sensor", "notifier", "supervisor"}
 
 
 def test_health_is_green_for_every_check(platform):

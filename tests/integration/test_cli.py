@@ -222,7 +222,8 @@ def test_a_joining_host_starts_only_its_roles_and_never_touches_the_database(
         assert up.returncode == 0, up.stdout + up.stderr
         assert "no gateway on this host" in up.stdout and "/health" not in up.stdout
         assert "registered system pack" not in up.stdout
-        assert sorted(p.name for p in (run / "pids").iterdir()) == ["sensor.pid", "worker.pid"]
+        assert sorted(p.name for p in (run / "pids").iterdir()) == [  # and their supervisor
+            "sensor.pid", "supervisor.pid", "worker.pid"]
         engine = create_engine(scratch_url)
         try:
             with engine.connect() as conn:
@@ -231,8 +232,8 @@ def test_a_joining_host_starts_only_its_roles_and_never_touches_the_database(
             engine.dispose()
         status = attune("status", env=env)
         assert status.returncode == 0, status.stdout
-        assert re.search(r"^worker +running", status.stdout, re.M)
-        assert re.search(r"^sensor +running", status.stdout, re.M)
+        assert re.search(r"^worker +1 +\d+ +running", status.stdout, re.M)
+        assert re.search(r"^sensor +1 +\d+ +running", status.stdout, re.M)
         assert "executor" not in status.stdout and "no gateway on this host" in status.stdout
     finally:
         down = attune("down", env=env)

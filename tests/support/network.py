@@ -1,17 +1,20 @@
-"""This machine's own addresses, and an HTTP server that counts the connections it accepts
-(for the http runner's destination tests: a refused destination must see no connection)."""
+"""This machine's own addresses, an HTTP server that counts the connections it accepts (for the
+http runner's destination tests: a refused destination must see no connection), and which
+process serves a WebSocket."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
 import json
+import os
 import socket
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -100,3 +103,21 @@ def counting_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[Counting
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def server_of(feed: Any, port: int, pids: list[int]) -> int | None:
+    """Which of `pids` holds the server side of this WebSocket's TCP connection (from
+    /proc/net/tcp and the processes' descriptors)."""
+    client_port = feed.ws.sock.getsockname()[1]
+    inodes = {line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+              if int(line.split()[1].split(":")[1], 16) == port
+              and int(line.split()[2].split(":")[1], 16) == client_port}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return pid
+    return None

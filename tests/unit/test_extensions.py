@@ -54,7 +54,7 @@ def test_every_amqp_entrypoint_uses_the_tolerant_consumer(service):
             owner = getattr(entrypoint, "rpc_consumer", entrypoint)
             if hasattr(owner, "queue_consumer"):
                 consumers.append(type(owner.queue_consumer))
-    assert consumers and set(consumers) == {QueueConsumer}
+    assert consumers and all(issubclass(c, QueueConsumer) for c in consumers)
 
 
 class Recorder:

@@ -80,7 +80,7 @@ def test_a_worker_on_a_host_without_the_first_hosts_files_runs_uploaded_packs(
                                  {"url": f"{server.sandbox_url}/users/1"})
             node_run = execute(api, "node_axios.fetch",
                                {"url": f"{server.sandbox_url}/users/1"})
-        ran_on = f"{socket.gethostname()}:{second_worker}"
+        ran_on = f"{socket.gethostname()}:worker:{second_worker}"  # host:replica:pid
         assert python_run["status"] == "succeeded", python_run["result"]
         assert python_run["worker"] == ran_on
         output = python_run["result"]["output"]

@@ -17,7 +17,8 @@ from nameko_services.config import PROJECT_ROOT, keys_path, read_keys
 from tests.e2e.conftest import RunningPlatform
 from tests.support.e2e import load_config_with
 
-SERVICES = ("executor", "worker", "sensor", "notifier", "gateway")
+# With the supervisor `attune up` leaves in charge: it too runs as the service user, keyless.
+SERVICES = ("executor", "worker", "sensor", "notifier", "gateway", "supervisor")
 
 
 def _pids(platform: RunningPlatform) -> dict[str, int]:

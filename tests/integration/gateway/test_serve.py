@@ -21,6 +21,7 @@ from nameko_services.domain import messages as m
 from tests.integration.rows import wait_until
 from tests.support.e2e import login
 from tests.support.factories import make_admin
+from tests.support.network import server_of
 
 pytestmark = pytest.mark.integration
 
@@ -96,24 +97,6 @@ def health_over_socket(path):
         return response.status, response.read()
     finally:
         conn.close()
-
-
-def server_of(feed, port, pids):
-    """Which of `pids` holds the server side of this WebSocket's TCP connection (from
-    /proc/net/tcp and the processes' descriptors)."""
-    client_port = feed.ws.sock.getsockname()[1]
-    inodes = {line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-              if int(line.split()[1].split(":")[1], 16) == port
-              and int(line.split()[2].split(":")[1], 16) == client_port}
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                return pid
-    return None
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -11,12 +11,12 @@ from nameko_services.domain.settings import SandboxSettings, Settings
 def base():
     return {"AMQP_URI": "amqp://x", "ATTUNE": {
         "database_url": "postgresql://x", "jwt_secret": "j" * 40,
-        "encryption_keys": new_key_spec("k1"), "worker": {"concurrency": 3}}}
+        "encryption_keys": new_key_spec("k1"), "worker": {"max_output_size_bytes": 3}}}
 
 
 def test_a_good_mapping_gives_typed_settings():
     settings = Settings.from_mapping(base())
-    assert settings.worker.concurrency == 3 and settings.active_key_id == "k1"
+    assert settings.worker.max_output_size_bytes == 3 and settings.active_key_id == "k1"
     assert settings.api_url == "http://127.0.0.1:8080"
 
 
@@ -36,6 +36,40 @@ def test_short_jwt_secrets_and_unknown_worker_keys_are_refused():
     cfg = base()
     cfg["ATTUNE"]["worker"]["bogus"] = 1
     with pytest.raises(ConfigurationError, match="bogus"):
+        Settings.from_mapping(cfg)
+
+
+def test_the_worker_has_no_concurrency_key_of_its_own():
+    """How many runs a worker takes at once is nameko's max_workers; the key went unused."""
+    cfg = base()
+    cfg["ATTUNE"]["worker"]["concurrency"] = 8
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        Settings.from_mapping(cfg)
+
+
+def test_the_supervisor_block_gives_replicas_restart_and_backoff():
+    assert dict(Settings.from_mapping(base()).supervisor.replicas) == {
+        "executor": 1, "worker": 1, "sensor": 1, "notifier": 1}
+    cfg = base()
+    cfg["ATTUNE"]["supervisor"] = {"replicas": {"worker": "3", "sensor": 2}, "restart": "false",
+                                   "max_backoff_seconds": 2}
+    supervisor = Settings.from_mapping(cfg).supervisor
+    assert dict(supervisor.replicas) == {"executor": 1, "worker": 3, "sensor": 2, "notifier": 1}
+    assert supervisor.restart is False and supervisor.max_backoff_seconds == 2.0
+
+
+@pytest.mark.parametrize(("block", "named"), [
+    ({"replicas": {"gateway": 2}}, r"ATTUNE.supervisor.replicas: \['gateway'\]"),
+    ({"replicas": {"worker": 0}}, "ATTUNE.supervisor.replicas.worker must be a whole number"),
+    ({"replicas": {"worker": 17}}, "ATTUNE.supervisor.replicas.worker must be a whole number"),
+    ({"replicas": [1]}, "ATTUNE.supervisor.replicas must map"),
+    ({"max_backoff_seconds": 0}, "max_backoff_seconds"),
+    ({"restarts": True}, r"unknown key\(s\) in ATTUNE.supervisor: \['restarts'\]"),
+])
+def test_bad_supervisor_blocks_fail_naming_the_key(block, named):
+    cfg = base()
+    cfg["ATTUNE"]["supervisor"] = block
+    with pytest.raises(ConfigurationError, match=named):
         Settings.from_mapping(cfg)
 
 

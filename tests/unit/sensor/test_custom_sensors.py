@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nameko_services.domain.supervision import backoff_seconds
 from nameko_services.executor.enforcement import chain_error
 from nameko_services.sensor.custom import SensorSpec
-from nameko_services.sensor.supervisor import WRAPPER, SensorRunner, backoff_seconds
+from nameko_services.sensor.supervisor import WRAPPER, SensorRunner
 
 SENSOR = '''
 class Counter:
