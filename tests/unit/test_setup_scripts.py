@@ -52,8 +52,8 @@ def test_the_readme_tour_that_fresh_check_runs_is_found():
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("# 1.") and "```" not in done.stdout
-    assert "attune create-user" in done.stdout and "/auth/login" in done.stdout
-    assert "/api/v1/executions" in done.stdout
+    assert "attune create-user" in done.stdout and "attune login" in done.stdout
+    assert "attune executions list" in done.stdout
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the RabbitMQ configuration is root's")
