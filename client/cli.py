@@ -141,7 +141,11 @@ def read_secret(prompt: str) -> str:
 @click.option("--url", envvar="ATTUNE_URL", show_envvar=True,
               help="The API's base URL (default: $ATTUNE_URL, else the last login's).")
 def cli(url: str | None) -> None:
-    """Attune from your shell: `attune login`, then `attune run core.echo message=hi`."""
+    """Attune from your shell: `attune login`, then `attune run core.echo message=hi`.
+
+    The operator's commands (up, down, status, supervise, health, migrate, register-pack,
+    create-user, keys, rotate-keys, shell) run on the platform's host and read its config
+    (--config, default $ATTUNE_CONFIG or nameko.yaml); the others talk to the API (--url)."""
 
 
 # Login --------------------------------------------------------------------------------------
@@ -870,13 +874,9 @@ def completion(shell: str) -> None:
     click.echo(maker(cli, {}, "attune", COMPLETE_VAR).source())
 
 
-def main(argv: Sequence[str], operator_commands: Sequence[str] = ()) -> int:
-    """Run the user's commands on `argv`; the exit code. The entry point names the operator's
-    commands, which it runs itself, so that `attune --help` can point to them."""
-    if operator_commands:
-        cli.epilog = (f"Operator commands, on the platform's host with its config: attune "
-                      f"{'|'.join(operator_commands)} --config nameko.yaml (`attune up --help` "
-                      f"for each).")
+def main(argv: Sequence[str]) -> int:
+    """Run `attune` on `argv` (the entry point has added the operator's commands to the
+    group); the exit code."""
     try:
         cli.main(args=list(argv), prog_name="attune", complete_var=COMPLETE_VAR)
     except SystemExit as done:

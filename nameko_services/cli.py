@@ -29,7 +29,6 @@ and broker, processes, commands); nothing else imports its process handling.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import getpass
 import json
@@ -50,8 +49,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import click
 
 from .config import (
     AMQP_PASSWORD,
@@ -78,6 +80,9 @@ STARTUP_WATCH_SECONDS = 5.0  # `up --roles` without a gateway: how long it watch
 DATABASE_DEADLINE_SECONDS = 30.0
 STOP_GRACE_SECONDS = 30.0
 LOG_TAIL_LINES = 40
+
+
+Args = SimpleNamespace  # what each cmd_* reads: its command's options as attributes
 
 
 class CliError(Exception):
@@ -802,7 +807,7 @@ def roles_to_start(given: str | None) -> tuple[str, ...]:
     return tuple(name for name in everything if name in names)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: Args) -> int:
     began, since = time.monotonic(), time.time()
     platform = load_platform(args.config)
     settings = platform.settings
@@ -894,7 +899,7 @@ def check_port_free(platform: Platform) -> None:
                            f"`attune down` with its ATTUNE_RUN_DIR) first")
 
 
-def cmd_down(args: argparse.Namespace) -> int:
+def cmd_down(args: Args) -> int:
     began = time.monotonic()
     platform = load_platform(args.config)
     stopped = stop_all(platform, grace=args.timeout)
@@ -936,7 +941,7 @@ def status_report(platform: Platform) -> dict[str, Any]:
             "health": health}
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: Args) -> int:
     report = status_report(load_platform(args.config))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -962,23 +967,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 3
 
 
-def cmd_supervise(args: argparse.Namespace) -> int:
+def cmd_supervise(args: Args) -> int:
     """Run as `attune up` starts it (detached, logging to <run_dir>/logs/supervisor.log)."""
     platform = load_platform(args.config)
     roles = tuple(supervision.parse_replicas(args.replicas)) if args.replicas else ROLES
     return Supervisor(platform, replica_plan(platform, args.replicas, roles)).run()
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+def cmd_migrate(args: Args) -> int:
     platform = load_platform(args.config)
     prepare_database(platform.settings.database_url, fresh=False)
     migrate(platform.settings.database_url)
     return 0
 
 
-def cmd_register_pack(args: argparse.Namespace) -> int:
-    if not args.system and args.tenant is None:
-        raise CliError("say whose pack it is: --system or --tenant ID")
+def cmd_register_pack(args: Args) -> int:
+    if args.system == (args.tenant is not None):
+        raise click.UsageError("say whose pack it is: --system or --tenant ID (one of them)")
     platform = load_platform(args.config)
     path = Path(args.path).resolve()
     if not path.is_dir():
@@ -988,7 +993,7 @@ def cmd_register_pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rotate_keys(args: argparse.Namespace) -> int:
+def cmd_rotate_keys(args: Args) -> int:
     """Re-encrypt every secret and encrypted datastore value under the first key of the keyring
     (online, docs/security.md); exit 1 while anything failed or remains under an old key."""
     from .domain import rotation
@@ -1024,7 +1029,7 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
-def cmd_create_user(args: argparse.Namespace) -> int:
+def cmd_create_user(args: Args) -> int:
     """Create a user as an operator (the way in while sign-up is closed), through the domain code
     the API uses: same checks, same audit entry (actor `cli`)."""
     from .domain import users
@@ -1057,7 +1062,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys(args: argparse.Namespace) -> int:
+def cmd_keys(args: Args) -> int:
     """Create or complete the keys file, the service user's when we are root; print its path
     (scripts/lib.sh reads the PostgreSQL and RabbitMQ passwords from it)."""
     path = Path(args.config).resolve()
@@ -1069,7 +1074,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_shell(args: argparse.Namespace) -> int:
+def cmd_shell(args: Args) -> int:
     """nameko's operator shell (`n.rpc.<service>.<method>()`) on the config completed from the
     keys file, which `nameko shell --config` cannot read; the banner shows no password."""
     from nameko.cli.shell import ShellRunner, make_nameko_helper
@@ -1111,7 +1116,7 @@ def _probe(platform: Platform, role: str) -> None:
             raise RuntimeError(f"no worker on {socket.gethostname()} has a recent heartbeat")
 
 
-def cmd_health(args: argparse.Namespace) -> int:
+def cmd_health(args: Args) -> int:
     """One role's health for an orchestrator's exec probe: a JSON line, exit 0 when healthy,
     1 when not (an error, or no answer within --timeout seconds)."""
     platform = load_platform(args.config)
@@ -1133,92 +1138,101 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == "ok" else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attune", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+# The operator's commands on click, beside the user's (client.cli): one `attune` command.
+REPLICAS_HELP = ("Processes per role, e.g. worker=3,executor=2,sensor=2,notifier=2,gateway=2 "
+                 "(default: ATTUNE.supervisor.replicas, one each; gateway: "
+                 "ATTUNE.gateway.processes).")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> Any:
-        command = sub.add_parser(name, help=text, description=text)
-        command.add_argument("--config", default=os.environ.get("ATTUNE_CONFIG", "nameko.yaml"),
-                             help="nameko.yaml-style config (default: $ATTUNE_CONFIG or "
-                                  "nameko.yaml)")
-        command.set_defaults(func=func)
+
+def _operator(name: str, run: Callable[[Args], int], text: str) -> Callable[..., click.Command]:
+    """A click command `name` running `run` with its options (and `--config`); a CliError or
+    AttuneError is `attune: error: …` and exit 1."""
+
+    def make(*options: Callable[[Any], Any]) -> click.Command:
+        def callback(**params: Any) -> None:
+            try:
+                code = run(Args(**params))
+            except (CliError, AttuneError) as exc:
+                click.echo(f"attune: error: {exc}", err=True)
+                code = 1
+            except KeyboardInterrupt:
+                code = 130
+            raise click.exceptions.Exit(code)
+
+        command = click.command(name, help=text)(callback)
+        for option in (*options, click.option(
+                "--config", default=lambda: os.environ.get("ATTUNE_CONFIG", "nameko.yaml"),
+                show_default="$ATTUNE_CONFIG or nameko.yaml",
+                help="The platform's nameko.yaml-style config.")):
+            command = option(command)
         return command
 
-    replicas_help = ("processes per role, e.g. worker=3,executor=2,sensor=2,notifier=2,gateway=2 "
-                     "(default: ATTUNE.supervisor.replicas, one each; gateway: "
-                     "ATTUNE.gateway.processes)")
-    up = add("up", cmd_up, "start the platform under its supervisor and wait until every "
-             "process runs and /health is ok")
-    up.add_argument("--fresh", action="store_true",
-                    help="drop and recreate the database and the RabbitMQ vhost first")
-    up.add_argument("--roles", metavar="ROLE,…",
-                    help="start only these roles (executor, worker, sensor, notifier, gateway) "
-                         "on this host, joining a platform whose first host ran `attune up`: "
-                         "the database is checked, never created, migrated or dropped")
-    up.add_argument("--replicas", help=replicas_help)
-    add("supervise", cmd_supervise, "run the platform's processes and restart one that fails "
-        "(what `up` starts, detached; SIGHUP starts the stopped ones, SIGTERM stops all)"
-        ).add_argument("--replicas", help=replicas_help)
-    add("down", cmd_down, "stop every platform process").add_argument(
-        "--timeout", type=float, default=STOP_GRACE_SECONDS,
-        help="seconds between SIGTERM and SIGKILL")
-    add("status", cmd_status, "show the supervisor, every process (role, replica, pid, state, "
-        "restarts, last exit) and /health (exit 3 unless all is well)").add_argument(
-        "--json", action="store_true", help="the same as one JSON document, for scripts")
-    add("migrate", cmd_migrate, "apply the Alembic migrations")
-    pack = add("register-pack", cmd_register_pack, "register a pack folder")
-    pack.add_argument("path")
-    owner = pack.add_mutually_exclusive_group()
-    owner.add_argument("--system", action="store_true", help="a system pack (every tenant)")
-    owner.add_argument("--tenant", type=int, help="the tenant id that owns the pack")
-    pack.add_argument("--no-force", dest="force", action="store_false",
-                      help="fail instead of replacing an existing pack of the same ref")
-    add("rotate-keys", cmd_rotate_keys,
-        "re-encrypt every secret and encrypted datastore value under the active key"
-        ).add_argument("--batch-size", type=int, default=200, help="rows per transaction")
-    add("keys", cmd_keys, "create or complete the keys file (mode 600, the service user's) and "
-        "print its path")
-    add("shell", cmd_shell, "an interactive nameko shell on the platform's broker "
-        "(n.rpc.<service>.<method>()); reads commands from standard input when it is no terminal")
-    probe = add("health", cmd_health, "check one role, for an orchestrator's exec probe: exit 0 "
-                "when healthy, 1 when not (a service must answer its RPC ping; a worker must "
-                "also have a live heartbeat on this host; the gateway's /health must say ok)")
-    probe.add_argument("--role", required=True, choices=[*SERVICES, GATEWAY])
-    probe.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_SECONDS,
-                       help="seconds before the probe gives up (default: %(default)s)")
-    user = add("create-user", cmd_create_user,
-               "create a user (with sign-up closed, the only way in); the password is read from "
-               "a prompt, or from standard input with --password-stdin, never from arguments")
-    user.add_argument("username")
-    user.add_argument("--role", choices=[r.value for r in Role], default=Role.ADMIN.value,
-                      help="default: admin")
-    user.add_argument("--tenant", type=int, help="an existing tenant's id (default: a new tenant)")
-    user.add_argument("--password-stdin", action="store_true",
-                      help="read the password from standard input (for scripts)")
-    user.add_argument("--json", action="store_true", help="print the user as JSON")
-    return parser
+    return make
+
+
+OPERATOR_COMMANDS: tuple[click.Command, ...] = (
+    _operator("up", cmd_up, "Start the platform under its supervisor and wait until every "
+              "process runs and /health is ok.")(
+        click.option("--fresh", is_flag=True,
+                     help="Drop and recreate the database and the RabbitMQ vhost first."),
+        click.option("--roles", metavar="ROLE,…",
+                     help="Start only these roles (executor, worker, sensor, notifier, gateway) "
+                          "on this host, joining a platform whose first host ran `attune up`: "
+                          "the database is checked, never created, migrated or dropped."),
+        click.option("--replicas", help=REPLICAS_HELP)),
+    _operator("supervise", cmd_supervise, "Run the platform's processes and restart one that "
+              "fails (what `up` starts, detached; SIGHUP starts the stopped ones, SIGTERM "
+              "stops all).")(click.option("--replicas", help=REPLICAS_HELP)),
+    _operator("down", cmd_down, "Stop every platform process.")(
+        click.option("--timeout", type=float, default=STOP_GRACE_SECONDS, show_default=True,
+                     help="Seconds between SIGTERM and SIGKILL.")),
+    _operator("status", cmd_status, "Show the supervisor, every process (role, replica, pid, "
+              "state, restarts, last exit) and /health (exit 3 unless all is well).")(
+        click.option("--json", is_flag=True, help="The same as one JSON document, for scripts.")),
+    _operator("migrate", cmd_migrate, "Apply the Alembic migrations.")(),
+    _operator("register-pack", cmd_register_pack, "Register a pack folder.")(
+        click.argument("path"),
+        click.option("--system", is_flag=True, help="A system pack (every tenant's)."),
+        click.option("--tenant", type=int, help="The tenant id that owns the pack."),
+        click.option("--no-force", "force", flag_value=False, default=True,
+                     help="Fail instead of replacing an existing pack of the same ref.")),
+    _operator("rotate-keys", cmd_rotate_keys, "Re-encrypt every secret and encrypted datastore "
+              "value under the active key.")(
+        click.option("--batch-size", type=click.IntRange(1), default=200, show_default=True,
+                     help="Rows per transaction.")),
+    _operator("keys", cmd_keys, "Create or complete the keys file (mode 600, the service "
+              "user's) and print its path.")(),
+    _operator("shell", cmd_shell, "An interactive nameko shell on the platform's broker "
+              "(n.rpc.<service>.<method>()); reads commands from standard input when it is no "
+              "terminal.")(),
+    _operator("health", cmd_health, "Check one role, for an orchestrator's exec probe: exit 0 "
+              "when healthy, 1 when not (a service must answer its RPC ping; a worker must also "
+              "have a live heartbeat on this host; the gateway's /health must say ok).")(
+        click.option("--role", required=True, type=click.Choice([*SERVICES, GATEWAY])),
+        click.option("--timeout", type=float, default=PROBE_TIMEOUT_SECONDS, show_default=True,
+                     help="Seconds before the probe gives up.")),
+    _operator("create-user", cmd_create_user, "Create a user (with sign-up closed, the only "
+              "way in); the password is read from a prompt, or from standard input with "
+              "--password-stdin, never from arguments.")(
+        click.argument("username"),
+        click.option("--role", type=click.Choice([r.value for r in Role]),
+                     default=Role.ADMIN.value, show_default=True),
+        click.option("--tenant", type=int, help="An existing tenant's id (default: a new one)."),
+        click.option("--password-stdin", is_flag=True,
+                     help="Read the password from standard input (for scripts)."),
+        click.option("--json", is_flag=True, help="Print the user as JSON.")),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (`attune`): the operator's commands above; any other word is a
-    user's command (`attune login`, `attune run`, ...: client.cli, over the REST API)."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    operator = next(a.choices for a in parser._actions
-                    if isinstance(a, argparse._SubParsersAction))
-    if not words or words[0] not in operator:
-        from client.cli import main as user_main
+    """Console entry point (`attune`): the operator's commands above and the user's
+    (`attune login`, `attune run`, ...: client.cli, over the REST API) in one click group."""
+    from client.cli import cli as group
+    from client.cli import main as run
 
-        return user_main(words, operator_commands=sorted(operator))
-    args = parser.parse_args(words)
-    try:
-        return args.func(args)
-    except (CliError, AttuneError) as exc:
-        print(f"attune: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    for command in OPERATOR_COMMANDS:
+        group.add_command(command)
+    return run(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
