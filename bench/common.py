@@ -140,9 +140,18 @@ class ServiceSampler:
             self._stop.wait(0.05)
 
     def _cpu(self) -> dict[str, tuple[float, float]]:
-        """name → (family CPU, own CPU) of every service and piece of infrastructure now."""
-        now = {name: (family_cpu_seconds([pid]), cpu_seconds(pid) or 0.0)
-               for name, pid in self.pids.items()}
+        """name → (family CPU, own CPU) of every service and piece of infrastructure now. A
+        tracked process under another (every service under the supervisor) counts only
+        in its own row."""
+        tracked = set(self.pids.values())
+        now = {}
+        for name, pid in self.pids.items():
+            members = family([pid])
+            nested = [m for m in members if m in tracked and m != pid]
+            mine = members - family(nested)
+            own = cpu_seconds(pid, reaped=not nested) or 0.0  # a reaped child may be nested
+            now[name] = (own + sum(cpu_seconds(m, reaped=True) or 0.0 for m in mine - {pid}),
+                         cpu_seconds(pid) or 0.0)
         if self.pids:
             for name, comms in INFRASTRUCTURE.items():
                 now[name] = (family_cpu_seconds(pids_named(*comms)), 0.0)
