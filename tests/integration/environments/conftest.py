@@ -23,7 +23,6 @@ from tests.integration.worker.conftest import (  # noqa: F401 - fixtures used by
     news,
     pack,
     schedule,
-    tenant,
     worker,
     worker_config,
     write,
