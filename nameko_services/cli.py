@@ -432,13 +432,7 @@ def is_alive(pid: int, name: str) -> bool:
             return _marker(name) in proc.joinpath("cmdline").read_bytes().decode(errors="replace")
         except (OSError, IndexError):
             return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return supervision.pid_alive(pid)
 
 
 def serving_pids(gateway_pid: int, processes: int) -> list[int]:
