@@ -63,12 +63,7 @@ class LeaderQueueConsumer(QueueConsumer):
                 provider.queue(channel).declare()
         self._engine = make_engine(Settings.from_mapping(self.container.config).database_url,
                                    pool_size=1)
-        try:
-            leading = self._take()
-        except Exception as exc:
-            log.warning("notifier lock: database unreachable (%s)", type(exc).__name__)
-            leading = False
-        if leading:
+        if self._take_or_report():
             self._lead_now()
             super().start()
             return
@@ -88,16 +83,19 @@ class LeaderQueueConsumer(QueueConsumer):
     def _wait_for_lock(self) -> bool:
         """Poll until the lock is ours; False when stopped first."""
         while not self._standing_down.ready():
-            try:
-                took = self._take()
-            except Exception as exc:
-                log.warning("notifier lock: database unreachable (%s)", type(exc).__name__)
-                took = False
-            if took:
+            if self._take_or_report():
                 return True
             with eventlet.Timeout(POLL_SECONDS, False):
                 self._standing_down.wait()
         return False
+
+    def _take_or_report(self) -> bool:
+        """`_take`, with an unreachable database logged and counted as not taken."""
+        try:
+            return self._take()
+        except Exception as exc:
+            log.warning("notifier lock: database unreachable (%s)", type(exc).__name__)
+            return False
 
     def _take(self) -> bool:
         """Try the lock on a fresh connection (kept while it holds it): False when another
