@@ -607,7 +607,10 @@ class Supervisor:
         self.written: dict[str, Any] = {}
 
     def run(self) -> int:
-        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)  # the exporter thread's too
+        if self.settings.metrics_port is not None:
+            metrics.serve_host(self.platform.settings.api_host, self.settings.metrics_port)
+            print(f"serving this host's metrics on port {self.settings.metrics_port}", flush=True)
         now = time.monotonic()
         for child in self.children:  # adopt what an earlier supervisor left running
             pid = read_pid(self.platform, child.name)

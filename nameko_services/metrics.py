@@ -26,6 +26,7 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -96,6 +97,12 @@ def exposition(*collectors: Collector) -> CollectorRegistry:
     for collector in collectors:
         registry.register(collector)
     return registry
+
+
+def serve_host(address: str, port: int) -> None:
+    """Serve this host's metrics at http://address:port/metrics from a daemon thread (the
+    supervisor of a host without a gateway: docs/observability.md)."""
+    start_http_server(port, addr=address, registry=exposition())
 
 
 def process_ended(pid: int) -> None:
