@@ -21,7 +21,7 @@ from nameko_services import metrics
 
 log = logging.getLogger(__name__)
 
-ENTITY_TYPES = frozenset({"execution", "inquiry", "rule", "event"})
+ENTITY_TYPES = frozenset({"execution", "inquiry", "rule", "event", "pack"})
 # Sent only to clients subscribed to the entity by its id, not to every subscriber of its type:
 # a running action's lines are for whoever watches that execution, not for every live feed.
 BY_ID_ONLY = frozenset({"execution.output"})
