@@ -15,6 +15,7 @@ process started without it (tests, `nameko run` by hand) counts in its own memor
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -126,14 +128,14 @@ class _Forward(Collector):
     def __init__(self, source: Collector) -> None:
         self.source = source
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterable[Metric]:
         return self.source.collect()
 
 
 class _BuildInfo(Collector):
     """attune_build_info{version} 1 (computed, so it writes nothing to the shared folder)."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("attune_build_info", "1, labelled with the running version",
                                    labels=["version"])
         family.add_metric([version()], 1)
