@@ -34,8 +34,7 @@ ACTOR = {"actor_type": "service", "actor": "executor"}
 
 
 def schedule(
-    conn: Connection, row: Mapping[str, Any], action: Mapping[str, Any],
-    policy: concurrency.Policy,
+    conn: Connection, row: Mapping[str, Any], policy: concurrency.Policy
 ) -> list[Outgoing]:
     """A `requested` execution of a limited action: scheduled now when its key has a free slot
     and nobody waiting, else queued (or canceled, by the policy's overflow)."""

@@ -50,7 +50,7 @@ def plan(
         return inquiry.start(conn, row)
     policy = concurrency_policy.Policy.of(action)  # hook: concurrency policy (issue 20)
     if policy is not None:
-        return concurrency.schedule(conn, row, action, policy)
+        return concurrency.schedule(conn, row, policy)
     return lifecycle.to_scheduled(conn, row)
 
 

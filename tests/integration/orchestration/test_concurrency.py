@@ -7,6 +7,8 @@ certainly taken, never guessed from timing.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import update
 
@@ -48,7 +50,7 @@ def waiting(flow, execution_id):
 def never_overlap(runs):
     """Each run of the list started after the one before it finished (database stamps)."""
     ordered = sorted(runs, key=lambda r: r["started_at"])
-    return all(a["finished_at"] <= b["started_at"] for a, b in zip(ordered, ordered[1:]))
+    return all(a["finished_at"] <= b["started_at"] for a, b in itertools.pairwise(ordered))
 
 
 def test_limit_one_per_key_never_overlaps_within_a_key_and_overlaps_across_keys(
@@ -182,3 +184,18 @@ def test_actions_without_a_policy_are_not_held(flow):
     done = [flow.wait(flow.run(plain, {"seconds": SHORT})["id"]) for _ in range(2)]
     assert [(r["status"], r["concurrency_key"], r["waiting_for_concurrency"]) for r in done] == [
         ("succeeded", None, False)] * 2
+
+
+def most_at_once(runs):
+    """The largest number of runs whose [started_at, finished_at) intervals share an instant."""
+    return max(sum(1 for o in runs if o["started_at"] <= r["started_at"] < o["finished_at"])
+               for r in runs)
+
+
+def test_two_executors_never_admit_more_than_the_limit(flow, start_executor):
+    start_executor()  # a second replica consumes the same requests
+    action = limited(flow, limit=2)
+    started = [flow.run(action, {"host": str(n), "seconds": 0.5}) for n in range(8)]
+    done = [flow.wait(s["id"]) for s in started]
+    assert {r["status"] for r in done} == {"succeeded"}
+    assert most_at_once(done) <= 2
