@@ -199,3 +199,30 @@ def test_two_executors_never_admit_more_than_the_limit(flow, start_executor):
     done = [flow.wait(s["id"]) for s in started]
     assert {r["status"] for r in done} == {"succeeded"}
     assert most_at_once(done) <= 2
+
+
+def test_the_limit_of_a_shared_system_action_is_per_tenant(flow, engine, tenant):
+    pack = rows.insert_row(engine, models.packs, tenant_id=None, ref=rows.unique("syspack"))
+    other = rows.make_tenant(engine)
+    try:
+        action = rows.insert_row(engine, models.actions, tenant_id=None, pack_id=pack["id"],
+                                 name="deploy", ref=f"{pack['ref']}.deploy", runner_type="python",
+                                 code=SLEEP.lstrip(), parameters=PARAMS,
+                                 concurrency_policy={"limit": 1, "key": None,
+                                                     "overflow": "queue"})
+        blocker = flow.run(action, {"seconds": HOLD})
+        flow.wait(blocker["id"], "running")
+        theirs = as_tenant(flow, other).run(action, {"seconds": SHORT})
+        assert flow.wait(theirs["id"])["status"] == "succeeded"  # not held by our slot
+        assert flow.get(blocker["id"])["status"] == "running"
+        cancel(flow, engine, tenant, blocker["id"])
+        flow.wait(blocker["id"])
+    finally:
+        rows.delete_tenant(engine, other)
+        with engine.begin() as conn:
+            conn.execute(models.packs.delete().where(models.packs.c.id == pack["id"]))
+
+
+def as_tenant(flow, tenant_id):
+    """The same platform, asked by another tenant."""
+    return type(flow)(flow.engine, tenant_id, flow.dispatch, flow.received)
