@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from nameko_services import metrics
 from nameko_services.broker import queue_depths, work_queues
+from nameko_services.domain import concurrency
 from nameko_services.domain.states import ExecutionStatus
 
 from ..app import ctx
@@ -42,6 +43,7 @@ class PlatformCollector(Collector):
     def collect(self) -> Iterator[object]:
         yield from self._queues()
         yield from self._database()
+        yield from self._concurrency()
 
     def _queues(self) -> Iterator[object]:
         up = GaugeMetricFamily("attune_broker_up", "1 when the broker answered this scrape")
@@ -90,6 +92,22 @@ class PlatformCollector(Collector):
             beats.add_metric([name, status], float(beat))
             ages.add_metric([name, status], max(float(age), 0.0))
         yield from (up, by_status, beats, ages)
+
+    def _concurrency(self) -> Iterator[object]:
+        """Executions held back by their action's concurrency policy, per action ref."""
+        waiting = GaugeMetricFamily(
+            "attune_executions_waiting_for_concurrency",
+            "Executions waiting in scheduled for a concurrency slot (all tenants)",
+            labels=["action"])
+        try:
+            with self.engine.connect() as conn:
+                rows = concurrency.waiting_by_action(conn)
+        except Exception as exc:  # attune_database_up already says so
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+            rows = []
+        for ref, count in sorted(rows):
+            waiting.add_metric([ref], count)
+        yield waiting
 
 
 @bp.get("/metrics")

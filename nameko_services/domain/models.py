@@ -152,6 +152,8 @@ actions = Table(
     Column("workflow", JSONB),
     # Sandbox limits of this action (memory_mb, cpu_seconds…), within ATTUNE.sandbox.maximum.
     Column("limits", JSONB),
+    # At most `limit` executions at once per rendered `key` (domain/concurrency.py).
+    Column("concurrency_policy", JSONB),
     _created(),
     _updated(),
     Index("uq_actions_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),
@@ -297,6 +299,10 @@ executions = Table(
     Column("state", JSONB),
     # Per-execution timeout (a workflow task's `timeout:`); NULL: the action's, else the default.
     Column("timeout_seconds", Float),
+    # Its action's concurrency policy: the rendered key (set when admitted or queued; NULL for
+    # actions without a policy) and whether it waits in `scheduled` for a free slot.
+    Column("concurrency_key", Text),
+    Column("waiting_for_concurrency", Boolean, nullable=False, server_default=text("false")),
     _created(),
     _updated(),
     Column("requested_at", DateTime(timezone=True)),
@@ -320,6 +326,11 @@ executions = Table(
     # The backlog's grouped count (domain/backlog.py): executions not yet running, per tenant.
     Index("ix_executions_queued", "tenant_id",
           postgresql_where=text("status IN ('requested', 'scheduled')")),
+    # Slots taken and the FIFO queue of a (tenant, action, key): limited executions not finished.
+    Index("ix_executions_concurrency", "tenant_id", "action_ref", "concurrency_key",
+          "created_at", "id",
+          postgresql_where=text("concurrency_key IS NOT NULL AND status IN "
+                                "('scheduled', 'running', 'paused', 'canceling')")),
 )
 
 enforcements = Table(
