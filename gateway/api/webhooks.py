@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 
+from nameko_services import metrics
 from nameko_services.domain import events, executions, messages, webhooks
 from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
@@ -92,7 +93,9 @@ def receive(trigger_id: str):
             if wait is not None:  # before the commit: its executions' news cannot pass unheard
                 slot.watch_event(event["id"])
         if created:  # committed: the executor will find the row
+            metrics.EVENTS.labels("webhook").inc()
             ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))
+        g.webhook_duplicate = not created  # the outcome in attune_webhooks_total (observed.py)
         receipt = {"event_id": event["id"], "trigger_id": event["trigger_id"],
                    "received_at": isoformat(event["created_at"])}
         if wait is None:

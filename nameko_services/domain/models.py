@@ -117,6 +117,10 @@ packs = Table(
     Column("meta", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("env_status", String(20), nullable=False, server_default="ready"),
     Column("env_error", Text),
+    # The last environment build: its log (bounded; also on success), when it ended, how long.
+    Column("env_log", Text),
+    Column("env_built_at", DateTime(timezone=True)),
+    Column("env_build_seconds", Float),
     # The pack's content (pack_store.py); NULL for empty packs and packs registered before
     # migration 0007, which run from source_path.
     Column("archive_sha256", String(64), ForeignKey("pack_archives.sha256"), index=True),
