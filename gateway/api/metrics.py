@@ -94,19 +94,16 @@ class PlatformCollector(Collector):
         yield from (up, by_status, beats, ages)
 
     def _concurrency(self) -> Iterator[object]:
-        """Executions held back by their action's concurrency policy, per action ref."""
+        """Executions held back by their action's concurrency policy, all tenants together
+        (an action label would name tenants' packs on this public page)."""
         waiting = GaugeMetricFamily(
             "attune_executions_waiting_for_concurrency",
-            "Executions waiting in scheduled for a concurrency slot (all tenants)",
-            labels=["action"])
+            "Executions waiting in scheduled for a concurrency slot (all tenants)")
         try:
             with self.engine.connect() as conn:
-                rows = concurrency.waiting_by_action(conn)
+                waiting.add_metric([], concurrency.waiting_count(conn))
         except Exception as exc:  # attune_database_up already says so
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
-            rows = []
-        for ref, count in sorted(rows):
-            waiting.add_metric([ref], count)
         yield waiting
 
 

@@ -154,13 +154,12 @@ def waiting_groups(conn: Connection) -> list[tuple[int, str, str, int]]:
     return [(t, a, k, i) for t, a, k, i in rows]
 
 
-def waiting_by_action(conn: Connection) -> list[tuple[str, int]]:
-    """(action_ref, executions waiting for a slot) across tenants, for /metrics."""
-    rows = conn.execute(
-        select(executions.c.action_ref, func.count())
+def waiting_count(conn: Connection) -> int:
+    """Executions waiting for a slot across tenants, for /metrics (a total: action refs name
+    tenants' packs, and /metrics is public)."""
+    return int(conn.execute(
+        select(func.count()).select_from(executions)
         .where(executions.c.concurrency_key.is_not(None),
                executions.c.status == S.SCHEDULED.value,
                executions.c.waiting_for_concurrency.is_(True))
-        .group_by(executions.c.action_ref)
-    ).all()
-    return [(ref, int(n)) for ref, n in rows]
+    ).scalar_one())
