@@ -2,7 +2,8 @@
 
 Public, like /health, on purpose: a scraper has no user token, and nothing here names a tenant
 or carries data — only platform-wide counts (queue depths, executions by status, runner
-durations, worker heartbeats). Restrict it at the network edge if even that is too much.
+durations, worker heartbeats, rows pruned). Restrict it at the network edge if even that is too
+much.
 
 Everything is read at scrape time from the truth (PostgreSQL) and the broker (a passive
 `queue_declare` per work queue), into a registry built for the request: several gateway
@@ -16,11 +17,12 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from nameko_services.broker import queue_depths, work_queues
+from nameko_services.domain import retention
 from nameko_services.domain.states import ExecutionStatus
 
 from ..app import ctx
@@ -44,6 +46,7 @@ class PlatformCollector(Collector):
     def collect(self) -> Iterator[object]:
         yield from self._queues()
         yield from self._database()
+        yield from self._pruned()
 
     def _queues(self) -> Iterator[object]:
         up = GaugeMetricFamily("attune_broker_up", "1 when the broker answered this scrape")
@@ -94,6 +97,20 @@ class PlatformCollector(Collector):
             beats.add_metric([name, status], float(beat))
             ages.add_metric([name, status], max(float(age), 0.0))
         yield from (up, by_status, beats, ages, *durations)
+
+    def _pruned(self) -> Iterator[object]:
+        """Rows the retention job and `attune prune` deleted so far, per table (monotone)."""
+        family = CounterMetricFamily("attune_pruned_rows", "Rows pruned by retention so far",
+                                     labels=["table"])
+        try:
+            with self.engine.connect() as conn:
+                done = retention.totals(conn)
+        except Exception as exc:  # attune_database_up already says so
+            log.warning("metrics: pruned totals unavailable (%s)", type(exc).__name__)
+            return
+        for table in retention.TABLES:
+            family.add_metric([table], done.get(table, 0))
+        yield family
 
     @staticmethod
     def _durations(conn) -> list[HistogramMetricFamily]:

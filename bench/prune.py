@@ -1,0 +1,128 @@
+"""Pruning under load: `bench/flow.py`'s throughput without and with the executor's pruning job.
+
+Against a running platform whose executor prunes every few seconds (start it with
+`ATTUNE_RETENTION_INTERVAL=5`):
+1. `bench.flow` (closed loop) with nothing to prune: the baseline;
+2. seeds `--rows` finished executions 60 days old for a tenant of its own, each with its event
+   and enforcement (one INSERT … SELECT generate_series for the three tables);
+3. `bench.flow` again while the executor prunes them: its throughput, and the rows pruned
+   meanwhile (`prune_totals`, the source of `attune_pruned_rows_total`) per second;
+4. waits until every seeded execution is gone (or `--drain-timeout`) and prints the overall
+   prune rate.
+
+    ATTUNE_RETENTION_INTERVAL=5 .venv/bin/attune up --fresh
+    .venv/bin/python -m bench.prune --config nameko.yaml --url http://127.0.0.1:8080 \
+        --rows 1000000 --concurrency 8 --seconds 30
+
+Issue 20's target: the second throughput within 10 % of the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+
+from sqlalchemy import Engine, create_engine, text
+
+from nameko_services.config import load_config
+from nameko_services.domain.settings import Settings
+from tests.support.e2e import register_user
+
+SEED = text("""
+WITH ev AS (
+    INSERT INTO events (tenant_id, trigger_ref, source, payload, created_at, processed_at)
+    SELECT :tenant_id, 'bench.old', 'webhook', jsonb_build_object('i', i), ts, ts
+    FROM generate_series(1, :rows) AS i,
+         LATERAL (SELECT now() - interval '60 days' - make_interval(secs => :rows - i) AS ts) t
+    RETURNING id, created_at
+), ex AS (
+    INSERT INTO executions (tenant_id, action_ref, status, parameters, result, event_id,
+                            created_at, requested_at, started_at, finished_at, updated_at)
+    SELECT :tenant_id, 'core.noop', 'succeeded', '{}', '{"output": null}', id,
+           created_at, created_at, created_at, created_at, created_at
+    FROM ev
+    RETURNING id, event_id, created_at
+)
+INSERT INTO enforcements (tenant_id, event_id, execution_id, status, created_at, updated_at)
+SELECT :tenant_id, event_id, id, 'scheduled', created_at, created_at FROM ex
+""")
+RATE = re.compile(r"([\d.]+) executions/s end to end")
+
+
+def flow(url: str, concurrency: int, seconds: float) -> float:
+    """One closed-loop `bench.flow` run; its end-to-end executions per second."""
+    done = subprocess.run([sys.executable, "-m", "bench.flow", "--url", url, "--concurrency",
+                           str(concurrency), "--seconds", str(seconds)],
+                          capture_output=True, text=True, check=False)
+    print(done.stdout.rstrip())
+    match = RATE.search(done.stdout)
+    if not match:
+        raise SystemExit(f"bench.flow failed:\n{done.stdout}{done.stderr}")
+    return float(match.group(1))
+
+
+def pruned(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT coalesce(sum(rows), 0) FROM prune_totals WHERE table_name = 'executions'"
+        )).scalar_one())
+
+
+def left(engine: Engine, tenant_id: int) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM executions WHERE tenant_id = :t AND action_ref = 'core.noop'"
+        ), {"t": tenant_id}).scalar_one())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="nameko.yaml")
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--drain-timeout", type=float, default=1800.0,
+                        help="seconds to wait for the rest of the seeded rows to go")
+    args = parser.parse_args()
+
+    settings = Settings.from_mapping(load_config(args.config))
+    engine = create_engine(settings.database_url)
+    print("== without pruning")
+    baseline = flow(args.url, args.concurrency, args.seconds)
+
+    tenant_id = register_user(args.url).tenant_id
+    began = time.monotonic()
+    with engine.begin() as conn:
+        conn.execute(SEED, {"tenant_id": tenant_id, "rows": args.rows})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE executions; ANALYZE events; ANALYZE enforcements"))
+    print(f"seeded {args.rows} old executions with their events and enforcements in "
+          f"{time.monotonic() - began:.1f} s")
+
+    print("== while the executor prunes")
+    before, t0 = pruned(engine), time.monotonic()
+    loaded = flow(args.url, args.concurrency, args.seconds)
+    during, t1 = pruned(engine) - before, time.monotonic()
+    remaining = left(engine, tenant_id)
+    deadline = time.monotonic() + args.drain_timeout
+    while remaining and time.monotonic() < deadline:
+        time.sleep(1)
+        remaining = left(engine, tenant_id)
+    total, t2 = pruned(engine) - before, time.monotonic()
+    engine.dispose()
+
+    print(f"throughput: {baseline:.1f} executions/s without pruning, {loaded:.1f} while "
+          f"pruning ({(loaded / baseline - 1) * 100:+.1f} %; target: within -10 %)")
+    print(f"pruned during the loaded run: {during} executions in {t1 - t0:.1f} s "
+          f"({during / (t1 - t0):.0f}/s, each with its event and enforcement)")
+    print(f"pruned in all: {total} executions in {t2 - t0:.1f} s ({total / (t2 - t0):.0f}/s); "
+          f"{remaining} seeded left")
+    return 0 if remaining == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
