@@ -7,8 +7,8 @@ Against a running platform whose executor prunes every few seconds (start it wit
    and enforcement (one INSERT … SELECT generate_series for the three tables);
 3. `bench.flow` again while the executor prunes them: its throughput, and the rows pruned
    meanwhile (`prune_totals`, the source of `attune_pruned_rows_total`) per second;
-4. waits until every seeded execution is gone (or `--drain-timeout`) and prints the overall
-   prune rate.
+4. waits until every seeded row is gone (or `--drain-timeout`) and prints the overall prune
+   rate (rows of all tables per second).
 
     ATTUNE_RETENTION_INTERVAL=5 .venv/bin/attune up --fresh
     .venv/bin/python -m bench.prune --config nameko.yaml --url http://127.0.0.1:8080 \
@@ -65,17 +65,19 @@ def flow(url: str, concurrency: int, seconds: float) -> float:
 
 
 def pruned(engine: Engine) -> int:
+    """Rows pruned so far, all tables together."""
     with engine.connect() as conn:
-        return int(conn.execute(text(
-            "SELECT coalesce(sum(rows), 0) FROM prune_totals WHERE table_name = 'executions'"
-        )).scalar_one())
+        return int(conn.execute(text("SELECT coalesce(sum(rows), 0) FROM prune_totals")
+                                ).scalar_one())
 
 
 def left(engine: Engine, tenant_id: int) -> int:
+    """Seeded executions and events not pruned yet."""
     with engine.connect() as conn:
         return int(conn.execute(text(
-            "SELECT count(*) FROM executions WHERE tenant_id = :t AND action_ref = 'core.noop'"
-        ), {"t": tenant_id}).scalar_one())
+            "SELECT (SELECT count(*) FROM executions WHERE tenant_id = :t)"
+            " + (SELECT count(*) FROM events WHERE tenant_id = :t)"), {"t": tenant_id}
+        ).scalar_one())
 
 
 def main() -> int:
@@ -117,10 +119,10 @@ def main() -> int:
 
     print(f"throughput: {baseline:.1f} executions/s without pruning, {loaded:.1f} while "
           f"pruning ({(loaded / baseline - 1) * 100:+.1f} %; target: within -10 %)")
-    print(f"pruned during the loaded run: {during} executions in {t1 - t0:.1f} s "
-          f"({during / (t1 - t0):.0f}/s, each with its event and enforcement)")
-    print(f"pruned in all: {total} executions in {t2 - t0:.1f} s ({total / (t2 - t0):.0f}/s); "
-          f"{remaining} seeded left")
+    print(f"pruned during the loaded run: {during} rows (executions, events, enforcements) in "
+          f"{t1 - t0:.1f} s ({during / (t1 - t0):.0f} rows/s)")
+    print(f"pruned in all: {total} rows in {t2 - t0:.1f} s ({total / (t2 - t0):.0f} rows/s); "
+          f"{remaining} seeded executions and events left")
     return 0 if remaining == 0 else 1
 
 

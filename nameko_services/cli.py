@@ -1030,7 +1030,8 @@ def cmd_prune(args: Args) -> int:
             rows = retention.count(engine, ages)
         else:
             pruned = retention.prune(engine, ages, batch_size=args.batch_size or
-                                     settings.batch_size, pause_seconds=settings.pause_seconds)
+                                     settings.batch_size, pause_seconds=settings.pause_seconds,
+                                     duty_cycle=settings.duty_cycle)
             if pruned is None:
                 raise CliError("another process is pruning (an executor's retention job): "
                                "try again once it is done")

@@ -58,7 +58,9 @@ def _days(section: Mapping[str, Any], key: str, default: float | None) -> float 
 @dataclass(frozen=True, slots=True)
 class RetentionSettings:
     """ATTUNE.retention: how long each kind of history is kept (days; None keeps forever), and
-    how the executor's pruning job paces itself."""
+    how the executor's pruning job paces itself: after a batch that took t seconds it pauses
+    for at least `pause_seconds` and at least t·(1 - duty_cycle)/duty_cycle, so it works at
+    most that fraction of the time (the database's and the executor's)."""
 
     enabled: bool = True
     executions_days: float | None = 30
@@ -67,6 +69,7 @@ class RetentionSettings:
     interval_seconds: float = 3_600
     batch_size: int = 1_000
     pause_seconds: float = 0.1
+    duty_cycle: float = 0.2
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> RetentionSettings:
@@ -84,6 +87,8 @@ class RetentionSettings:
                                    minimum=1, maximum=100_000, whole=True)),
             pause_seconds=bounded(section, "pause_seconds", default.pause_seconds,
                                   "retention", minimum=0, maximum=60),
+            duty_cycle=bounded(section, "duty_cycle", default.duty_cycle, "retention",
+                               minimum=0.01, maximum=1),
         )
 
     def ages(self) -> Ages:
@@ -239,25 +244,28 @@ _STEPS: tuple[tuple[str, Batch], ...] = (
 
 
 def prune(engine: Engine, ages: Ages, *, batch_size: int, pause_seconds: float,
-          keep_going: Callable[[], bool] = lambda: True,
+          duty_cycle: float = 1.0, keep_going: Callable[[], bool] = lambda: True,
           sleep: Callable[[float], Any] = time.sleep) -> dict[str, int] | None:
     """One pass: delete everything older than `ages` in batches; per-table counts, or None when
-    another process holds the retention lock (it is pruning). Stops early once `keep_going`
-    says so (what is left goes on the next pass)."""
+    another process holds the retention lock (it is pruning). Paced as RetentionSettings says;
+    stops early once `keep_going` says so (what is left goes on the next pass)."""
     with engine.connect() as lock_conn:
         if not locks.try_lock(lock_conn, locks.RETENTION, 0):
             lock_conn.rollback()
             return None
         lock_conn.commit()
         try:
-            return _pass(engine, ages, batch_size, pause_seconds, keep_going, sleep)
+            return _pass(engine, ages, batch_size, keep_going,
+                         lambda busy: sleep(max(pause_seconds,
+                                                busy * (1 - duty_cycle) / duty_cycle)))
         finally:
             locks.unlock(lock_conn, locks.RETENTION, 0)
             lock_conn.commit()
 
 
-def _pass(engine: Engine, ages: Ages, batch_size: int, pause_seconds: float,
-          keep_going: Callable[[], bool], sleep: Callable[[float], Any]) -> dict[str, int]:
+def _pass(engine: Engine, ages: Ages, batch_size: int, keep_going: Callable[[], bool],
+          pause: Callable[[float], Any]) -> dict[str, int]:
+    """Every step's batches in turn, each followed by `pause(seconds the batch took)`."""
     with engine.connect() as conn:
         cutoffs = Cutoffs.of(conn, ages)
     total: Counter[str] = Counter({table: 0 for table in TABLES})
@@ -268,12 +276,13 @@ def _pass(engine: Engine, ages: Ages, batch_size: int, pause_seconds: float,
             if cutoff is not None else None
         while cursor is not None and keep_going():
             assert cutoff is not None
+            began = time.monotonic()
             with transaction(engine) as conn:
                 counts, cursor = batch(conn, cutoff, cursor, batch_size)
                 _bump(conn, counts)
             total.update(counts)
-            if cursor is not None and pause_seconds:
-                sleep(pause_seconds)
+            if cursor is not None:
+                pause(time.monotonic() - began)
     result = {table: total[table] for table in TABLES}
     if any(result.values()):
         log.info("retention: pruned %s in %.1f s",

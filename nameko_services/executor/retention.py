@@ -54,6 +54,7 @@ class RetentionJob(DependencyProvider):
         return retention.prune(self._engine, self.settings.ages(),
                                batch_size=self.settings.batch_size,
                                pause_seconds=self.settings.pause_seconds,
+                               duty_cycle=self.settings.duty_cycle,
                                keep_going=lambda: not self._stopped.is_set())
 
     def stop(self) -> None:

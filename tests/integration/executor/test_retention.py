@@ -150,6 +150,15 @@ def test_a_dry_run_counts_what_a_pass_then_deletes_and_deletes_nothing(engine, h
     assert retention.prune(engine, AGES, batch_size=1000, pause_seconds=0) == counted
 
 
+def test_a_pass_rests_after_each_batch_in_proportion_to_its_work(engine, history):
+    pauses = []
+
+    retention.prune(engine, AGES, batch_size=2, pause_seconds=0, duty_cycle=0.25,
+                    sleep=pauses.append)
+
+    assert len(pauses) >= 3 and all(pause > 0 for pause in pauses)
+
+
 def test_audit_entries_stay_append_only_but_for_those_older_than_the_cutoff(engine, history):
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text("SELECT set_config('attune.audit_prune_before',"

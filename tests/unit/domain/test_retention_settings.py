@@ -35,6 +35,8 @@ def test_text_from_substitution_is_read_as_numbers():
     ({"batch_size": 2.5}, "ATTUNE.retention.batch_size"),
     ({"interval_seconds": 0}, "ATTUNE.retention.interval_seconds"),
     ({"pause_seconds": -0.1}, "ATTUNE.retention.pause_seconds"),
+    ({"duty_cycle": 0}, "ATTUNE.retention.duty_cycle"),
+    ({"duty_cycle": 1.5}, "ATTUNE.retention.duty_cycle"),
     ({"audit": 365}, "audit"),
 ])
 def test_a_bad_value_fails_at_start_up_naming_it(section, named):
