@@ -1022,6 +1022,39 @@ def cmd_rotate_keys(args: Args) -> int:
     return 0
 
 
+def cmd_prune(args: Args) -> int:
+    """Prune old history now (docs/operations.md "Retention"): what ATTUNE.retention keeps, or
+    executions and events older than --older-than; print the rows per table (--dry-run: the
+    rows it would delete, deleting nothing)."""
+    import dataclasses
+
+    from .domain import retention
+    from .domain.db import make_engine
+
+    platform = load_platform(args.config)
+    settings = platform.settings.retention
+    ages = settings.ages()
+    if args.older_than is not None:
+        age = retention.parse_age(args.older_than)
+        ages = dataclasses.replace(ages, executions=age, events=age)
+    engine = make_engine(platform.settings.database_url, pool_size=2)
+    try:
+        if args.dry_run:
+            rows = retention.count(engine, ages)
+        else:
+            pruned = retention.prune(engine, ages, batch_size=args.batch_size or
+                                     settings.batch_size, pause_seconds=settings.pause_seconds,
+                                     duty_cycle=settings.duty_cycle)
+            if pruned is None:
+                raise CliError("another process is pruning (an executor's retention job): "
+                               "try again once it is done")
+            rows = pruned
+    finally:
+        engine.dispose()
+    print(json.dumps({"dry_run": args.dry_run, "rows": rows}, indent=2))
+    return 0
+
+
 def read_password(from_stdin: bool) -> str:
     """The new user's password: all of standard input less its final newline, or typed twice at
     a prompt. Never argv or the environment, which other local users and logs can read."""
@@ -1207,6 +1240,17 @@ OPERATOR_COMMANDS: tuple[click.Command, ...] = (
               "value under the active key.")(
         click.option("--batch-size", type=click.IntRange(1), default=200, show_default=True,
                      help="Rows per transaction.")),
+    _operator("prune", cmd_prune, "Delete old executions (whole finished trees), events, "
+              "enforcements and audit entries now, in small batches, and print the rows per "
+              "table (ATTUNE.retention says how old; the executor also does this on a "
+              "schedule).")(
+        click.option("--older-than", metavar="AGE",
+                     help="Executions and events older than this go (7d, 12h, 30m; default: "
+                          "ATTUNE.retention). Audit entries keep their own retention."),
+        click.option("--dry-run", is_flag=True,
+                     help="Count what would go, deleting nothing."),
+        click.option("--batch-size", type=click.IntRange(1),
+                     help="Rows per transaction (default: ATTUNE.retention.batch_size).")),
     _operator("keys", cmd_keys, "Create or complete the keys file (mode 600, the service "
               "user's) and print its path.")(),
     _operator("shell", cmd_shell, "An interactive nameko shell on the platform's broker "

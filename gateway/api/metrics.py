@@ -17,13 +17,13 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from nameko_services import metrics
 from nameko_services.broker import queue_depths, work_queues
-from nameko_services.domain import concurrency
+from nameko_services.domain import concurrency, retention
 from nameko_services.domain.states import ExecutionStatus
 
 from ..app import ctx
@@ -44,6 +44,7 @@ class PlatformCollector(Collector):
         yield from self._queues()
         yield from self._database()
         yield from self._concurrency()
+        yield from self._pruned()
 
     def _queues(self) -> Iterator[object]:
         up = GaugeMetricFamily("attune_broker_up", "1 when the broker answered this scrape")
@@ -105,6 +106,20 @@ class PlatformCollector(Collector):
         except Exception as exc:  # attune_database_up already says so
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
         yield waiting
+
+    def _pruned(self) -> Iterator[object]:
+        """Rows the retention job and `attune prune` deleted so far, per table (monotone)."""
+        family = CounterMetricFamily("attune_pruned_rows", "Rows pruned by retention so far",
+                                     labels=["table"])
+        try:
+            with self.engine.connect() as conn:
+                done = retention.totals(conn)
+        except Exception as exc:  # attune_database_up already says so
+            log.warning("metrics: pruned totals unavailable (%s)", type(exc).__name__)
+            return
+        for table in retention.TABLES:
+            family.add_metric([table], done.get(table, 0))
+        yield family
 
 
 @bp.get("/metrics")

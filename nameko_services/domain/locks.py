@@ -10,6 +10,7 @@ from sqlalchemy import Connection, func, select
 
 SENSOR = 7_201  # (SENSOR, sensor id): the one process that runs a pack sensor
 NOTIFIER = 7_202  # (NOTIFIER, 0): the one notifier that forwards news (notifier/leader.py)
+RETENTION = 7_203  # (RETENTION, 0): the one process pruning old history (domain/retention.py)
 
 
 def try_lock(conn: Connection, lock_class: int, key: int) -> bool:

@@ -256,6 +256,7 @@ events = Table(
     # The backlog's grouped count (domain/backlog.py): unprocessed events per tenant.
     Index("ix_events_unprocessed_tenant", "tenant_id",
           postgresql_where=text("processed_at IS NULL")),
+    Index("ix_events_created", "created_at", "id"),  # retention: the oldest events first
 )
 
 rule_evaluations = Table(
@@ -331,6 +332,10 @@ executions = Table(
           "created_at", "id",
           postgresql_where=text("concurrency_key IS NOT NULL AND status IN "
                                 "('scheduled', 'running', 'paused', 'canceling')")),
+    # Retention (domain/retention.py): the oldest finished roots; executions of an event.
+    Index("ix_executions_prunable", "finished_at", "id",
+          postgresql_where=text("parent_execution_id IS NULL")),
+    Index("ix_executions_event", "event_id", postgresql_where=text("event_id IS NOT NULL")),
 )
 
 enforcements = Table(
@@ -348,6 +353,9 @@ enforcements = Table(
     Index("uq_enforcements_rule_event", "rule_id", "event_id", unique=True),
     Index("ix_enforcements_tenant_created", "tenant_id", text("created_at DESC")),
     Index("ix_enforcements_event", "event_id"),
+    # The foreign key to executions (its SET NULL when retention deletes one).
+    Index("ix_enforcements_execution", "execution_id",
+          postgresql_where=text("execution_id IS NOT NULL")),
 )
 
 inquiries = Table(
@@ -371,6 +379,7 @@ inquiries = Table(
     _created(),
     Index("ix_inquiries_tenant_status", "tenant_id", "status"),
     Index("ix_inquiries_expiry", "expires_at", postgresql_where=text("status = 'pending'")),
+    Index("ix_inquiries_execution", "execution_id"),  # the foreign key (retention deletes)
 )
 
 datastore_items = Table(
@@ -407,7 +416,8 @@ secrets = Table(
     Index("uq_secrets_tenant_key", "tenant_id", "key", unique=True),
 )
 
-# Append-only: a trigger created by the migration refuses UPDATE and DELETE.
+# Append-only: triggers created by the migrations refuse UPDATE, TRUNCATE and any DELETE but
+# retention's (of entries older than its cutoff; domain/retention.py).
 audit_log = Table(
     "audit_log",
     metadata,
@@ -422,6 +432,7 @@ audit_log = Table(
     Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     CheckConstraint("actor_type in ('user','service','worker')", name="actor_type"),
     Index("ix_audit_log_entity", "tenant_id", "entity_type", "entity_id", "id"),
+    Index("ix_audit_log_timestamp", "timestamp", "id"),  # retention: the oldest entries first
 )
 
 # Durable timers of the executor: retry backoff, execution/workflow timeouts, inquiry TTLs.
@@ -462,4 +473,12 @@ rate_limit_buckets = Table(
     Column("granted", Boolean, nullable=False),  # the last take's answer (what it returns)
     Column("updated_at", DateTime(timezone=True), nullable=False),
     prefixes=["UNLOGGED"],
+)
+
+# Rows pruned so far per table (domain/retention.py): the source of attune_pruned_rows_total.
+prune_totals = Table(
+    "prune_totals",
+    metadata,
+    Column("table_name", String(63), primary_key=True),
+    Column("rows", BigInteger, nullable=False),
 )

@@ -20,6 +20,7 @@ from .config_values import bounded, flag, reject_unknown
 from .errors import ConfigurationError
 from .live_output import LiveOutputSettings
 from .paths import PROJECT_ROOT
+from .retention import RetentionSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +429,7 @@ class Settings:
     container: ContainerPolicy = field(default_factory=ContainerPolicy)
     backlog: BacklogSettings = field(default_factory=BacklogSettings)
     live_output: LiveOutputSettings = field(default_factory=LiveOutputSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -454,6 +456,7 @@ class Settings:
         backlog = BacklogSettings.from_mapping(dict(section.pop("backlog", None) or {}))
         live_output = LiveOutputSettings.from_mapping(
             dict(section.pop("live_output", None) or {}))
+        retention = RetentionSettings.from_mapping(dict(section.pop("retention", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -506,6 +509,7 @@ class Settings:
                 container=container,
                 backlog=backlog,
                 live_output=live_output,
+                retention=retention,
                 raw=config,
             )
         except (TypeError, ValueError) as exc:

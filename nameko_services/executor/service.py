@@ -20,6 +20,7 @@ from . import (
     scheduling,
     workers,
 )
+from .retention import RetentionJob
 from .timer_extensions import TimerWheel, timer_due
 
 # An eager timer with this interval fires once, at start-up (it would next fire in ~30 years).
@@ -29,13 +30,15 @@ SWEEP_INTERVAL_SECONDS = 60
 
 class ExecutorService:
     """Turns events into enforcements and executions, schedules them, and runs what no worker
-    runs: workflows, with-items fan-out, retries, inquiries and their durable timers."""
+    runs: workflows, with-items fan-out, retries, inquiries and their durable timers; and
+    prunes old history (ATTUNE.retention)."""
 
     name = "executor"
 
     platform = PlatformProvider()
     dispatch = Dispatcher()
     timer_wheel = TimerWheel()
+    retention = RetentionJob()
 
     @batch_event_handler(messages.GATEWAY, messages.EVENT_CREATED, prioritised=True)
     @batch_event_handler(messages.SENSOR, messages.EVENT_CREATED, prioritised=True)
