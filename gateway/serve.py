@@ -49,7 +49,7 @@ from nameko.runners import ServiceRunner
 
 from gateway import ratelimit
 from gateway.app import create_app
-from nameko_services import green
+from nameko_services import green, logs
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
 from nameko_services.domain import sandboxing
@@ -122,6 +122,7 @@ def _on_signals(signums: tuple[int, ...], callback: Any) -> None:
 
 
 def _configure_logging(config: dict[str, Any]) -> None:
+    logs.set_service("gateway")
     if config.get("LOGGING"):
         logging.config.dictConfig(config["LOGGING"])
     else:
@@ -179,10 +180,9 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
     runner = ServiceRunner(config)
     runner.add_service(relay_service(hub, gateway.revocations, gateway.waiters))
     runner.start()
-    access_log = gateway.settings.log_level.upper() == "DEBUG"
-    servers = [eventlet.spawn(
+    servers = [eventlet.spawn(  # the access log is the app's (request_log.py), not eventlet's
         eventlet.wsgi.server, listener, app, max_size=WSGI_GREENTHREADS,
-        log=logging.getLogger("gateway.access"), log_output=access_log,
+        log=logging.getLogger("gateway.wsgi"), log_output=False,
     ) for listener in listeners]
     limits = app.extensions.get(ratelimit.EXTENSION)
     sweeper = eventlet.spawn(ratelimit.sweep_forever, limits) if limits else None

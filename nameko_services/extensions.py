@@ -17,6 +17,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
+from . import logs
 from .domain import backlog, pack_store
 from .domain.crypto import Cipher
 from .domain.db import make_engine
@@ -72,6 +73,29 @@ class Dispatcher(DependencyProvider):
             publish(source or service_name, event_type, payload)
 
         return dispatch
+
+
+class LogContext(DependencyProvider):
+    """Every record a worker of this service logs carries the service's name and the ids of
+    the message it handles (`execution_id`, `tenant_id`, `event_id`, `trace_id`: logs.py)."""
+
+    def setup(self) -> None:
+        logs.set_service(self.container.service_name)
+
+    def worker_setup(self, worker_ctx: Any) -> None:
+        args = worker_ctx.args
+        fields = logs.context_of(args[0]) if args else {}
+        if fields:
+            self._tokens[worker_ctx] = logs.bind(**fields)
+
+    def worker_teardown(self, worker_ctx: Any) -> None:
+        token = self._tokens.pop(worker_ctx, None)
+        if token is not None:
+            logs.unbind(token)
+
+    @functools.cached_property
+    def _tokens(self) -> dict[Any, Any]:
+        return {}
 
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
 from nameko_services.domain.states import TERMINAL_STATES
 
+from .. import request_log
 from ..app import ctx
 from ..auth import API_KEY_HEADER, PERMISSIONS, PUBLIC, authenticate, bearer_token, permission
 from ..http import one, path_id
@@ -88,13 +89,14 @@ def receive(trigger_id: str):
             event, created = webhooks.receive(
                 conn, trigger_id=tid, raw_body=body, credentials=credentials(),
                 idempotency_key=request.headers.get("Idempotency-Key"), admit=admit,
+                trace_id=request_log.trace_id(),
             )
             if wait is not None:  # before the commit: its executions' news cannot pass unheard
                 slot.watch_event(event["id"])
         if created:  # committed: the executor will find the row
             ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))
         receipt = {"event_id": event["id"], "trigger_id": event["trigger_id"],
-                   "received_at": isoformat(event["created_at"])}
+                   "received_at": isoformat(event["created_at"]), "trace_id": event["trace_id"]}
         if wait is None:
             return one(receipt, 202)
         run, ended = slot.wait_for(lambda: _first_run(event["tenant_id"], event["id"]),

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from .. import logs
 from ..domain import datastore, events, executions, messages, rules, templating
 from ..domain.crypto import Cipher
 from ..domain.db import transaction
@@ -48,6 +49,15 @@ def evaluate_event(
     if event is None:
         log.debug("event %s of tenant %s: processed already, or not found", event_id, tenant_id)
         return []
+    with logs.bound(event_id=event_id, tenant_id=tenant_id, trace_id=event["trace_id"]):
+        return _evaluate(conn, cipher, event, max_chain_depth)
+
+
+def _evaluate(
+    conn: Connection, cipher: Cipher, event: dict[str, Any], max_chain_depth: int
+) -> list[Outgoing]:
+    """The claimed event's rules: its news, or why it runs none (stored on it)."""
+    event_id, tenant_id = event["id"], event["tenant_id"]
     refused = chain_error(event, max_chain_depth)
     if refused is not None:
         events.refuse(conn, event_id, refused)
@@ -155,6 +165,7 @@ def _enforce(
         event_id=event["id"],
         enforcement_id=enforcement["id"],
         trigger_data=event["payload"],
+        trace_id=event["trace_id"],
     )  # links the enforcement to it (failed with the reason if the parameters are invalid)
     return execution, action
 

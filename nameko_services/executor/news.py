@@ -39,8 +39,7 @@ def status_changed(row: Mapping[str, Any]) -> Outgoing:
 def scheduled(row: Mapping[str, Any]) -> Outgoing:
     """The worker's work message."""
     return Outgoing(
-        messages.EXECUTION_SCHEDULED,
-        {"execution_id": row["id"], "tenant_id": row["tenant_id"]},
+        messages.EXECUTION_SCHEDULED, executions.work_message(row),
     )
 
 

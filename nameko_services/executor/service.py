@@ -8,7 +8,14 @@ from nameko.events import BROADCAST
 from nameko.timer import timer
 
 from ..domain import messages
-from ..extensions import Dispatcher, PlatformProvider, batch_event_handler, event_handler, rpc
+from ..extensions import (
+    Dispatcher,
+    LogContext,
+    PlatformProvider,
+    batch_event_handler,
+    event_handler,
+    rpc,
+)
 from . import due, enforcement, inquiry, operator, parents, recovery, scheduling, workers
 from .timer_extensions import TimerWheel, timer_due
 
@@ -24,6 +31,7 @@ class ExecutorService:
     name = "executor"
 
     platform = PlatformProvider()
+    log_context = LogContext()  # every record names the service and the message's ids
     dispatch = Dispatcher()
     timer_wheel = TimerWheel()
 

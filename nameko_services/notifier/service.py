@@ -8,7 +8,7 @@ from typing import Any
 
 from ..domain import messages as m
 from ..domain.db import transaction
-from ..extensions import PlatformProvider, rpc
+from ..extensions import LogContext, PlatformProvider, rpc
 from . import notifications as n
 from .broadcast import Broadcast
 from .coalescing import RuleTriggerCoalescing
@@ -28,6 +28,7 @@ class NotifierService:
     name = "notifier"
 
     platform = PlatformProvider()
+    log_context = LogContext()  # every record names the service and the message's ids
     broadcast = Broadcast()
     ordering = KeyedFifoLocks()
     coalescing = RuleTriggerCoalescing()

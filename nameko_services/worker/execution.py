@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from runners import get_runner
 from runners.base import Outcome, RunResult, error
 
-from .. import log_masking
+from .. import log_masking, logs
 from ..domain import executions, messages
 from ..domain.db import transaction
 from ..domain.live_output import LiveOutput, live_masker
@@ -64,13 +64,18 @@ def handle_scheduled(
         log.debug("execution %s not claimable (taken, canceled or gone)", execution_id,
                   extra={"execution_id": execution_id})
         return None
-    _publish(dispatch, claimed)
-    with runtime.track(execution_id, claimed.get("action_ref")) as slot:
-        result = run_claimed(platform, claimed, ready, slot, dispatch)
-    final = record(platform.engine, runtime.name, execution_id, result)
-    if final is not None:
-        _publish(dispatch, final)
-    return final
+    with logs.bound(execution_id=execution_id, tenant_id=claimed["tenant_id"],
+                    trace_id=claimed["trace_id"]):
+        _publish(dispatch, claimed)
+        log.debug("execution %s (%s) started", execution_id, claimed["action_ref"])
+        with runtime.track(execution_id, claimed.get("action_ref")) as slot:
+            result = run_claimed(platform, claimed, ready, slot, dispatch)
+        final = record(platform.engine, runtime.name, execution_id, result)
+        if final is not None:
+            _publish(dispatch, final)
+            log.info("execution %s (%s) %s in %s ms", execution_id, claimed["action_ref"],
+                     final["status"], (final["result"] or {}).get("duration_ms"))
+        return final
 
 
 def prepare_claimed(

@@ -9,6 +9,7 @@ from runners import forkserver
 from ..domain import messages, sandboxing
 from ..extensions import (
     Dispatcher,
+    LogContext,
     PackCachePruner,
     PlatformProvider,
     draining_event_handler,
@@ -30,6 +31,7 @@ class WorkerService:
     name = "worker"
 
     platform = PlatformProvider()
+    log_context = LogContext()  # every record names the service and the message's ids
     dispatch = Dispatcher()
     runtime = WorkerRuntime()
     environments = PackEnvironmentBuilder()  # at start: builds packs still marked `building`
