@@ -17,7 +17,7 @@ from ..auth import permission, principal
 from ..http import int_arg, json_body, one, page, page_args, path_id
 from ..query_args import created_range, json_object_arg, text_arg, trace_id_arg
 from ..waiters import wait_seconds
-from .openapi import BACKLOG_FULL, WAIT, query_parameter, responds
+from .openapi import BACKLOG_FULL, TRACE_ID, TRACE_ID_SCHEMA, WAIT, query_parameter, responds
 
 bp = Blueprint("executions", __name__)
 
@@ -94,6 +94,7 @@ def _read(tenant_id: int, execution_id: int) -> dict:
 
 @bp.get("/api/v1/executions")
 @permission("read")
+@query_parameter("trace_id", TRACE_ID, TRACE_ID_SCHEMA)
 def list_executions():
     """List executions, newest first, filtered by status, action, pack, trigger, parent, rule,
     time (`since`, `until`), contents (`parameters`, `result`: JSON objects they contain) and
