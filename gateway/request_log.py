@@ -14,11 +14,13 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask, Response, g, request
 
-from nameko_services import logs
-from nameko_services.domain import tracing
+from nameko_services import logs, tracing
+from nameko_services.domain import tracing as domain_tracing
 
 REQUEST_ID = "X-Request-Id"
 # What a proxy or client may send as a request id (a UUID, a ULID, base64url …); else ours.
@@ -41,11 +43,20 @@ def trace_id() -> str:
     return g.trace_id
 
 
+@contextmanager
+def span(name: str, **attributes: object) -> Iterator[str | None]:
+    """This request's span (tracing.span) in its trace, the caller's span its parent; yields
+    its id for the work message it publishes (None when tracing is off)."""
+    with tracing.span(name, trace_id(), g.parent_span_id, **attributes) as span_id:
+        yield span_id
+
+
 def _begin() -> None:
     g.started = time.monotonic()
     given = request.headers.get(REQUEST_ID, "")
     g.request_id = given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
-    g.trace_id = tracing.trace_id_from(request.headers.get(tracing.TRACEPARENT))
+    parent = domain_tracing.parent_of(request.headers.get(domain_tracing.TRACEPARENT))
+    g.trace_id, g.parent_span_id = parent or (domain_tracing.new_trace_id(), None)
     g.log_token = logs.bind(request_id=g.request_id, trace_id=g.trace_id)
 
 
@@ -55,7 +66,7 @@ def _end(response: Response) -> Response:
         return response
     response.headers[REQUEST_ID] = request_id
     if g.get("trace_used"):
-        response.headers[tracing.TRACEPARENT] = tracing.traceparent(g.trace_id)
+        response.headers[domain_tracing.TRACEPARENT] = domain_tracing.traceparent(g.trace_id)
     route = request.url_rule.rule if request.url_rule else None  # never the raw path
     duration_ms = round((time.monotonic() - g.started) * 1000, 1)
     access_log.info("%s %s %s %.1f ms", request.method, route or "(no route)",

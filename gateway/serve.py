@@ -49,7 +49,7 @@ from nameko.runners import ServiceRunner
 
 from gateway import ratelimit
 from gateway.app import create_app
-from nameko_services import green, logs
+from nameko_services import green, logs, tracing
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
 from nameko_services.domain import sandboxing
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -> int:
     """Serve `listeners` with `app` and relay notifications to its WebSockets until SIGTERM or
     SIGINT; the exit code. `number` (1..processes) is this process's, shown by /health."""
+    tracing.configure(config, "gateway")  # in the serving process: its exporter's thread
     gateway = app.extensions["attune"]
     gateway.process = number
     hub = gateway.notifications
@@ -334,6 +335,7 @@ def _shutdown(servers: list[Any], runner: ServiceRunner, gateway: Any) -> None:
         runner.kill()
     gateway.rpc.close()
     gateway.engine.dispose()
+    tracing.shutdown()  # the spans still pending leave now
     log.info("gateway stopped")
 
 

@@ -6,7 +6,8 @@ import time
 
 from flask import Blueprint, request
 
-from nameko_services.domain import execution_control, executions, listings
+from nameko_services import tracing
+from nameko_services.domain import execution_control, executions, listings, messages
 from nameko_services.domain.db import transaction
 from nameko_services.domain.errors import BadRequestError
 from nameko_services.domain.states import TERMINAL_STATES, ExecutionStatus
@@ -25,8 +26,11 @@ MAX_ID = 2**63 - 1
 _STATUSES = frozenset(s.value for s in ExecutionStatus)
 
 
-def _publish(outcome: execution_control.Outcome) -> None:
+def _publish(outcome: execution_control.Outcome, span_id: str | None = None) -> None:
+    """The outcome's news; its work message names `span_id` as the next span's parent."""
     for source, event_type, payload in outcome.messages:
+        if event_type in messages.PRIORITISED:
+            payload = tracing.linked(payload, span_id)
         ctx().publish(source, event_type, payload)
 
 
@@ -70,15 +74,16 @@ def create_execution():
     with ctx().waiters.slot() as slot:
         if wait is not None:
             slot.reserve(who.tenant_id)
-        with transaction(ctx().engine) as conn:
-            outcome = execution_control.request(
-                conn, tenant_id=who.tenant_id, action=body["action"],
-                parameters=body.get("parameters"), actor=who.actor,
-                trace_id=request_log.trace_id(),
-            )
-            if wait is not None:  # before the commit: its news cannot pass unheard
-                slot.watch_execution(outcome.execution["id"])
-        _publish(outcome)
+        with request_log.span("receive", action=str(body["action"])) as span_id:
+            with transaction(ctx().engine) as conn:
+                outcome = execution_control.request(
+                    conn, tenant_id=who.tenant_id, action=body["action"],
+                    parameters=body.get("parameters"), actor=who.actor,
+                    trace_id=request_log.trace_id(),
+                )
+                if wait is not None:  # before the commit: its news cannot pass unheard
+                    slot.watch_execution(outcome.execution["id"])
+            _publish(outcome, span_id)
         if wait is None:
             return one(executions.to_api(outcome.execution), 201)
         row, ended = slot.wait_for(

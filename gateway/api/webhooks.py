@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, request
 
+from nameko_services import tracing
 from nameko_services.domain import events, executions, messages, webhooks
 from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
@@ -85,16 +86,18 @@ def receive(trigger_id: str):
             if wait is not None:
                 slot.reserve(tenant_id)
 
-        with transaction(ctx().engine) as conn:
-            event, created = webhooks.receive(
-                conn, trigger_id=tid, raw_body=body, credentials=credentials(),
-                idempotency_key=request.headers.get("Idempotency-Key"), admit=admit,
-                trace_id=request_log.trace_id(),
-            )
-            if wait is not None:  # before the commit: its executions' news cannot pass unheard
-                slot.watch_event(event["id"])
-        if created:  # committed: the executor will find the row
-            ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))
+        with request_log.span("receive", trigger_id=tid) as span_id:
+            with transaction(ctx().engine) as conn:
+                event, created = webhooks.receive(
+                    conn, trigger_id=tid, raw_body=body, credentials=credentials(),
+                    idempotency_key=request.headers.get("Idempotency-Key"), admit=admit,
+                    trace_id=request_log.trace_id(),
+                )
+                if wait is not None:  # before the commit: its executions' news cannot pass
+                    slot.watch_event(event["id"])
+            if created:  # committed: the executor will find the row
+                ctx().publish(messages.GATEWAY, messages.EVENT_CREATED,
+                              tracing.linked(events.announcement(event), span_id))
         receipt = {"event_id": event["id"], "trigger_id": event["trigger_id"],
                    "received_at": isoformat(event["created_at"]), "trace_id": event["trace_id"]}
         if wait is None:

@@ -10,12 +10,13 @@ from nameko.timer import timer
 from ..domain import messages
 from ..extensions import (
     Dispatcher,
-    LogContext,
+    MessageContext,
     PlatformProvider,
     batch_event_handler,
     event_handler,
     rpc,
 )
+from ..tracing import PARENT_SPAN_ID
 from . import due, enforcement, inquiry, operator, parents, recovery, scheduling, workers
 from .timer_extensions import TimerWheel, timer_due
 
@@ -31,7 +32,7 @@ class ExecutorService:
     name = "executor"
 
     platform = PlatformProvider()
-    log_context = LogContext()  # every record names the service and the message's ids
+    context = MessageContext()  # logs and spans in the context of the message handled
     dispatch = Dispatcher()
     timer_wheel = TimerWheel()
 
@@ -44,6 +45,7 @@ class ExecutorService:
             self.platform.engine, self.platform.cipher, self.dispatch,
             [(payload["event_id"], payload["tenant_id"]) for payload in payloads],
             max_chain_depth=self.platform.settings.max_chain_depth,
+            parents={p["event_id"]: p[PARENT_SPAN_ID] for p in payloads if PARENT_SPAN_ID in p},
         )
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_REQUESTED, prioritised=True)

@@ -15,7 +15,7 @@ from nameko.timer import timer
 from ..domain import messages
 from ..extensions import (
     Dispatcher,
-    LogContext,
+    MessageContext,
     PackCachePruner,
     PlatformProvider,
     event_handler,
@@ -39,7 +39,7 @@ class SensorService:
     name = "sensor"
 
     platform = PlatformProvider()
-    log_context = LogContext()  # every record names the service and the message's ids
+    context = MessageContext()  # logs and spans in the context of the message handled
     dispatch = Dispatcher()
     heap = Timers()  # the timers' schedule points (the `timers()` RPC lists them)
     sensors = PackSensors()

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from runners import get_runner
 from runners.base import Outcome, RunResult, error
 
-from .. import log_masking, logs
+from .. import log_masking, logs, tracing
 from ..domain import executions, messages
 from ..domain.db import transaction
 from ..domain.live_output import LiveOutput, live_masker
@@ -65,7 +65,9 @@ def handle_scheduled(
                   extra={"execution_id": execution_id})
         return None
     with logs.bound(execution_id=execution_id, tenant_id=claimed["tenant_id"],
-                    trace_id=claimed["trace_id"]):
+                    trace_id=claimed["trace_id"]), \
+            tracing.span("run", claimed["trace_id"], execution_id=execution_id,
+                         action=claimed["action_ref"], worker=runtime.name):
         _publish(dispatch, claimed)
         log.debug("execution %s (%s) started", execution_id, claimed["action_ref"])
         with runtime.track(execution_id, claimed.get("action_ref")) as slot:

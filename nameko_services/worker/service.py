@@ -9,7 +9,7 @@ from runners import forkserver
 from ..domain import messages, sandboxing
 from ..extensions import (
     Dispatcher,
-    LogContext,
+    MessageContext,
     PackCachePruner,
     PlatformProvider,
     draining_event_handler,
@@ -31,7 +31,7 @@ class WorkerService:
     name = "worker"
 
     platform = PlatformProvider()
-    log_context = LogContext()  # every record names the service and the message's ids
+    context = MessageContext()  # logs and spans in the context of the message handled
     dispatch = Dispatcher()
     runtime = WorkerRuntime()
     environments = PackEnvironmentBuilder()  # at start: builds packs still marked `building`
