@@ -86,6 +86,7 @@ def for_execution_output(payload: Mapping[str, Any]) -> Notification:
         "seq": int(payload["seq"]),
         "lines": list(payload["lines"]),
         "dropped": int(payload.get("dropped", 0)),
+        "trace_id": payload.get("trace_id"),
     }
     return Notification(
         tenant_id=int(payload["tenant_id"]),

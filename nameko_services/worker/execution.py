@@ -134,12 +134,12 @@ def live_output(platform: Platform, row: Mapping[str, Any], secrets: list[Any],
                 dispatch: Dispatch) -> LiveOutput:
     """The run's live output, published as EXECUTION_OUTPUT news (transient: messages.NEWS_ONLY)
     for the notifier."""
-    execution_id, tenant_id = row["id"], row["tenant_id"]
+    execution_id, tenant_id, trace_id = row["id"], row["tenant_id"], row.get("trace_id")
 
     def publish(stream: str, seq: int, lines: list[str], dropped: int) -> None:
         dispatch(messages.EXECUTION_OUTPUT, {
-            "execution_id": execution_id, "tenant_id": tenant_id, "stream": stream,
-            "seq": seq, "lines": lines, "dropped": dropped,
+            "execution_id": execution_id, "tenant_id": tenant_id, "trace_id": trace_id,
+            "stream": stream, "seq": seq, "lines": lines, "dropped": dropped,
         }, source=messages.EXECUTIONS)
 
     return LiveOutput(platform.settings.live_output, live_masker(secrets), publish)

@@ -47,6 +47,19 @@ def spans_named(spans: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [s for s in spans if s["name"] == name]
 
 
+def wait_for_spans(otlp: Any, trace_id: str, **counts: int) -> list[dict[str, Any]]:
+    """The spans of `trace_id` once at least `counts[name]` of each name have arrived (each
+    service exports its own, batched, so they come in any order)."""
+
+    def arrived() -> list[dict[str, Any]]:
+        found = otlp.of_trace(trace_id)
+        enough = all(len(spans_named(found, name)) >= n for name, n in counts.items())
+        return found if enough else []
+
+    return wait_until(arrived, timeout=60,
+                      message=lambda: f"spans {counts} of {trace_id}: {otlp.of_trace(trace_id)}")
+
+
 def test_an_api_run_logs_json_with_its_ids_and_exports_its_spans(observed, tenant, otlp):
     trace, caller = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
     action = make_action(tenant, "traced", "step", STEP,
@@ -77,8 +90,7 @@ def test_an_api_run_logs_json_with_its_ids_and_exports_its_spans(observed, tenan
     assert access[0]["level"] == "INFO" and access[0]["duration_ms"] >= 0
 
     # Spans: receive (gateway, the caller's span its parent) → schedule → run.
-    spans = wait_until(lambda: (found := otlp.of_trace(trace)) and len(found) >= 3 and found,
-                       timeout=60, message=lambda: f"3 spans of {trace}: {otlp.of_trace(trace)}")
+    spans = wait_for_spans(otlp, trace, receive=1, schedule=1, run=1)
     [receive] = spans_named(spans, "receive")
     [schedule] = spans_named(spans, "schedule")
     [run] = spans_named(spans, "run")
@@ -132,11 +144,7 @@ def test_a_webhooks_traceparent_reaches_its_workflow_children_logs_and_spans(
         assert {r["trace_id"] for r in lines} == {trace}, lines
 
     # Spans: receive → evaluate → schedule (first task, planned with the event) → run.
-    def enough() -> list[dict[str, Any]]:
-        found = otlp.of_trace(trace)
-        return found if len(spans_named(found, "run")) == 2 else []
-
-    spans = wait_until(enough, timeout=60, message=lambda: f"spans: {otlp.of_trace(trace)}")
+    spans = wait_for_spans(otlp, trace, receive=1, evaluate=1, schedule=2, run=2)
     [receive] = spans_named(spans, "receive")
     [evaluate] = spans_named(spans, "evaluate")
     assert receive["parent_span_id"] == caller and receive["service"] == "attune-gateway"

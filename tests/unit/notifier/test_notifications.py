@@ -105,9 +105,10 @@ def test_an_event_that_started_no_execution_becomes_event_processed():
 
 def test_execution_output_carries_the_stream_its_sequence_number_lines_and_drops():
     note = n.for_execution_output({"execution_id": 9, "tenant_id": 4, "stream": "stderr",
-                                   "seq": 3, "lines": ["a", "b"], "dropped": 1})
+                                   "seq": 3, "lines": ["a", "b"], "dropped": 1,
+                                   "trace_id": TRACE})
     assert note.tenant_id == 4 and note.key == "execution:9"
     assert note.message["event"] == "execution.output"
     assert (note.message["entity_type"], note.message["entity_id"]) == ("execution", 9)
     assert note.message["data"] == {"execution_id": 9, "stream": "stderr", "seq": 3,
-                                    "lines": ["a", "b"], "dropped": 1}
+                                    "lines": ["a", "b"], "dropped": 1, "trace_id": TRACE}
