@@ -3,7 +3,7 @@ context of the work it is about — `execution_id`, `tenant_id`, `event_id`, `tr
 `request_id` — and the service that wrote it, as text or as one JSON object per line.
 
 The context is bound per greenthread (`bind`, a context variable: each eventlet greenthread has
-its own) by the entrypoints from the message they handle (`extensions.LogContext`) and by the
+its own) by the entrypoints from the message they handle (`extensions.MessageContext`) and by the
 gateway per request; a record's own `extra=` fields are added to it. `Formatter` is what
 nameko.yaml's LOGGING section names, with `format: text | json` ($ATTUNE_LOG_FORMAT). Secrets
 are masked before formatting (log_masking.MaskingFilter), whichever the format.
