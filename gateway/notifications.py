@@ -17,9 +17,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nameko_services import metrics
+
 log = logging.getLogger(__name__)
 
-ENTITY_TYPES = frozenset({"execution", "inquiry", "rule", "event"})
+ENTITY_TYPES = frozenset({"execution", "inquiry", "rule", "event", "pack"})
 # Sent only to clients subscribed to the entity by its id, not to every subscriber of its type:
 # a running action's lines are for whoever watches that execution, not for every live feed.
 BY_ID_ONLY = frozenset({"execution.output"})
@@ -86,6 +88,7 @@ class Client:
             if len(self._outbox) >= self.max_queue:
                 self._dropped += 1
                 self.dropped_total += 1
+                metrics.WS_DROPPED.inc()
                 return False
             self._outbox.append(text)
         self._wake.set()
@@ -158,13 +161,17 @@ class NotificationHub:
 
     def register(self, client: Client) -> None:
         with self._lock:
-            self._by_tenant.setdefault(client.tenant_id, set()).add(client)
+            clients = self._by_tenant.setdefault(client.tenant_id, set())
+            if client not in clients:
+                clients.add(client)
+                metrics.WS_CLIENTS.inc()
 
     def unregister(self, client: Client) -> None:
         with self._lock:
             clients = self._by_tenant.get(client.tenant_id)
-            if clients is not None:
+            if clients is not None and client in clients:
                 clients.discard(client)
+                metrics.WS_CLIENTS.dec()
                 if not clients:
                     del self._by_tenant[client.tenant_id]
 

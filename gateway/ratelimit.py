@@ -19,6 +19,7 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import Engine
 from werkzeug.wrappers import Response
 
+from nameko_services import metrics
 from nameko_services.domain.errors import RateLimitedError
 from nameko_services.domain.settings import BucketSettings, RateLimitSettings
 from nameko_services.domain.states import Role
@@ -85,7 +86,9 @@ def _limits() -> RateLimits:
     return current_app.extensions[EXTENSION]
 
 
-def _refuse(wait: float, what: str, spec: BucketSettings) -> RateLimitedError:
+def _refuse(wait: float, bucket: str, what: str, spec: BucketSettings) -> RateLimitedError:
+    """The 429 of `bucket` (one of RateLimits' five sets), counted in attune_rate_limited_total."""
+    metrics.RATE_LIMITED.labels(bucket).inc()
     seconds = retry_after_seconds(wait)
     return RateLimitedError(
         f"Rate limit exceeded for {what} ({spec.rate:g} requests/s, burst {spec.burst});"
@@ -120,29 +123,31 @@ def enforce() -> None:
         if trigger_id is not None:
             wait = limits.webhook.take(trigger_id)
             if wait:
-                raise _refuse(wait, f"webhook trigger {trigger_id}", limits.settings.webhook)
+                raise _refuse(wait, "webhook", f"webhook trigger {trigger_id}",
+                              limits.settings.webhook)
         return
     if endpoint == LOGIN_ENDPOINT:
         address = request.remote_addr or "unknown"  # the socket peer; X-Forwarded-For is not read
         wait = limits.login_address.take(address)
         if wait:
-            raise _refuse(wait, f"logins from {address}", limits.settings.login_address)
+            raise _refuse(wait, "login_address", f"logins from {address}",
+                          limits.settings.login_address)
         name = _login_name()
         wait = limits.login_failures.peek(name) if name is not None else 0.0
         if wait:
-            raise _refuse(wait, "failed logins of this user name",
+            raise _refuse(wait, "login_failures", "failed logins of this user name",
                           limits.settings.login_failures)
         return
     who = g.get("principal")
     if who is None:  # public route
         return
     if who.token_type != "execution" and who.role == Role.ADMIN:
-        buckets, spec = limits.admin, limits.settings.admin  # larger, but not unlimited
+        name, buckets, spec = "admin", limits.admin, limits.settings.admin  # larger, not unlimited
     else:
-        buckets, spec = limits.user, limits.settings.user
+        name, buckets, spec = "user", limits.user, limits.settings.user
     wait = buckets.take(who.actor)
     if wait:
-        raise _refuse(wait, who.actor, spec)
+        raise _refuse(wait, name, who.actor, spec)
 
 
 def count_login_failure(response: Response) -> Response:

@@ -49,7 +49,7 @@ from nameko.runners import ServiceRunner
 
 from gateway import ratelimit
 from gateway.app import create_app
-from nameko_services import green, logs, tracing
+from nameko_services import green, logs, metrics, tracing
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
 from nameko_services.domain import sandboxing
@@ -241,6 +241,7 @@ def supervise(ports: list[Any], serve_one: Callable[[int, Any], int]) -> int:
     while children:
         pid, status = _blocking_waitpid(-1, 0)
         number = children.pop(pid)
+        metrics.process_ended(pid)
         ended = os.waitstatus_to_exitcode(status)
         if not stopping:
             log.error("gateway process %d (pid %d) ended by itself (exit %d): stopping the rest",

@@ -55,6 +55,7 @@ from urllib.parse import unquote, urlsplit
 
 import click
 
+from . import metrics
 from .config import (
     AMQP_PASSWORD,
     DATABASE_PASSWORD,
@@ -111,6 +112,11 @@ class Platform:
     @property
     def pids(self) -> Path:
         return self.run_dir / "pids"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """The host's Prometheus values, one file per process (nameko_services/metrics.py)."""
+        return self.run_dir / "metrics"
 
     @property
     def ws_url(self) -> str:
@@ -470,6 +476,7 @@ def service_environment(platform: Platform,
     service user, its own name and a home in the run dir."""
     env = {name: value for name, value in os.environ.items() if name not in SECRET_NAMES}
     env.update(PYTHONUNBUFFERED="1", ATTUNE_CONFIG=str(platform.config_path))
+    env[metrics.MULTIPROC_VARIABLE] = str(platform.metrics_dir)
     if account is not None:
         env.update(HOME=str(platform.run_dir / "home"), USER=account.pw_name,
                    LOGNAME=account.pw_name)
@@ -478,7 +485,7 @@ def service_environment(platform: Platform,
 
 def prepare_run_dir(platform: Platform, account: pwd.struct_passwd | None) -> None:
     """Logs, pids and the service user's home, all of the run dir the service user's."""
-    for folder in (platform.logs, platform.pids, platform.run_dir / "home"):
+    for folder in (platform.logs, platform.pids, platform.metrics_dir, platform.run_dir / "home"):
         folder.mkdir(parents=True, exist_ok=True)
     if account is not None:
         check_reachable(PROJECT_ROOT, account)
@@ -600,7 +607,10 @@ class Supervisor:
         self.written: dict[str, Any] = {}
 
     def run(self) -> int:
-        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)  # the exporter thread's too
+        if self.settings.metrics_port is not None:
+            metrics.serve_host(self.platform.settings.api_host, self.settings.metrics_port)
+            print(f"serving this host's metrics on port {self.settings.metrics_port}", flush=True)
         now = time.monotonic()
         for child in self.children:  # adopt what an earlier supervisor left running
             pid = read_pid(self.platform, child.name)
@@ -644,6 +654,7 @@ class Supervisor:
             ran = time.monotonic() - child.started
             child.last_exit, child.last_exit_at = supervision.describe_exit(code), time.time()
             self.platform.pid_file(child.name).unlink(missing_ok=True)
+            metrics.process_ended(child.pid)
             said = f"{child.name} (pid {child.pid}) ended: {child.last_exit}"
             child.pid, child.proc = None, None
             if not self.stopping and self.settings.restart and supervision.failed(code):
@@ -837,6 +848,8 @@ def cmd_up(args: Args) -> int:
                       system=True)
     platform.run_dir.mkdir(parents=True, exist_ok=True)
     platform.roles_file.write_text(",".join(roles) + "\n")
+    if not live:  # nothing of this host runs: its metrics start from zero
+        metrics.reset(platform.metrics_dir)
     prepare_run_dir(platform, account)
     for name in supervised(plan):
         if name in live:

@@ -373,6 +373,18 @@ class Environments:
         self.prune(source, kind)
         return folder
 
+    def build_log(self, source: PackSource) -> str:
+        """The installers' output of the pack's ready environments (kept in `ready.json`,
+        bounded like a failure's), one section per kind."""
+        sections = []
+        for kind in source.kinds():
+            try:
+                ready = json.loads((self.path(source, kind) / READY).read_text())
+            except (OSError, ValueError):
+                continue
+            sections.append(f"[{kind}]\n{ready.get('log') or ''}".rstrip())
+        return "\n\n".join(sections)
+
     def _ready(self, folder: Path) -> bool:
         marker = folder / READY
         if not marker.is_file():
@@ -492,9 +504,9 @@ class Environments:
             install = f"{_q(python)} -m pip install --no-input -r {_q(requirements)}"
             script = f"{_q(base)} -m venv {_q(folder)}\n"
         script += f"{install} 1>&2\ntar -C {_q(folder)} -cf - .\n"
-        self._run(source, folder, script, f"pip install -r {REQUIREMENTS}", shown)
+        output = self._run(source, folder, script, f"pip install -r {REQUIREMENTS}", shown)
         return {"interpreter": str(python), "base_python": base,
-                "python_version": _python_version(base)}
+                "python_version": _python_version(base), "log": _tail(output)}
 
     def _build_node(self, source: PackSource, folder: Path) -> dict[str, Any]:
         _check_dependency_files(dependency_files.check_node, source.folder)
@@ -508,8 +520,9 @@ class Environments:
         script = (f"{copies}cd {_q(folder)}\n"
                   f"{_q(npm)} {command} --omit=dev --no-audit --no-fund 1>&2\n"
                   f"tar -C {_q(folder)} -cf - .\n")
-        self._run(source, folder, script, f"npm {command}")
-        return {"node_modules": str(folder / "node_modules"), "node_version": _node_version()}
+        output = self._run(source, folder, script, f"npm {command}")
+        return {"node_modules": str(folder / "node_modules"), "node_version": _node_version(),
+                "log": _tail(output)}
 
     # -- cleaning up ------------------------------------------------------------------------
     def prune(self, source: PackSource, kind: str, *, keep: int = 3,

@@ -1,12 +1,13 @@
 """GET /metrics: Prometheus text (prometheus-client) for operators and scrapers.
 
 Public, like /health, on purpose: a scraper has no user token, and nothing here names a tenant
-or carries data — only platform-wide counts (queue depths, executions by status, runner
-durations, worker heartbeats). Restrict it at the network edge if even that is too much.
+or carries data — only platform-wide counts. Restrict it at the network edge if even that is
+too much.
 
-Everything is read at scrape time from the truth (PostgreSQL) and the broker (a passive
-`queue_declare` per work queue), into a registry built for the request: several gateway
-processes report the same numbers, and nothing accumulates in a process between scrapes.
+Two kinds (docs/observability.md): the counters and histograms every process of this host
+counts as it works (`nameko_services.metrics`, summed over the host's processes), and the
+current state read at scrape time from the truth (PostgreSQL) and the broker (a passive
+`queue_declare` per work queue): queue depths, executions by status, worker heartbeats.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import logging
 from collections.abc import Iterator
 
 from flask import Blueprint, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from nameko_services import metrics
 from nameko_services.broker import queue_depths, work_queues
+from nameko_services.domain import concurrency
 from nameko_services.domain.states import ExecutionStatus
 
 from ..app import ctx
@@ -29,13 +32,9 @@ from ..auth import PUBLIC, permission
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
 
-# Runner durations of executions that finished in this window (seconds).
-DURATION_WINDOW_SECONDS = 900
-DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
-
 
 class PlatformCollector(Collector):
-    """Collects every family at scrape time."""
+    """The current state, read at scrape time: queue depths, executions by status, workers."""
 
     def __init__(self, engine, amqp_uri: str) -> None:
         self.engine = engine
@@ -44,6 +43,7 @@ class PlatformCollector(Collector):
     def collect(self) -> Iterator[object]:
         yield from self._queues()
         yield from self._database()
+        yield from self._concurrency()
 
     def _queues(self) -> Iterator[object]:
         up = GaugeMetricFamily("attune_broker_up", "1 when the broker answered this scrape")
@@ -73,7 +73,6 @@ class PlatformCollector(Collector):
         ages = GaugeMetricFamily("attune_worker_heartbeat_age_seconds",
                                  "Seconds since each worker's last heartbeat",
                                  labels=["worker", "status"])
-        durations = []
         try:
             with self.engine.connect() as conn:
                 counts = dict(conn.execute(text(
@@ -82,7 +81,6 @@ class PlatformCollector(Collector):
                     "SELECT name, status, extract(epoch FROM heartbeat_at),"
                     " extract(epoch FROM now() - heartbeat_at) FROM workers ORDER BY name"
                 )).all()
-                durations = self._durations(conn)
             up.add_metric([], 1)
         except Exception as exc:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
@@ -93,37 +91,27 @@ class PlatformCollector(Collector):
         for name, status, beat, age in workers:
             beats.add_metric([name, status], float(beat))
             ages.add_metric([name, status], max(float(age), 0.0))
-        yield from (up, by_status, beats, ages, *durations)
+        yield from (up, by_status, beats, ages)
 
-    @staticmethod
-    def _durations(conn) -> list[HistogramMetricFamily]:
-        """Histogram of result.duration_ms per runner over the recent window."""
-        rows = conn.execute(text(
-            "SELECT a.runner_type, (e.result->>'duration_ms')::float / 1000.0"
-            " FROM executions e JOIN actions a ON a.id = e.action_id"
-            " WHERE e.finished_at > now() - make_interval(secs => :window)"
-            " AND e.result ? 'duration_ms' AND jsonb_typeof(e.result->'duration_ms') = 'number'"
-        ), {"window": DURATION_WINDOW_SECONDS}).all()
-        per_runner: dict[str, list[float]] = {}
-        for runner, seconds in rows:
-            per_runner.setdefault(runner, []).append(seconds)
-        family = HistogramMetricFamily(
-            "attune_runner_duration_seconds",
-            f"Runner durations of executions finished in the last {DURATION_WINDOW_SECONDS} s",
-            labels=["runner"])
-        for runner, values in sorted(per_runner.items()):
-            buckets = [(str(le), sum(1 for v in values if v <= le)) for le in DURATION_BUCKETS]
-            buckets.append(("+Inf", len(values)))
-            family.add_metric([runner], buckets, sum_value=sum(values))
-        return [family]
+    def _concurrency(self) -> Iterator[object]:
+        """Executions held back by their action's concurrency policy, all tenants together
+        (an action label would name tenants' packs on this public page)."""
+        waiting = GaugeMetricFamily(
+            "attune_executions_waiting_for_concurrency",
+            "Executions waiting in scheduled for a concurrency slot (all tenants)")
+        try:
+            with self.engine.connect() as conn:
+                waiting.add_metric([], concurrency.waiting_count(conn))
+        except Exception as exc:  # attune_database_up already says so
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+        yield waiting
 
 
 @bp.get("/metrics")
 @permission(PUBLIC)
-def metrics() -> Response:
+def scrape() -> Response:
     """Prometheus text exposition of the platform's state."""
     gateway = ctx()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(PlatformCollector(gateway.engine, gateway.settings.amqp_uri))
+    registry = metrics.exposition(PlatformCollector(gateway.engine, gateway.settings.amqp_uri))
     return Response(generate_latest(registry), mimetype=None,
                     headers={"Content-Type": CONTENT_TYPE_LATEST})

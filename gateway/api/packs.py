@@ -106,6 +106,16 @@ def get_pack(pack_id: str):
         return one(packs.get(conn, principal().tenant_id, path_id(pack_id, "Pack")))
 
 
+@bp.get("/api/v1/packs/<pack_id>/environment")
+@permission("read")
+def get_pack_environment(pack_id: str):
+    """A pack's dependency environment (virtualenv / node_modules): `status` (building, ready,
+    failed) and the last build's `log` (kept on success too, bounded), `error`, `built_at` and
+    `build_seconds`."""
+    with transaction(ctx().engine) as conn:
+        return one(packs.environment(conn, principal().tenant_id, path_id(pack_id, "Pack")))
+
+
 @bp.post("/api/v1/packs/<pack_id>/reload")
 @permission("write")
 def reload_pack(pack_id: str):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 
-from nameko_services import tracing
+from nameko_services import metrics, tracing
 from nameko_services.domain import events, executions, messages, webhooks
 from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
@@ -96,8 +96,10 @@ def receive(trigger_id: str):
                 if wait is not None:  # before the commit: its executions' news cannot pass
                     slot.watch_event(event["id"])
             if created:  # committed: the executor will find the row
+                metrics.EVENTS.labels("webhook").inc()
                 ctx().publish(messages.GATEWAY, messages.EVENT_CREATED,
                               tracing.linked(events.announcement(event), span_id))
+        g.webhook_duplicate = not created  # the outcome in attune_webhooks_total (observed.py)
         receipt = {"event_id": event["id"], "trigger_id": event["trigger_id"],
                    "received_at": isoformat(event["created_at"]), "trace_id": event["trace_id"]}
         if wait is None:

@@ -14,6 +14,7 @@ from typing import Any
 from runners import UnknownRunnerError, canonical_runner_type
 from runners.sandbox import LIMIT_KEYS
 
+from . import concurrency as concurrency_policy
 from . import templating, yaml_source
 from .catalog import (
     Problems,
@@ -29,7 +30,7 @@ from .parameters import check_schema
 ACTION_FIELDS = frozenset({
     "name", "description", "runner_type", "entry_point", "code", "parameters", "timeout",
     "retry", "with_items", "concurrency", "secrets", "http_config", "container_config",
-    "workflow", "limits",
+    "workflow", "limits", "concurrency_policy",
 })
 PROCESS_RUNNERS = frozenset({"python", "node", "shell"})
 RETRY_KEYS = frozenset({"max_attempts", "delay_seconds", "backoff_multiplier", "max_delay_seconds"})
@@ -377,6 +378,7 @@ def normalize(spec: Mapping[str, Any], *, pack_dir: Path | None) -> dict[str, An
         else:
             check_template(problems, with_items, "with_items")
     check_concurrency(problems, spec.get("concurrency"), "concurrency")
+    policy = concurrency_policy.check_policy(problems, spec.get("concurrency_policy"), runner)
     secrets = _check_secrets(problems, spec.get("secrets"))
     limits = check_limits(problems, spec.get("limits"), runner)
     entry_point, code = _check_sources(problems, runner, spec, pack_dir)
@@ -406,6 +408,7 @@ def normalize(spec: Mapping[str, Any], *, pack_dir: Path | None) -> dict[str, An
         "retry": retry,
         "with_items": with_items,
         "concurrency": spec.get("concurrency"),
+        "concurrency_policy": policy,
         "secrets": secrets,
         "limits": limits,
         **blocks,

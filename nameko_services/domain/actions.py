@@ -57,6 +57,7 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "retry": row["retry"],
         "with_items": row["with_items"],
         "concurrency": row["concurrency"],
+        "concurrency_policy": row["concurrency_policy"],
         "secrets": row["secrets"],
         "http_config": row["http_config"],
         "container_config": row["container_config"],

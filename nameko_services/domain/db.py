@@ -77,4 +77,7 @@ def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
     # isoformat() is C and ~3x faster than strftime(); a list of 50 executions formats 350.
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
+    # PostgreSQL hands back UTC (the session's TimeZone) as `datetime.UTC` itself.
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -266,6 +266,8 @@ def to_api(row: Row) -> dict[str, Any]:
         "enforcement_id": row["enforcement_id"],
         "rerun_of": row["rerun_of"],
         "worker": row["worker"],
+        "waiting_for_concurrency": bool(row["waiting_for_concurrency"])
+        and row["status"] == S.SCHEDULED,
         "tenant_id": row["tenant_id"],
         "trace_id": row["trace_id"],
         "created_at": isoformat(row["created_at"]),
@@ -293,15 +295,22 @@ def canceled_while_paused(payload: Mapping[str, Any]) -> bool:
             and payload.get("previous") == ExecutionStatus.PAUSED)
 
 
+def frees_concurrency_slot(payload: Mapping[str, Any]) -> bool:
+    """A limited execution (it has a concurrency key) ended: the next of its key may go."""
+    return "concurrency_key" in payload and payload.get("status") in TERMINAL_STATES
+
+
 def needs_follow_up(payload: Mapping[str, Any]) -> bool:
     """Must the executor see this status message (EXECUTION_FOLLOW_UP)? Most need nothing from
     it: a top-level execution being scheduled, started or finished, a child being started."""
-    return moves_parent(payload) or canceled_while_paused(payload)
+    return (moves_parent(payload) or canceled_while_paused(payload)
+            or frees_concurrency_slot(payload))
 
 
 def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, Any]:
-    """Payload of EXECUTION_STATUS_CHANGED, dispatched after the transition committed."""
-    return {
+    """Payload of EXECUTION_STATUS_CHANGED, dispatched after the transition committed; a
+    limited execution's carries its `concurrency_key` (the executor frees its slot)."""
+    message = {
         "execution_id": row["id"],
         "tenant_id": row["tenant_id"],
         "status": row["status"],
@@ -310,6 +319,9 @@ def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, An
         "trace_id": row["trace_id"],
         "execution": to_api(row),
     }
+    if row.get("concurrency_key") is not None:
+        message["concurrency_key"] = row["concurrency_key"]
+    return message
 
 
 def work_message(row: Mapping[str, Any]) -> dict[str, Any]:

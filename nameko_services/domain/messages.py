@@ -19,6 +19,10 @@ PACK_CHANGED = "pack.changed"
 # bounded and masked (domain/live_output.py): {"execution_id", "tenant_id", "trace_id", "stream"
 # ("stdout"|"stderr"), "seq" (1, 2, … per stream), "lines", "dropped"}.
 EXECUTION_OUTPUT = "execution.output"
+# Worker → notifier (source WORKER) as a tenant pack's environment build starts and ends:
+# {"pack_id", "tenant_id", "ref", "version", "status" (building|ready|failed),
+# "elapsed_seconds", "error"} (the notifier's pack.env_building / env_ready / env_failed).
+PACK_ENVIRONMENT = "pack.environment"
 # Dispatched by the gateway when a user asks for an execution:
 # {"execution_id", "tenant_id", "trace_id"} (executions.work_message).
 EXECUTION_REQUESTED = "execution.requested"
@@ -67,7 +71,8 @@ PRIORITISED = frozenset({EVENT_CREATED, EXECUTION_REQUESTED, EXECUTION_SCHEDULED
 # the API serves it. A status change the executor acts on (EXECUTION_FOLLOW_UP) stays
 # persistent (green.Publisher), as do work messages and every other message.
 NEWS_ONLY = frozenset({EXECUTION_CREATED, EXECUTION_STATUS_CHANGED, EXECUTION_OUTPUT,
-                       RULE_TRIGGERED, EVENT_PROCESSED, NOTIFICATION_PUBLISHED, TOKENS_REVOKED})
+                       RULE_TRIGGERED, EVENT_PROCESSED, NOTIFICATION_PUBLISHED, TOKENS_REVOKED,
+                       PACK_ENVIRONMENT})
 
 # Service names as used for event exchanges (nameko: "<service>.events").
 # EXECUTIONS is a shared source: every execution.created / execution.status_changed goes

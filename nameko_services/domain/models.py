@@ -117,6 +117,10 @@ packs = Table(
     Column("meta", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("env_status", String(20), nullable=False, server_default="ready"),
     Column("env_error", Text),
+    # The last environment build: its log (bounded; also on success), when it ended, how long.
+    Column("env_log", Text),
+    Column("env_built_at", DateTime(timezone=True)),
+    Column("env_build_seconds", Float),
     # The pack's content (pack_store.py); NULL for empty packs and packs registered before
     # migration 0007, which run from source_path.
     Column("archive_sha256", String(64), ForeignKey("pack_archives.sha256"), index=True),
@@ -148,6 +152,8 @@ actions = Table(
     Column("workflow", JSONB),
     # Sandbox limits of this action (memory_mb, cpu_seconds…), within ATTUNE.sandbox.maximum.
     Column("limits", JSONB),
+    # At most `limit` executions at once per rendered `key` (domain/concurrency.py).
+    Column("concurrency_policy", JSONB),
     _created(),
     _updated(),
     Index("uq_actions_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),
@@ -297,6 +303,10 @@ executions = Table(
     Column("state", JSONB),
     # Per-execution timeout (a workflow task's `timeout:`); NULL: the action's, else the default.
     Column("timeout_seconds", Float),
+    # Its action's concurrency policy: the rendered key (set when admitted or queued; NULL for
+    # actions without a policy) and whether it waits in `scheduled` for a free slot.
+    Column("concurrency_key", Text),
+    Column("waiting_for_concurrency", Boolean, nullable=False, server_default=text("false")),
     # The trace of its event or API call, inherited by its children and retries (`?trace_id=`).
     Column("trace_id", String(32)),
     _created(),
@@ -324,6 +334,11 @@ executions = Table(
     # The backlog's grouped count (domain/backlog.py): executions not yet running, per tenant.
     Index("ix_executions_queued", "tenant_id",
           postgresql_where=text("status IN ('requested', 'scheduled')")),
+    # Slots taken and the FIFO queue of a (tenant, action, key): limited executions not finished.
+    Index("ix_executions_concurrency", "tenant_id", "action_ref", "concurrency_key",
+          "created_at", "id",
+          postgresql_where=text("concurrency_key IS NOT NULL AND status IN "
+                                "('scheduled', 'running', 'paused', 'canceling')")),
 )
 
 enforcements = Table(

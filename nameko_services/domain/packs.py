@@ -94,6 +94,22 @@ def get(conn: Connection, tenant_id: int | None, pack_id: int) -> dict[str, Any]
     return to_api(row, _children(conn, [row["id"]])[row["id"]], tenant_id)
 
 
+def environment(conn: Connection, tenant_id: int | None, pack_id: int) -> dict[str, Any]:
+    """A visible pack's environment: its status, and the last build's log (kept on success
+    too), error, end and length (GET /api/v1/packs/<id>/environment)."""
+    row = get_row(conn, tenant_id, pack_id)
+    return {
+        "pack_id": row["id"],
+        "ref": row["ref"],
+        "version": row["version"],
+        "status": row["env_status"],
+        "error": row["env_error"],
+        "log": row["env_log"],
+        "built_at": isoformat(row["env_built_at"]),
+        "build_seconds": row["env_build_seconds"],
+    }
+
+
 def list_packs(
     conn: Connection, tenant_id: int, limit: int = 50, offset: int = 0
 ) -> tuple[list[dict[str, Any]], int]:

@@ -145,11 +145,15 @@ class SupervisorSettings:
     replicas: tuple[tuple[str, int], ...] = tuple((role, 1) for role in supervision.SERVICES)
     restart: bool = True
     max_backoff_seconds: float = 5.0
+    # The port where the supervisor serves this host's metrics (a host without a gateway);
+    # None: not served (the gateway's /metrics serves its own host's).
+    metrics_port: int | None = None
 
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> SupervisorSettings:
         """Parse the block; an unknown key, role or a bad count fails naming it."""
-        reject_unknown(section, {"replicas", "restart", "max_backoff_seconds"}, "supervisor")
+        reject_unknown(section, {"replicas", "restart", "max_backoff_seconds", "metrics_port"},
+                       "supervisor")
         given = section.get("replicas") or {}
         if not isinstance(given, Mapping):
             raise ConfigurationError("ATTUNE.supervisor.replicas must map services to counts")
@@ -164,8 +168,15 @@ class SupervisorSettings:
         if not 0 < backoff <= 300:
             raise ConfigurationError("ATTUNE.supervisor.max_backoff_seconds must be a number "
                                      "above 0 and at most 300")
+        port = section.get("metrics_port")
+        if port in (None, ""):
+            port = None
+        elif not (str(port).isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError("ATTUNE.supervisor.metrics_port must be a port number "
+                                     "(1..65535) or empty")
         return cls(replicas=tuple(counts.items()), restart=flag(section.get("restart", True)),
-                   max_backoff_seconds=backoff)
+                   max_backoff_seconds=backoff,
+                   metrics_port=int(port) if port is not None else None)
 
 
 REGISTRATION_MODES = ("open", "closed")

@@ -17,7 +17,7 @@ from ..domain import inquiries
 from ..domain.crypto import Cipher
 from ..domain.models import events, executions
 from ..domain.states import ExecutionStatus
-from . import enforcement, inquiry, parents, scheduling
+from . import concurrency, enforcement, inquiry, parents, scheduling
 from .news import Dispatch, scheduled, send
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,13 @@ def resume(
     redispatch_after: timedelta = timedelta(0),
 ) -> dict[str, int]:
     """Evaluate unprocessed events, plan top-level `requested` executions, advance parents
-    (workflows, with-items, retries), resume answered inquiries and re-send `scheduled` work;
+    (workflows, with-items, retries), resume answered inquiries, admit executions waiting for
+    a free concurrency slot and re-send `scheduled` work;
     returns counts per kind (for the log). Due durable timers need nothing here: the timer
     loop reads them from the table."""
     now = datetime.now(UTC)
-    counts = {"events": 0, "requested": 0, "parents": 0, "answers": 0, "redispatched": 0}
+    counts = {"events": 0, "requested": 0, "parents": 0, "answers": 0, "redispatched": 0,
+              "concurrency_keys": 0}
     for event_id, tenant_id in _ids(engine, select(events.c.id, events.c.tenant_id).where(
         events.c.processed_at.is_(None), events.c.created_at <= now - min_age
     ), events.c.id):
@@ -65,8 +67,12 @@ def resume(
         answered = inquiries.responded_but_paused(conn)
     for inquiry_id, tenant_id in answered:
         counts["answers"] += _attempt(inquiry.resume, engine, dispatch, inquiry_id, tenant_id)
+    # hook: concurrency policy (issue 20) — queues whose slots freed without news move on, and
+    # an execution waiting for a slot has no work message to re-send
+    counts["concurrency_keys"] = concurrency.resume(engine, dispatch)
     for execution_id, tenant_id in _ids(engine, _executions(S.SCHEDULED).where(
-        executions.c.scheduled_at <= now - redispatch_after
+        executions.c.scheduled_at <= now - redispatch_after,
+        executions.c.waiting_for_concurrency.is_(False),
     ), executions.c.id):
         counts["redispatched"] += _attempt(
             send, dispatch, [scheduled({"id": execution_id, "tenant_id": tenant_id})])

@@ -5,7 +5,7 @@
 2. more than one attempt (`max_attempts` > 1, from the action's or task's `retry`) makes it a
    retry parent whose attempts are children — the item children of (1) are wrapped one by one;
 3. `runner_type: workflow` runs the workflow engine, `inquiry` creates an inquiry;
-4. anything else is scheduled for a worker.
+4. anything else is scheduled for a worker — through its concurrency policy, if it has one.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from ..domain import concurrency as concurrency_policy
 from ..domain import executions
 from ..domain.crypto import Cipher
 from ..domain.db import transaction
 from ..domain.errors import NotFoundError
 from ..domain.states import ExecutionStatus
-from . import inquiry, lifecycle, repository, retry, with_items, workflow
+from . import concurrency, inquiry, lifecycle, repository, retry, with_items, workflow
 from .news import Dispatch, Outgoing, send
 
 
@@ -47,6 +48,9 @@ def plan(
         return workflow.start(conn, cipher, row, action)
     if action["runner_type"] == "inquiry":
         return inquiry.start(conn, row)
+    policy = concurrency_policy.Policy.of(action)  # hook: concurrency policy (issue 20)
+    if policy is not None:
+        return concurrency.schedule(conn, row, policy)
     return lifecycle.to_scheduled(conn, row)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from nameko.events import BROADCAST
 from nameko.timer import timer
 
-from ..domain import messages
+from ..domain import executions, messages
 from ..extensions import (
     Dispatcher,
     MessageContext,
@@ -17,7 +17,17 @@ from ..extensions import (
     rpc,
 )
 from ..tracing import PARENT_SPAN_ID
-from . import due, enforcement, inquiry, operator, parents, recovery, scheduling, workers
+from . import (
+    concurrency,
+    due,
+    enforcement,
+    inquiry,
+    operator,
+    parents,
+    recovery,
+    scheduling,
+    workers,
+)
 from .timer_extensions import TimerWheel, timer_due
 
 # An eager timer with this interval fires once, at start-up (it would next fire in ~30 years).
@@ -58,10 +68,13 @@ class ExecutorService:
 
     @event_handler(messages.EXECUTIONS, messages.EXECUTION_FOLLOW_UP)
     def on_execution_follow_up(self, payload: dict[str, Any]) -> None:
-        """A child ended, paused or resumed: its workflow / with-items / retry parent moves on."""
+        """A child ended, paused or resumed: its workflow / with-items / retry parent moves on;
+        a limited execution ended: the next one waiting for its slot goes."""
         parents.on_execution_news(
             self.platform.engine, self.platform.cipher, self.dispatch, payload
         )
+        if executions.frees_concurrency_slot(payload):  # hook: concurrency policy (issue 20)
+            concurrency.release(self.platform.engine, self.dispatch, payload)
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_CANCEL_REQUESTED)
     def on_execution_cancel_requested(self, payload: dict[str, Any]) -> None:

@@ -95,6 +95,30 @@ def for_execution_output(payload: Mapping[str, Any]) -> Notification:
     )
 
 
+PACK_ENVIRONMENT_EVENTS = {"building": "pack.env_building", "ready": "pack.env_ready",
+                           "failed": "pack.env_failed"}
+
+
+def for_pack_environment(payload: Mapping[str, Any]) -> Notification:
+    """pack.env_building / pack.env_ready / pack.env_failed: a pack's environment build
+    started or ended, `elapsed_seconds` after it started; the whole log is at GET
+    /api/v1/packs/<id>/environment."""
+    pack_id = payload["pack_id"]
+    data = {
+        "pack_id": pack_id,
+        "ref": payload.get("ref"),
+        "version": payload.get("version"),
+        "status": payload["status"],
+        "elapsed_seconds": payload.get("elapsed_seconds"),
+        "error": payload.get("error"),
+    }
+    return Notification(
+        tenant_id=int(payload["tenant_id"]),
+        key=f"pack:{pack_id}",
+        message=message(PACK_ENVIRONMENT_EVENTS[payload["status"]], "pack", pack_id, data, None),
+    )
+
+
 def for_event(event_row: Mapping[str, Any]) -> Notification:
     """event.created, from the stored event (already in its API shape)."""
     data = {

@@ -93,6 +93,11 @@ class NotifierService:
     def on_inquiry_expired(self, payload: dict[str, Any]) -> None:
         self._forward_inquiry(m.INQUIRY_EXPIRED, payload)
 
+    @leader_event_handler(m.WORKER, m.PACK_ENVIRONMENT)
+    def on_pack_environment(self, payload: dict[str, Any]) -> None:
+        """A tenant pack's environment build started or ended (worker)."""
+        self._forward(f"pack:{payload.get('pack_id')}", lambda: n.for_pack_environment(payload))
+
     # The ordering lock is taken before any I/O, so per-entity arrival order is kept.
     def _forward(
         self, key: str, build: Callable[[], n.Notification | list[n.Notification] | None]

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, func, or_, select, update
 
 from runners.environments import PackSource
 
+from .. import metrics
 from ..domain import events, messages, pack_store
 from ..domain.db import isoformat, transaction
 from ..domain.models import packs, sensors, triggers
@@ -154,5 +155,6 @@ def emit_and_announce(engine: Engine, publish: Callable[[str, str, dict[str, Any
     """Store, then publish EVENT_CREATED (source "sensor") for each event after commit."""
     created = store_emitted(engine, spec, payload)
     for event in created:
+        metrics.EVENTS.labels(event["source"]).inc()
         publish(messages.SENSOR, messages.EVENT_CREATED, events.announcement(event))
     return created

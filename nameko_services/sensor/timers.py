@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from .. import metrics
 from ..domain import events, messages, schedules
 from ..domain.db import isoformat, transaction
 from ..domain.models import rules, triggers
@@ -225,6 +226,7 @@ def fire_and_announce(
         refresh(engine, scheduler, trigger_id)
         return None
     for event in fired.events:
+        metrics.EVENTS.labels(event["source"]).inc()
         dispatch(messages.EVENT_CREATED, events.announcement(event))
     return fired
 

@@ -11,7 +11,8 @@ so a slow build never overwrites the state of a newer reload.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +21,28 @@ from sqlalchemy import Engine, func, or_, select, update
 
 from runners.environments import EnvironmentBuildError, PackEnvironment, PackSource
 
-from ..domain import pack_store, sandboxing
+from ..domain import messages, pack_store, sandboxing
 from ..domain.db import transaction
 from ..domain.models import packs
 from ..domain.settings import Settings
 from ..extensions import PlatformProvider
+from ..green import Publisher
 from . import repository
 
 log = logging.getLogger(__name__)
 
 READY, BUILDING, FAILED = "ready", "building", "failed"
+Dispatch = Callable[[str, dict[str, Any]], None]  # (event type, payload), source WORKER
 
 
-def record(engine: Engine, pack: Mapping[str, Any], status: str, error: str | None) -> bool:
+def record(engine: Engine, pack: Mapping[str, Any], status: str, error: str | None, *,
+           log: str | None = None, seconds: float | None = None) -> bool:
     """Set env_status/env_error if the pack is unchanged since `pack` was read and they
-    differ. A state recorded again leaves the row alone: `updated_at` is part of what makes
-    the sensor service restart a pack's sensors."""
+    differ, and with `seconds` the build that ended: its log, end and length. A state
+    recorded again leaves the row alone: `updated_at` is part of what makes the sensor
+    service restart a pack's sensors."""
+    built = ({"env_log": log, "env_built_at": func.now(), "env_build_seconds": seconds}
+             if seconds is not None else {})
     with transaction(engine) as conn:
         done = conn.execute(
             update(packs)
@@ -44,15 +51,32 @@ def record(engine: Engine, pack: Mapping[str, Any], status: str, error: str | No
                    packs.c.archive_sha256.is_not_distinct_from(pack["archive_sha256"]),
                    or_(packs.c.env_status.is_distinct_from(status),
                        packs.c.env_error.is_distinct_from(error)))
-            .values(env_status=status, env_error=error, updated_at=func.now())
+            .values(env_status=status, env_error=error, updated_at=func.now(), **built)
         )
     return bool(done.rowcount)
 
 
+def announce(dispatch: Dispatch | None, pack: Mapping[str, Any], status: str, *,
+             elapsed: float = 0.0, error: str | None = None) -> None:
+    """PACK_ENVIRONMENT news for the tenant's WebSocket clients (the notifier's
+    pack.env_building / env_ready / env_failed); a system pack's build has no tenant to tell,
+    and a broker hiccup must not fail the build."""
+    if dispatch is None or pack["tenant_id"] is None:
+        return
+    try:
+        dispatch(messages.PACK_ENVIRONMENT, {
+            "pack_id": pack["id"], "tenant_id": pack["tenant_id"], "ref": pack["ref"],
+            "version": pack["version"], "status": status,
+            "elapsed_seconds": elapsed, "error": error,
+        })
+    except Exception:
+        log.exception("could not announce the environment of pack %s", pack["ref"])
+
+
 def build_for_pack(engine: Engine, settings: Settings, pack_id: int, *,
-                   retry_failed: bool = True) -> str | None:
-    """Build (or find) a pack's environments and record the outcome; the status, or None
-    when the pack is gone."""
+                   retry_failed: bool = True, dispatch: Dispatch | None = None) -> str | None:
+    """Build (or find) a pack's environments and record the outcome, announced through
+    `dispatch` (building, then ready or failed); the status, or None when the pack is gone."""
     with transaction(engine) as conn:
         pack = repository.pack(conn, pack_id)
     if pack is None:
@@ -69,27 +93,35 @@ def build_for_pack(engine: Engine, settings: Settings, pack_id: int, *,
         return READY
     if pack["env_status"] != BUILDING:
         record(engine, pack, BUILDING, None)
+    announce(dispatch, pack, BUILDING)
+    began = time.monotonic()
+    environments = sandboxing.pack_environments(settings)
     try:
-        sandboxing.pack_environments(settings).ensure(source, retry_failed=retry_failed)
+        environments.ensure(source, retry_failed=retry_failed)
     except EnvironmentBuildError as exc:
         # One line: what failed; the installer's whole output is on the pack (env_error).
         log.warning("environment of pack %s %s failed: %s (see env_error)", pack["ref"],
                     pack["version"], exc.message.split(":", 1)[0])
-        record(engine, pack, FAILED, exc.message)
+        elapsed = round(time.monotonic() - began, 3)
+        record(engine, pack, FAILED, exc.message, log=exc.message, seconds=elapsed)
+        announce(dispatch, pack, FAILED, elapsed=elapsed, error=exc.message.split("\n", 1)[0])
         return FAILED
-    record(engine, pack, READY, None)
+    elapsed = round(time.monotonic() - began, 3)
+    record(engine, pack, READY, None, log=environments.build_log(source), seconds=elapsed)
+    announce(dispatch, pack, READY, elapsed=elapsed)
     log.info("environment of pack %s %s ready", pack["ref"], pack["version"])
     return READY
 
 
-def on_pack_changed(engine: Engine, settings: Settings, payload: Mapping[str, Any]) -> None:
+def on_pack_changed(engine: Engine, settings: Settings, payload: Mapping[str, Any],
+                    dispatch: Dispatch | None = None) -> None:
     """A pack was registered or reloaded (or deleted: nothing to build)."""
     if payload.get("op") == "deleted" or payload.get("pack_id") is None:
         return
-    build_for_pack(engine, settings, int(payload["pack_id"]))
+    build_for_pack(engine, settings, int(payload["pack_id"]), dispatch=dispatch)
 
 
-def resume_pending(engine: Engine, settings: Settings) -> int:
+def resume_pending(engine: Engine, settings: Settings, dispatch: Dispatch | None = None) -> int:
     """Build the environments of packs left `building` (registered while no worker ran, or a
     worker died mid-build). Returns how many packs were looked at."""
     with transaction(engine) as conn:
@@ -98,7 +130,7 @@ def resume_pending(engine: Engine, settings: Settings) -> int:
         ).scalars().all()
     for pack_id in ids:
         try:
-            build_for_pack(engine, settings, pack_id, retry_failed=False)
+            build_for_pack(engine, settings, pack_id, retry_failed=False, dispatch=dispatch)
         except Exception:  # one bad pack must not stop the others
             log.exception("building the environment of pack %s failed", pack_id)
     return len(ids)
@@ -132,11 +164,15 @@ class PackEnvironmentBuilder(DependencyProvider):
             d for d in self.container.dependencies if isinstance(d, PlatformProvider)
         )
         self._platform = provider.platform
+        self._publish = Publisher(self.container.config)
         self.container.spawn_managed_thread(self._resume, identifier="pack-environments")
 
     def _resume(self) -> None:
+        def dispatch(event_type: str, payload: dict[str, Any]) -> None:
+            self._publish(messages.WORKER, event_type, payload)
+
         try:
-            resume_pending(self._platform.engine, self._platform.settings)
+            resume_pending(self._platform.engine, self._platform.settings, dispatch)
         except Exception:  # the database may be briefly away; the next change retries
             log.exception("resuming pending pack environments failed")
 

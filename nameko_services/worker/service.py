@@ -45,8 +45,9 @@ class WorkerService:
     @event_handler(messages.GATEWAY, messages.PACK_CHANGED)
     def on_pack_changed(self, payload: dict[str, Any]) -> None:
         """A pack was registered or reloaded: build its virtualenv / node_modules, record
-        env_status (ready, or failed with the installer's error)."""
-        pack_environments.on_pack_changed(self.platform.engine, self.platform.settings, payload)
+        env_status (ready, or failed with the installer's error), announced to the tenant."""
+        pack_environments.on_pack_changed(self.platform.engine, self.platform.settings, payload,
+                                          self.dispatch)
 
     @rpc
     def ping(self) -> dict[str, str]:

@@ -10,7 +10,9 @@ import subprocess
 import sys
 
 import pytest
+import requests
 from kombu import Connection
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -205,9 +207,12 @@ def test_roles_to_start_keeps_services_before_the_gateway_and_refuses_strangers(
 def test_a_joining_host_starts_only_its_roles_and_never_touches_the_database(
         tmp_path, scratch_url, config):
     """`up --roles worker,sensor`: no gateway, no /health wait, no migration or core pack;
-    `status` and `down` know the run dir holds those two roles only."""
+    `status` and `down` know the run dir holds those two roles only; the supervisor serves the
+    host's metrics (ATTUNE.supervisor.metrics_port), there being no gateway's /metrics."""
+    metrics_port = free_port()
     env = {**os.environ, "ATTUNE_DATABASE_URL": scratch_url, "ATTUNE_AMQP_URI": config["AMQP_URI"],
-           "ATTUNE_API_PORT": str(free_port()), "ATTUNE_RUN_DIR": str(tmp_path / "run")}
+           "ATTUNE_API_PORT": str(free_port()), "ATTUNE_RUN_DIR": str(tmp_path / "run"),
+           "ATTUNE_METRICS_PORT": str(metrics_port)}
     run = tmp_path / "run"
     cli.prepare_database(scratch_url, fresh=False)  # exists, but the first host never migrated
     early = attune("up", "--roles", "worker,sensor", env=env)
@@ -235,6 +240,10 @@ def test_a_joining_host_starts_only_its_roles_and_never_touches_the_database(
         assert re.search(r"^worker +1 +\d+ +running", status.stdout, re.M)
         assert re.search(r"^sensor +1 +\d+ +running", status.stdout, re.M)
         assert "executor" not in status.stdout and "no gateway on this host" in status.stdout
+        scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        families = {f.name for f in text_string_to_metric_families(scraped)}
+        assert {"attune_build_info", "attune_execution_queue_seconds",  # the worker's
+                "attune_ws_dropped", "process_cpu_seconds"} <= families, sorted(families)
     finally:
         down = attune("down", env=env)
     assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr

@@ -32,3 +32,13 @@ def test_a_top_level_execution_needs_nothing(status):
 
 def test_canceling_a_paused_execution_takes_its_children_along():
     assert needs_follow_up(news("canceled", "paused", parent=None))
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "canceled"])
+def test_a_limited_execution_that_ends_frees_its_slot(status):
+    assert needs_follow_up({**news(status, "running", parent=None), "concurrency_key": "web1"})
+
+
+@pytest.mark.parametrize("status", ["scheduled", "running", "canceling"])
+def test_a_limited_execution_on_its_way_needs_nothing(status):
+    assert not needs_follow_up({**news(status, "scheduled", parent=None), "concurrency_key": ""})

@@ -56,6 +56,11 @@ def test_the_supervisor_block_gives_replicas_restart_and_backoff():
     supervisor = Settings.from_mapping(cfg).supervisor
     assert dict(supervisor.replicas) == {"executor": 1, "worker": 3, "sensor": 2, "notifier": 1}
     assert supervisor.restart is False and supervisor.max_backoff_seconds == 2.0
+    assert supervisor.metrics_port is None  # not served unless asked
+    cfg["ATTUNE"]["supervisor"] = {"metrics_port": "9464"}
+    assert Settings.from_mapping(cfg).supervisor.metrics_port == 9464
+    cfg["ATTUNE"]["supervisor"] = {"metrics_port": ""}  # ${ATTUNE_METRICS_PORT:} unset
+    assert Settings.from_mapping(cfg).supervisor.metrics_port is None
 
 
 @pytest.mark.parametrize(("block", "named"), [
@@ -64,6 +69,8 @@ def test_the_supervisor_block_gives_replicas_restart_and_backoff():
     ({"replicas": {"worker": 17}}, "ATTUNE.supervisor.replicas.worker must be a whole number"),
     ({"replicas": [1]}, "ATTUNE.supervisor.replicas must map"),
     ({"max_backoff_seconds": 0}, "max_backoff_seconds"),
+    ({"metrics_port": "http"}, "ATTUNE.supervisor.metrics_port must be a port number"),
+    ({"metrics_port": 70000}, "ATTUNE.supervisor.metrics_port must be a port number"),
     ({"restarts": True}, r"unknown key\(s\) in ATTUNE.supervisor: \['restarts'\]"),
 ])
 def test_bad_supervisor_blocks_fail_naming_the_key(block, named):

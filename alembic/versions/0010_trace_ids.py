@@ -5,8 +5,8 @@ caused the row (its `traceparent`, or one made for it), inherited by the executi
 a workflow, with-items or a retry makes from it; timer and sensor events start their own.
 Rows stored before this revision have none. Indexed per tenant for `?trace_id=`.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-08 10:00:00
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
