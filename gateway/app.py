@@ -84,8 +84,8 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
         revocations=Revocations(engine, settings.access_token_ttl_seconds),
     )
     register_error_handlers(app)
-    request_log.install(app)  # first: every request, even one refused, has its ids
-    observed.install(app)  # then: the duration includes the checks below
+    request_log.install(app)  # first: every request, even one refused, has its ids and clock
+    observed.install(app)
     app.before_request(check_route_access)
     ratelimit.install(app, engine)  # after check_route_access: limits need the caller
     for module_info in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):

@@ -51,8 +51,15 @@ def span(name: str, **attributes: object) -> Iterator[str | None]:
         yield span_id
 
 
+def elapsed() -> float | None:
+    """Seconds since this request's first hook ran (None if it never did): the one clock of
+    the access log and the HTTP metrics (observed.py)."""
+    started = g.get("request_started")
+    return None if started is None else time.perf_counter() - started
+
+
 def _begin() -> None:
-    g.started = time.monotonic()
+    g.request_started = time.perf_counter()
     given = request.headers.get(REQUEST_ID, "")
     g.request_id = given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
     parent = domain_tracing.parent_of(request.headers.get(domain_tracing.TRACEPARENT))
@@ -68,7 +75,7 @@ def _end(response: Response) -> Response:
     if g.get("trace_used"):
         response.headers[domain_tracing.TRACEPARENT] = domain_tracing.traceparent(g.trace_id)
     route = request.url_rule.rule if request.url_rule else None  # never the raw path
-    duration_ms = round((time.monotonic() - g.started) * 1000, 1)
+    duration_ms = round((elapsed() or 0.0) * 1000, 1)
     access_log.info("%s %s %s %.1f ms", request.method, route or "(no route)",
                     response.status_code, duration_ms, extra={
                         "method": request.method, "route": route, "status": response.status_code,
