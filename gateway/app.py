@@ -18,7 +18,7 @@ from nameko_services.domain.crypto import Cipher
 from nameko_services.domain.db import make_engine
 from nameko_services.domain.settings import Settings
 
-from . import api, observed, ratelimit
+from . import api, observed, ratelimit, request_log
 from .auth import check_route_access
 from .errors import register_error_handlers
 from .revocations import Revocations
@@ -84,7 +84,8 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
         revocations=Revocations(engine, settings.access_token_ttl_seconds),
     )
     register_error_handlers(app)
-    observed.install(app)  # first: the duration includes the checks below
+    request_log.install(app)  # first: every request, even one refused, has its ids and clock
+    observed.install(app)
     app.before_request(check_route_access)
     ratelimit.install(app, engine)  # after check_route_access: limits need the caller
     for module_info in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):

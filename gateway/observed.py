@@ -3,26 +3,20 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Flask, g, request
 from werkzeug.wrappers import Response
 
 from nameko_services import metrics
 
+from . import request_log
 from .ratelimit import WEBHOOK_ENDPOINT
 
 UNMATCHED = "unmatched"  # the route label of a path no URL rule matches (404, 405)
 
 
 def install(app: Flask) -> None:
-    """Time every request from its first before_request hook to its response."""
-    app.before_request(_start)
+    """Count every request when it is answered, timed from its first hook (request_log's)."""
     app.after_request(_count)
-
-
-def _start() -> None:
-    g.metrics_started = time.perf_counter()
 
 
 def _count(response: Response) -> Response:
@@ -31,10 +25,9 @@ def _count(response: Response) -> Response:
     route = rule.rule if rule is not None else UNMATCHED
     status = response.status_code
     metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-    started = g.get("metrics_started")
-    if started is not None:
-        metrics.HTTP_DURATION.labels(request.method, route).observe(
-            time.perf_counter() - started)
+    elapsed = request_log.elapsed()
+    if elapsed is not None:
+        metrics.HTTP_DURATION.labels(request.method, route).observe(elapsed)
     if request.endpoint == WEBHOOK_ENDPOINT:
         metrics.WEBHOOKS.labels(_webhook_outcome(response)).inc()
     return response

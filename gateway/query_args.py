@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import request
 
-from nameko_services.domain import json_values, listings
+from nameko_services.domain import json_values, listings, tracing
 from nameko_services.domain.errors import BadRequestError
 
 
@@ -21,6 +21,15 @@ def text_arg(name: str, max_length: int = 400) -> str | None:
             {"fields": {name: f"at most {max_length} characters, no NUL"}},
         )
     return value
+
+
+def trace_id_arg(name: str = "trace_id") -> str | None:
+    """A W3C trace id (32 hex digits, as `trace_id` fields show it); else 400."""
+    value = text_arg(name, 64)
+    if value is not None and not tracing.is_trace_id(value.lower()):
+        raise BadRequestError(f"Query parameter '{name}' must be a trace id: 32 hex digits",
+                              {"fields": {name: "32 hex digits"}})
+    return value.lower() if value is not None else None
 
 
 def time_arg(name: str) -> datetime | None:

@@ -49,7 +49,7 @@ from nameko.runners import ServiceRunner
 
 from gateway import ratelimit
 from gateway.app import create_app
-from nameko_services import green, metrics
+from nameko_services import green, logs, metrics, tracing
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
 from nameko_services.domain import sandboxing
@@ -122,6 +122,7 @@ def _on_signals(signums: tuple[int, ...], callback: Any) -> None:
 
 
 def _configure_logging(config: dict[str, Any]) -> None:
+    logs.set_service("gateway")
     if config.get("LOGGING"):
         logging.config.dictConfig(config["LOGGING"])
     else:
@@ -173,16 +174,16 @@ def main(argv: list[str] | None = None) -> int:
 def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -> int:
     """Serve `listeners` with `app` and relay notifications to its WebSockets until SIGTERM or
     SIGINT; the exit code. `number` (1..processes) is this process's, shown by /health."""
+    tracing.configure(config, "gateway")  # in the serving process: its exporter's thread
     gateway = app.extensions["attune"]
     gateway.process = number
     hub = gateway.notifications
     runner = ServiceRunner(config)
     runner.add_service(relay_service(hub, gateway.revocations, gateway.waiters))
     runner.start()
-    access_log = gateway.settings.log_level.upper() == "DEBUG"
-    servers = [eventlet.spawn(
+    servers = [eventlet.spawn(  # the access log is the app's (request_log.py), not eventlet's
         eventlet.wsgi.server, listener, app, max_size=WSGI_GREENTHREADS,
-        log=logging.getLogger("gateway.access"), log_output=access_log,
+        log=logging.getLogger("gateway.wsgi"), log_output=False,
     ) for listener in listeners]
     limits = app.extensions.get(ratelimit.EXTENSION)
     sweeper = eventlet.spawn(ratelimit.sweep_forever, limits) if limits else None
@@ -335,6 +336,7 @@ def _shutdown(servers: list[Any], runner: ServiceRunner, gateway: Any) -> None:
         runner.kill()
     gateway.rpc.close()
     gateway.engine.dispose()
+    tracing.shutdown()  # the spans still pending leave now
     log.info("gateway stopped")
 
 

@@ -3,6 +3,7 @@ AMQP entrypoints (`rpc`, `event_handler`) every service uses instead of nameko's
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -17,6 +18,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
+from . import logs, tracing
 from .domain import backlog, pack_store
 from .domain.crypto import Cipher
 from .domain.db import make_engine
@@ -72,6 +74,41 @@ class Dispatcher(DependencyProvider):
             publish(source or service_name, event_type, payload)
 
         return dispatch
+
+
+class MessageContext(DependencyProvider):
+    """What a worker of this service does is told in the context of the message it handles:
+    its log records carry the service's name and the message's ids (`execution_id`,
+    `tenant_id`, `event_id`, `trace_id`: logs.py), and its spans continue the span that sent
+    the message (tracing.py, when ATTUNE.tracing.otlp_endpoint is set)."""
+
+    def setup(self) -> None:
+        logs.set_service(self.container.service_name)
+        tracing.configure(self.container.config, self.container.service_name)
+
+    def stop(self) -> None:
+        tracing.shutdown()
+
+    def kill(self) -> None:
+        tracing.shutdown()
+
+    def worker_setup(self, worker_ctx: Any) -> None:
+        payload = worker_ctx.args[0] if worker_ctx.args else None
+        fields = logs.context_of(payload)
+        if fields:
+            scope = contextlib.ExitStack()
+            scope.enter_context(logs.bound(**fields))
+            scope.enter_context(tracing.continued(payload))
+            self._scopes[worker_ctx] = scope
+
+    def worker_teardown(self, worker_ctx: Any) -> None:
+        scope = self._scopes.pop(worker_ctx, None)
+        if scope is not None:
+            scope.close()
+
+    @functools.cached_property
+    def _scopes(self) -> dict[Any, contextlib.ExitStack]:
+        return {}
 
 
 log = logging.getLogger(__name__)

@@ -6,17 +6,19 @@ import time
 
 from flask import Blueprint, request
 
-from nameko_services.domain import execution_control, executions, listings
+from nameko_services import tracing
+from nameko_services.domain import execution_control, executions, listings, messages
 from nameko_services.domain.db import transaction
 from nameko_services.domain.errors import BadRequestError
 from nameko_services.domain.states import TERMINAL_STATES, ExecutionStatus
 
+from .. import request_log
 from ..app import ctx
 from ..auth import permission, principal
 from ..http import int_arg, json_body, one, page, page_args, path_id
-from ..query_args import created_range, json_object_arg, text_arg
+from ..query_args import created_range, json_object_arg, text_arg, trace_id_arg
 from ..waiters import wait_seconds
-from .openapi import BACKLOG_FULL, WAIT, query_parameter, responds
+from .openapi import BACKLOG_FULL, TRACE_ID, TRACE_ID_SCHEMA, WAIT, query_parameter, responds
 
 bp = Blueprint("executions", __name__)
 
@@ -24,8 +26,11 @@ MAX_ID = 2**63 - 1
 _STATUSES = frozenset(s.value for s in ExecutionStatus)
 
 
-def _publish(outcome: execution_control.Outcome) -> None:
+def _publish(outcome: execution_control.Outcome, span_id: str | None = None) -> None:
+    """The outcome's news; its work message names `span_id` as the next span's parent."""
     for source, event_type, payload in outcome.messages:
+        if event_type in messages.PRIORITISED:
+            payload = tracing.linked(payload, span_id)
         ctx().publish(source, event_type, payload)
 
 
@@ -69,14 +74,16 @@ def create_execution():
     with ctx().waiters.slot() as slot:
         if wait is not None:
             slot.reserve(who.tenant_id)
-        with transaction(ctx().engine) as conn:
-            outcome = execution_control.request(
-                conn, tenant_id=who.tenant_id, action=body["action"],
-                parameters=body.get("parameters"), actor=who.actor,
-            )
-            if wait is not None:  # before the commit: its news cannot pass unheard
-                slot.watch_execution(outcome.execution["id"])
-        _publish(outcome)
+        with request_log.span("receive", action=str(body["action"])) as span_id:
+            with transaction(ctx().engine) as conn:
+                outcome = execution_control.request(
+                    conn, tenant_id=who.tenant_id, action=body["action"],
+                    parameters=body.get("parameters"), actor=who.actor,
+                    trace_id=request_log.trace_id(),
+                )
+                if wait is not None:  # before the commit: its news cannot pass unheard
+                    slot.watch_execution(outcome.execution["id"])
+            _publish(outcome, span_id)
         if wait is None:
             return one(executions.to_api(outcome.execution), 201)
         row, ended = slot.wait_for(
@@ -92,9 +99,11 @@ def _read(tenant_id: int, execution_id: int) -> dict:
 
 @bp.get("/api/v1/executions")
 @permission("read")
+@query_parameter("trace_id", TRACE_ID, TRACE_ID_SCHEMA)
 def list_executions():
     """List executions, newest first, filtered by status, action, pack, trigger, parent, rule,
-    time (`since`, `until`) and contents (`parameters`, `result`: JSON objects they contain)."""
+    time (`since`, `until`), contents (`parameters`, `result`: JSON objects they contain) and
+    trace (`trace_id`: every execution a webhook or API call caused)."""
     limit, offset = page_args()
     filters = listings.ExecutionFilter(
         statuses=_statuses(),
@@ -108,6 +117,7 @@ def list_executions():
         rule_id=int_arg("rule_id", minimum=1, maximum=MAX_ID),
         enforcement_id=int_arg("enforcement_id", minimum=1, maximum=MAX_ID),
         event_id=int_arg("event_id", minimum=1, maximum=MAX_ID),
+        trace_id=trace_id_arg(),
         top_level=_top_level(),
         max_id=int_arg("max_id", minimum=1, maximum=MAX_ID),
     )
@@ -136,7 +146,7 @@ def rerun_execution(execution_id: str):
     ctx().backlog.admit(who.tenant_id)
     with transaction(ctx().engine) as conn:
         outcome = execution_control.rerun(conn, tenant_id=who.tenant_id, execution_id=eid,
-                                          actor=who.actor)
+                                          actor=who.actor, trace_id=request_log.trace_id())
     _publish(outcome)
     return one(executions.to_api(outcome.execution), 201)
 

@@ -74,6 +74,10 @@ BACKLOG_FULL = ("The platform's backlog is full (backlog_full), or, with ?wait=,
 WAIT = ("Seconds (0 < wait <= ATTUNE.api.max_wait_seconds, default 60) to wait for the "
         "execution to end: 200 with it when it ends in time, else 202 with it as it is then "
         "(it runs on). A bad value is 400; 429/503 too_many_waiters when no room to wait.")
+# `?trace_id=` of the event and execution lists (docs/observability.md "Tracing").
+TRACE_ID = ("Only those of this trace: the W3C trace id (32 hex digits) of the webhook or API "
+            "call that caused them, as their `trace_id` shows; anything else is 400.")
+TRACE_ID_SCHEMA = {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}
 
 
 def responds(status: int, description: str) -> Callable[[F], F]:

@@ -6,12 +6,13 @@ import time
 
 from flask import Blueprint, g, request
 
-from nameko_services import metrics
+from nameko_services import metrics, tracing
 from nameko_services.domain import events, executions, messages, webhooks
 from nameko_services.domain.db import isoformat, transaction
 from nameko_services.domain.errors import PayloadTooLargeError
 from nameko_services.domain.states import TERMINAL_STATES
 
+from .. import request_log
 from ..app import ctx
 from ..auth import API_KEY_HEADER, PERMISSIONS, PUBLIC, authenticate, bearer_token, permission
 from ..http import one, path_id
@@ -85,19 +86,22 @@ def receive(trigger_id: str):
             if wait is not None:
                 slot.reserve(tenant_id)
 
-        with transaction(ctx().engine) as conn:
-            event, created = webhooks.receive(
-                conn, trigger_id=tid, raw_body=body, credentials=credentials(),
-                idempotency_key=request.headers.get("Idempotency-Key"), admit=admit,
-            )
-            if wait is not None:  # before the commit: its executions' news cannot pass unheard
-                slot.watch_event(event["id"])
-        if created:  # committed: the executor will find the row
-            metrics.EVENTS.labels("webhook").inc()
-            ctx().publish(messages.GATEWAY, messages.EVENT_CREATED, events.announcement(event))
+        with request_log.span("receive", trigger_id=tid) as span_id:
+            with transaction(ctx().engine) as conn:
+                event, created = webhooks.receive(
+                    conn, trigger_id=tid, raw_body=body, credentials=credentials(),
+                    idempotency_key=request.headers.get("Idempotency-Key"), admit=admit,
+                    trace_id=request_log.trace_id(),
+                )
+                if wait is not None:  # before the commit: its executions' news cannot pass
+                    slot.watch_event(event["id"])
+            if created:  # committed: the executor will find the row
+                metrics.EVENTS.labels("webhook").inc()
+                ctx().publish(messages.GATEWAY, messages.EVENT_CREATED,
+                              tracing.linked(events.announcement(event), span_id))
         g.webhook_duplicate = not created  # the outcome in attune_webhooks_total (observed.py)
         receipt = {"event_id": event["id"], "trigger_id": event["trigger_id"],
-                   "received_at": isoformat(event["created_at"])}
+                   "received_at": isoformat(event["created_at"]), "trace_id": event["trace_id"]}
         if wait is None:
             return one(receipt, 202)
         run, ended = slot.wait_for(lambda: _first_run(event["tenant_id"], event["id"]),

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from . import tracing
 from .db import isoformat
 from .errors import NotFoundError
 from .models import events
@@ -23,11 +24,13 @@ def create(
     caused_by_execution_id: int | None = None,
     chain_depth: int = 0,
     tenant_id: int | None = None,
+    trace_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store an event of `trigger`; returns (row, created).
 
     With an idempotency key, a repeat returns the first event and created=False.
-    `tenant_id` defaults to the trigger's (system triggers need the caller's tenant).
+    `tenant_id` defaults to the trigger's (system triggers need the caller's tenant);
+    `trace_id` to a new one (timers and sensors start a trace of their own).
     """
     values = {
         "tenant_id": tenant_id if tenant_id is not None else trigger["tenant_id"],
@@ -38,6 +41,7 @@ def create(
         "idempotency_key": idempotency_key,
         "caused_by_execution_id": caused_by_execution_id,
         "chain_depth": chain_depth,
+        "trace_id": trace_id or tracing.new_trace_id(),
     }
     if idempotency_key is None:
         row = conn.execute(_INSERT, values).mappings().one()
@@ -106,7 +110,8 @@ ANNOUNCED_PAYLOAD_BYTES = 8 * 1024
 
 def announcement(row: dict[str, Any]) -> dict[str, Any]:
     """The EVENT_CREATED payload for a stored event (publish it after the commit)."""
-    news: dict[str, Any] = {"event_id": row["id"], "tenant_id": row["tenant_id"]}
+    news: dict[str, Any] = {"event_id": row["id"], "tenant_id": row["tenant_id"],
+                            "trace_id": row["trace_id"]}
     if len(json.dumps(row["payload"], default=str)) <= ANNOUNCED_PAYLOAD_BYTES:
         news["event"] = to_api(row)
     return news
@@ -123,5 +128,6 @@ def to_api(row: dict[str, Any]) -> dict[str, Any]:
         "chain_depth": row["chain_depth"],
         "error": row["error"],
         "tenant_id": row["tenant_id"],
+        "trace_id": row["trace_id"],
         "created_at": isoformat(row["created_at"]),
     }

@@ -63,7 +63,7 @@ def created_messages(row: Mapping[str, Any]) -> list[Message]:
     ]
     if row["status"] == S.REQUESTED:
         news.append((messages.GATEWAY, messages.EXECUTION_REQUESTED,
-                     {"execution_id": row["id"], "tenant_id": row["tenant_id"]}))
+                     executions.work_message(row)))
     return news
 
 
@@ -83,13 +83,16 @@ def request(
     return Outcome(row, created_messages(row))
 
 
-def rerun(conn: Connection, *, tenant_id: int, execution_id: int, actor: str) -> Outcome:
-    """A new execution of the same action with the same parameters, `rerun_of` pointing back."""
+def rerun(conn: Connection, *, tenant_id: int, execution_id: int, actor: str,
+          trace_id: str | None = None) -> Outcome:
+    """A new execution of the same action with the same parameters, `rerun_of` pointing back
+    (in the trace of the call that asks for it: a rerun is a new request)."""
     original = executions.get(conn, tenant_id, execution_id)
     if original["action_id"] is None:
         raise ConflictError(f"The action of execution {execution_id} no longer exists")
     return request(conn, tenant_id=tenant_id, action=original["action_id"],
-                   parameters=original["parameters"], actor=actor, rerun_of=execution_id)
+                   parameters=original["parameters"], actor=actor, rerun_of=execution_id,
+                   trace_id=trace_id)
 
 
 def cancel(conn: Connection, *, tenant_id: int, execution_id: int, actor: str) -> Outcome:

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from . import audit
+from . import audit, tracing
 from . import parameters as params_mod
 from .db import Row, isoformat
 from .errors import NotFoundError, ValidationError
@@ -67,7 +67,8 @@ def create(
     Invalid parameters still create the execution, failed at once with
     `result.error.type = "validation"`, so nothing reaches a worker (api.md).
     `links`: rule_id, event_id, enforcement_id, parent_execution_id, task_name, item_index,
-    item, trigger_data, rerun_of, max_attempts, attempt, state.
+    item, trigger_data, rerun_of, max_attempts, attempt, state, trace_id (its event's, its
+    parent's or its API call's; a new one when not given).
     """
     declared = action.get("parameters") or {}
     given = dict(parameters or {})
@@ -87,6 +88,7 @@ def create(
         "secret_parameters": params_mod.secret_names(declared),
         "result": result,
         "max_attempts": links.pop("max_attempts", None) or int(retry.get("max_attempts", 1)),
+        "trace_id": links.pop("trace_id", None) or tracing.new_trace_id(),
         **links,
     }
     row = conn.execute(
@@ -267,6 +269,7 @@ def to_api(row: Row) -> dict[str, Any]:
         "waiting_for_concurrency": bool(row["waiting_for_concurrency"])
         and row["status"] == S.SCHEDULED,
         "tenant_id": row["tenant_id"],
+        "trace_id": row["trace_id"],
         "created_at": isoformat(row["created_at"]),
         "requested_at": isoformat(row["requested_at"]),
         "scheduled_at": isoformat(row["scheduled_at"]),
@@ -313,8 +316,15 @@ def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, An
         "status": row["status"],
         "previous": previous,
         "parent_execution_id": row["parent_execution_id"],
+        "trace_id": row["trace_id"],
         "execution": to_api(row),
     }
     if row.get("concurrency_key") is not None:
         message["concurrency_key"] = row["concurrency_key"]
     return message
+
+
+def work_message(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Payload of EXECUTION_REQUESTED and EXECUTION_SCHEDULED: ids and the trace."""
+    return {"execution_id": row["id"], "tenant_id": row["tenant_id"],
+            "trace_id": row.get("trace_id")}

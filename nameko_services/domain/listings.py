@@ -40,10 +40,10 @@ def _of_trigger(tenant_id: int, trigger: str) -> Any:
 def list_events(
     conn: Connection, tenant_id: int, *, trigger_id: int | None = None,
     trigger: str | None = None, created: TimeRange = TimeRange(),
-    payload: dict[str, Any] | None = None, limit: int, offset: int,
+    payload: dict[str, Any] | None = None, trace_id: str | None = None, limit: int, offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
     """The tenant's events in API shape: of one trigger (id, or id or ref), created within a
-    range, whose payload contains `payload` (jsonb `@>`, GIN-indexed)."""
+    range, whose payload contains `payload` (jsonb `@>`, GIN-indexed), of one trace."""
     where = [events.c.tenant_id == tenant_id, *created.where(events.c.created_at)]
     if trigger_id is not None:
         where.append(events.c.trigger_id == trigger_id)
@@ -51,6 +51,8 @@ def list_events(
         where.append(events.c.trigger_id.in_(_of_trigger(tenant_id, trigger)))
     if payload is not None:
         where.append(events.c.payload.contains(payload))
+    if trace_id is not None:
+        where.append(events.c.trace_id == trace_id)
     rows, total = count_and_page(conn, events, where, limit, offset)
     return [events_mod.to_api(r) for r in rows], total
 
@@ -67,6 +69,7 @@ class ExecutionFilter:
     rule_id: int | None = None
     enforcement_id: int | None = None
     event_id: int | None = None
+    trace_id: str | None = None  # the whole chain of one webhook or API call (ix_executions_trace)
     top_level: bool | None = None
     created: TimeRange = TimeRange()
     # jsonb containment (`@>`), GIN-indexed; a parameter filter never matches on a secret one
@@ -97,6 +100,7 @@ def list_executions(
         (c.rule_id, filters.rule_id),
         (c.enforcement_id, filters.enforcement_id),
         (c.event_id, filters.event_id),
+        (c.trace_id, filters.trace_id),
     ):
         if value is not None:
             where.append(column == value)

@@ -1,31 +1,36 @@
 """Names and payloads of the events that cross RabbitMQ. Payloads are plain JSON dicts.
 
 Consumers re-read rows by id and apply conditional updates, so a duplicated or redelivered
-message is harmless; payloads carry ids, never authority.
+message is harmless; payloads carry ids, never authority. The messages about an event or an
+execution carry its `trace_id` (domain/tracing.py) and, while spans are exported, the work
+messages (PRIORITISED) the `parent_span_id` of the span that sent them (nameko_services/tracing.py).
 """
 
 from __future__ import annotations
 
-# Dispatched by the gateway (as service "gateway") or the sensor: {"event_id", "tenant_id"}.
+# Dispatched by the gateway (as service "gateway") or the sensor: {"event_id", "tenant_id",
+# "trace_id", "event"?: its API shape when small}.
 EVENT_CREATED = "event.created"
 # Dispatched by the gateway after a definition changed: {"trigger_id"|"rule_id", "tenant_id", "op"}.
 RULE_CHANGED = "rule.changed"
 TRIGGER_CHANGED = "trigger.changed"
 PACK_CHANGED = "pack.changed"
 # Worker → notifier (source EXECUTIONS) while an action runs: a batch of its output lines,
-# bounded and masked (domain/live_output.py): {"execution_id", "tenant_id", "stream"
+# bounded and masked (domain/live_output.py): {"execution_id", "tenant_id", "trace_id", "stream"
 # ("stdout"|"stderr"), "seq" (1, 2, … per stream), "lines", "dropped"}.
 EXECUTION_OUTPUT = "execution.output"
 # Worker → notifier (source WORKER) as a tenant pack's environment build starts and ends:
 # {"pack_id", "tenant_id", "ref", "version", "status" (building|ready|failed),
 # "elapsed_seconds", "error"} (the notifier's pack.env_building / env_ready / env_failed).
 PACK_ENVIRONMENT = "pack.environment"
-# Dispatched by the gateway when a user asks for an execution: {"execution_id", "tenant_id"}.
+# Dispatched by the gateway when a user asks for an execution:
+# {"execution_id", "tenant_id", "trace_id"} (executions.work_message).
 EXECUTION_REQUESTED = "execution.requested"
-# Executor → worker work message: {"execution_id", "tenant_id"}.
+# Executor → worker work message: {"execution_id", "tenant_id", "trace_id"}.
 EXECUTION_SCHEDULED = "execution.scheduled"
 # Any service (source EXECUTIONS) → notifier, after commit:
-# {"execution_id", "tenant_id", "status", "previous", "execution": <full api dict>}.
+# {"execution_id", "tenant_id", "status", "previous", "parent_execution_id", "trace_id",
+#  "execution": <full api dict>}.
 EXECUTION_STATUS_CHANGED = "execution.status_changed"
 EXECUTION_CREATED = "execution.created"
 # → executor: the same message, for the few status changes it acts on (needs_follow_up in

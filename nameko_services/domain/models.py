@@ -239,12 +239,16 @@ events = Table(
     Column("error", Text),
     # Set once the executor has evaluated the rules; NULL rows are resumed after a crash.
     Column("processed_at", DateTime(timezone=True)),
+    # W3C trace id (32 hex) of the call that caused it; timer and sensor events start their own.
+    Column("trace_id", String(32)),
     _created(),
     CheckConstraint("source in ('timer','webhook','sensor','api')", name="source"),
     Index("ix_events_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
     Index("ix_events_payload", "payload", postgresql_using="gin",
           postgresql_ops={"payload": "jsonb_path_ops"}),
     Index("ix_events_trigger_id", "trigger_id"),
+    Index("ix_events_trace", "tenant_id", "trace_id",
+          postgresql_where=text("trace_id IS NOT NULL")),
     Index(
         "uq_events_trigger_idempotency",
         "trigger_id",
@@ -304,6 +308,8 @@ executions = Table(
     # actions without a policy) and whether it waits in `scheduled` for a free slot.
     Column("concurrency_key", Text),
     Column("waiting_for_concurrency", Boolean, nullable=False, server_default=text("false")),
+    # The trace of its event or API call, inherited by its children and retries (`?trace_id=`).
+    Column("trace_id", String(32)),
     _created(),
     _updated(),
     Column("requested_at", DateTime(timezone=True)),
@@ -324,6 +330,8 @@ executions = Table(
     Index("ix_executions_rule", "rule_id"),
     Index("ix_executions_enforcement", "enforcement_id"),
     Index("ix_executions_action_ref", "tenant_id", "action_ref"),
+    Index("ix_executions_trace", "tenant_id", "trace_id",
+          postgresql_where=text("trace_id IS NOT NULL")),
     # The backlog's grouped count (domain/backlog.py): executions not yet running, per tenant.
     Index("ix_executions_queued", "tenant_id",
           postgresql_where=text("status IN ('requested', 'scheduled')")),

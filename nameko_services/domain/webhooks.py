@@ -167,8 +167,10 @@ def receive(
     credentials: Credentials,
     idempotency_key: str | None = None,
     admit: Callable[[int], None] | None = None,
+    trace_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Authenticate, parse and store one webhook call; returns (event row, created).
+    """Authenticate, parse and store one webhook call (in trace `trace_id`, the caller's or a
+    new one); returns (event row, created).
 
     A repeat of an Idempotency-Key within 24 h returns the first event with created=False.
     `admit(tenant_id)` runs once the sender is known and before anything is stored: it raises
@@ -194,6 +196,7 @@ def receive(
         caused_by_execution_id=sender.caused_by_execution_id,
         chain_depth=sender.chain_depth,
         tenant_id=sender.tenant_id,
+        trace_id=trace_id,
     )
 
 

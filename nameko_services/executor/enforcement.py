@@ -8,12 +8,13 @@ or failed) in the same transaction; all news is published after commit, `created
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from .. import logs, tracing
 from ..domain import datastore, events, executions, messages, rules, templating
 from ..domain.crypto import Cipher
 from ..domain.db import transaction
@@ -38,16 +39,27 @@ def chain_error(event: dict[str, Any], max_chain_depth: int) -> str | None:
 
 def evaluate_event(
     conn: Connection, cipher: Cipher, event_id: int, tenant_id: int,
-    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH, parent_span_id: str | None = None,
 ) -> list[Outgoing]:
     """Evaluate every enabled rule of the event's trigger; return the news to publish.
 
     An event deeper than `max_chain_depth` is claimed with its error stored and runs no rule.
+    `parent_span_id`: the span that received it (its EVENT_CREATED message's, when traced).
     """
     event = events.claim(conn, tenant_id, event_id)
     if event is None:
         log.debug("event %s of tenant %s: processed already, or not found", event_id, tenant_id)
         return []
+    with logs.bound(event_id=event_id, tenant_id=tenant_id, trace_id=event["trace_id"]), \
+            tracing.span("evaluate", event["trace_id"], parent_span_id, event_id=event_id):
+        return _evaluate(conn, cipher, event, max_chain_depth)
+
+
+def _evaluate(
+    conn: Connection, cipher: Cipher, event: dict[str, Any], max_chain_depth: int
+) -> list[Outgoing]:
+    """The claimed event's rules: its news, or why it runs none (stored on it)."""
+    event_id, tenant_id = event["id"], event["tenant_id"]
     refused = chain_error(event, max_chain_depth)
     if refused is not None:
         events.refuse(conn, event_id, refused)
@@ -85,31 +97,35 @@ def evaluate_event(
 
 def handle_event(
     engine: Engine, cipher: Cipher, dispatch: Dispatch, event_id: int, tenant_id: int,
-    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH, parent_span_id: str | None = None,
 ) -> None:
     """One event: one transaction, then the news."""
     with transaction(engine) as conn:
-        out = evaluate_event(conn, cipher, event_id, tenant_id, max_chain_depth)
+        out = evaluate_event(conn, cipher, event_id, tenant_id, max_chain_depth, parent_span_id)
     send(dispatch, out)
 
 
 def handle_events(
     engine: Engine, cipher: Cipher, dispatch: Dispatch, events_: list[tuple[int, int]],
-    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH, parents: Mapping[int, str] | None = None,
 ) -> None:
     """The EVENT_CREATED handler's work for (event_id, tenant_id) pairs that arrived together:
-    one transaction, then the news in event order.
+    one transaction, then the news in event order. `parents`: event id → the span that
+    received it (when traced).
 
     Should the shared transaction fail, each event is tried again in a transaction of its own,
     so one bad event costs the others nothing; an outage is raised (the batch is requeued).
     """
+    parents = parents or {}
     if len(events_) == 1:
-        handle_event(engine, cipher, dispatch, *events_[0], max_chain_depth)
+        event_id, tenant_id = events_[0]
+        handle_event(engine, cipher, dispatch, event_id, tenant_id, max_chain_depth,
+                     parents.get(event_id))
         return
     try:
         with transaction(engine) as conn:
-            out = [item for event_id, tenant_id in events_ for item in
-                   evaluate_event(conn, cipher, event_id, tenant_id, max_chain_depth)]
+            out = [item for event_id, tenant_id in events_ for item in evaluate_event(
+                conn, cipher, event_id, tenant_id, max_chain_depth, parents.get(event_id))]
     except OUTAGE_ERRORS:
         raise
     except Exception:
@@ -117,7 +133,8 @@ def handle_events(
                     exc_info=True)
         for event_id, tenant_id in events_:
             try:
-                handle_event(engine, cipher, dispatch, event_id, tenant_id, max_chain_depth)
+                handle_event(engine, cipher, dispatch, event_id, tenant_id, max_chain_depth,
+                             parents.get(event_id))
             except OUTAGE_ERRORS:
                 raise
             except Exception:
@@ -155,6 +172,7 @@ def _enforce(
         event_id=event["id"],
         enforcement_id=enforcement["id"],
         trigger_data=event["payload"],
+        trace_id=event["trace_id"],
     )  # links the enforcement to it (failed with the reason if the parameters are invalid)
     return execution, action
 

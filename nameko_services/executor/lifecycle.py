@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from .. import tracing
 from ..domain import executions
 from ..domain.states import EnforcementStatus, ExecutionStatus
 from .news import Outgoing, scheduled, status_changed
@@ -21,11 +22,12 @@ ACTOR = {"actor_type": "service", "actor": "executor"}
 
 def to_scheduled(conn: Connection, row: Mapping[str, Any]) -> list[Outgoing]:
     """requested → scheduled; the worker gets EXECUTION_SCHEDULED after the status change."""
-    moved = executions.transition(conn, row["id"], S.SCHEDULED, expected=[S.REQUESTED],
-                                  enforcement=EnforcementStatus.SCHEDULED, **ACTOR)
+    with tracing.span("schedule", row.get("trace_id"), execution_id=row["id"]) as span_id:
+        moved = executions.transition(conn, row["id"], S.SCHEDULED, expected=[S.REQUESTED],
+                                      enforcement=EnforcementStatus.SCHEDULED, **ACTOR)
     if moved is None:
         return []
-    return [status_changed(moved), scheduled(moved)]
+    return [status_changed(moved), scheduled(moved, span_id)]
 
 
 def to_running(

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import tracing
 from ..domain import executions, messages
 from ..domain.states import ExecutionStatus
 
@@ -36,11 +37,11 @@ def status_changed(row: Mapping[str, Any]) -> Outgoing:
     )
 
 
-def scheduled(row: Mapping[str, Any]) -> Outgoing:
-    """The worker's work message."""
+def scheduled(row: Mapping[str, Any], parent_span_id: str | None = None) -> Outgoing:
+    """The worker's work message (naming the span that scheduled it, when traced)."""
     return Outgoing(
         messages.EXECUTION_SCHEDULED,
-        {"execution_id": row["id"], "tenant_id": row["tenant_id"]},
+        tracing.linked(executions.work_message(row), parent_span_id),
     )
 
 

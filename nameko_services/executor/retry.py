@@ -85,6 +85,7 @@ def _attempt(
         max_attempts=parent["max_attempts"],
         timeout_seconds=parent.get("timeout_seconds"),
         state={ATTEMPT_KEY: parent["id"]},
+        trace_id=parent["trace_id"],
     )
     repository.set_attempt(conn, parent["id"], number)
     audit.record(conn, tenant_id=parent["tenant_id"], action="execution.attempt_started",

@@ -8,7 +8,15 @@ from nameko.events import BROADCAST
 from nameko.timer import timer
 
 from ..domain import executions, messages
-from ..extensions import Dispatcher, PlatformProvider, batch_event_handler, event_handler, rpc
+from ..extensions import (
+    Dispatcher,
+    MessageContext,
+    PlatformProvider,
+    batch_event_handler,
+    event_handler,
+    rpc,
+)
+from ..tracing import PARENT_SPAN_ID
 from . import (
     concurrency,
     due,
@@ -36,6 +44,7 @@ class ExecutorService:
     name = "executor"
 
     platform = PlatformProvider()
+    context = MessageContext()  # logs and spans in the context of the message handled
     dispatch = Dispatcher()
     timer_wheel = TimerWheel()
     retention = RetentionJob()
@@ -49,6 +58,7 @@ class ExecutorService:
             self.platform.engine, self.platform.cipher, self.dispatch,
             [(payload["event_id"], payload["tenant_id"]) for payload in payloads],
             max_chain_depth=self.platform.settings.max_chain_depth,
+            parents={p["event_id"]: p[PARENT_SPAN_ID] for p in payloads if PARENT_SPAN_ID in p},
         )
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_REQUESTED, prioritised=True)

@@ -85,6 +85,7 @@ def fan_out(
             item_index=index,
             item=item,
             trigger_data=running["trigger_data"],
+            trace_id=running["trace_id"],
             **links,
         )
         out.append(created(child))

@@ -239,7 +239,8 @@ def _start_task(
             child = executions.create(
                 conn, tenant_id=wf["tenant_id"], action=action, parameters=parameters,
                 actor_type="service", actor="executor", parent_execution_id=wf["id"],
-                task_name=task.name, trigger_data=wf["trigger_data"], **links,
+                task_name=task.name, trigger_data=wf["trigger_data"], trace_id=wf["trace_id"],
+                **links,
             )
             out = [created(child), *scheduling.plan(conn, child, cipher, action)]
     except templating.TemplateError as exc:
@@ -268,6 +269,7 @@ def _start_with_items(
         conn, tenant_id=wf["tenant_id"], action={**action, "parameters": {}},
         parameters={}, actor_type="service", actor="executor", parent_execution_id=wf["id"],
         task_name=task.name, trigger_data=wf["trigger_data"], max_attempts=1,
+        trace_id=wf["trace_id"],
     )
     return [created(row), *with_items.fan_out(conn, cipher, row, action, children,
                                               task.concurrency, **links)]
@@ -282,7 +284,7 @@ def _failed_task(
     row = executions.create(
         conn, tenant_id=wf["tenant_id"], action=stub, parameters={}, actor_type="service",
         actor="executor", parent_execution_id=wf["id"], task_name=task.name,
-        trigger_data=wf["trigger_data"], max_attempts=1,
+        trigger_data=wf["trigger_data"], max_attempts=1, trace_id=wf["trace_id"],
     )
     out = [created(row), *lifecycle.fail(conn, row, error_type, message, task=task.name)]
     return out, S.FAILED.value

@@ -64,6 +64,7 @@ def for_execution(event: str, payload: Mapping[str, Any]) -> Notification:
         "parent_execution_id": payload.get(
             "parent_execution_id", execution.get("parent_execution_id")
         ),
+        "trace_id": payload.get("trace_id", execution.get("trace_id")),
         "execution": execution,
     }
     stamp = execution.get("updated_at") or execution.get("created_at")
@@ -85,6 +86,7 @@ def for_execution_output(payload: Mapping[str, Any]) -> Notification:
         "seq": int(payload["seq"]),
         "lines": list(payload["lines"]),
         "dropped": int(payload.get("dropped", 0)),
+        "trace_id": payload.get("trace_id"),
     }
     return Notification(
         tenant_id=int(payload["tenant_id"]),
@@ -125,6 +127,7 @@ def for_event(event_row: Mapping[str, Any]) -> Notification:
         "trigger_ref": event_row.get("trigger_ref"),
         "source": event_row.get("source"),
         "payload": event_row.get("payload"),
+        "trace_id": event_row.get("trace_id"),
         "event": dict(event_row),
     }
     return Notification(

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..domain import messages as m
 from ..domain.db import transaction
-from ..extensions import PlatformProvider, rpc
+from ..extensions import MessageContext, PlatformProvider, rpc
 from . import notifications as n
 from .broadcast import Broadcast
 from .coalescing import RuleTriggerCoalescing
@@ -28,6 +28,7 @@ class NotifierService:
     name = "notifier"
 
     platform = PlatformProvider()
+    context = MessageContext()  # logs and spans in the context of the message handled
     broadcast = Broadcast()
     ordering = KeyedFifoLocks()
     coalescing = RuleTriggerCoalescing()

@@ -13,7 +13,14 @@ from nameko.events import BROADCAST
 from nameko.timer import timer
 
 from ..domain import messages
-from ..extensions import Dispatcher, PackCachePruner, PlatformProvider, event_handler, rpc
+from ..extensions import (
+    Dispatcher,
+    MessageContext,
+    PackCachePruner,
+    PlatformProvider,
+    event_handler,
+    rpc,
+)
 from . import timers
 from .supervisor import PackSensors
 from .timer_extensions import Timers, timer_due
@@ -32,6 +39,7 @@ class SensorService:
     name = "sensor"
 
     platform = PlatformProvider()
+    context = MessageContext()  # logs and spans in the context of the message handled
     dispatch = Dispatcher()
     heap = Timers()  # the timers' schedule points (the `timers()` RPC lists them)
     sensors = PackSensors()

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from runners import get_runner
 from runners.base import Outcome, RunResult, error
 
-from .. import log_masking, metrics
+from .. import log_masking, logs, metrics, tracing
 from ..domain import executions, messages
 from ..domain.db import transaction
 from ..domain.live_output import LiveOutput, live_masker
@@ -64,16 +64,24 @@ def handle_scheduled(
         log.debug("execution %s not claimable (taken, canceled or gone)", execution_id,
                   extra={"execution_id": execution_id})
         return None
-    _publish(dispatch, claimed)
-    began = time.monotonic()
-    with runtime.track(execution_id, claimed.get("action_ref")) as slot:
-        result = run_claimed(platform, claimed, ready, slot, dispatch)
-    final = record(platform.engine, runtime.name, execution_id, result)
-    if final is not None:
-        _publish(dispatch, final)
-        runner = ready.runner_type if isinstance(ready, preparation.Prepared) else metrics.UNKNOWN
-        count_run(claimed, final["status"], runner, time.monotonic() - began)
-    return final
+    with logs.bound(execution_id=execution_id, tenant_id=claimed["tenant_id"],
+                    trace_id=claimed["trace_id"]), \
+            tracing.span("run", claimed["trace_id"], execution_id=execution_id,
+                         action=claimed["action_ref"], worker=runtime.name):
+        _publish(dispatch, claimed)
+        log.debug("execution %s (%s) started", execution_id, claimed["action_ref"])
+        began = time.monotonic()
+        with runtime.track(execution_id, claimed.get("action_ref")) as slot:
+            result = run_claimed(platform, claimed, ready, slot, dispatch)
+        final = record(platform.engine, runtime.name, execution_id, result)
+        if final is not None:
+            _publish(dispatch, final)
+            runner = (ready.runner_type if isinstance(ready, preparation.Prepared)
+                      else metrics.UNKNOWN)
+            count_run(claimed, final["status"], runner, time.monotonic() - began)
+            log.info("execution %s (%s) %s in %s ms", execution_id, claimed["action_ref"],
+                     final["status"], (final["result"] or {}).get("duration_ms"))
+        return final
 
 
 def count_run(claimed: Mapping[str, Any], status: str, runner: str, seconds: float) -> None:
@@ -140,12 +148,12 @@ def live_output(platform: Platform, row: Mapping[str, Any], secrets: list[Any],
                 dispatch: Dispatch) -> LiveOutput:
     """The run's live output, published as EXECUTION_OUTPUT news (transient: messages.NEWS_ONLY)
     for the notifier."""
-    execution_id, tenant_id = row["id"], row["tenant_id"]
+    execution_id, tenant_id, trace_id = row["id"], row["tenant_id"], row.get("trace_id")
 
     def publish(stream: str, seq: int, lines: list[str], dropped: int) -> None:
         dispatch(messages.EXECUTION_OUTPUT, {
-            "execution_id": execution_id, "tenant_id": tenant_id, "stream": stream,
-            "seq": seq, "lines": lines, "dropped": dropped,
+            "execution_id": execution_id, "tenant_id": tenant_id, "trace_id": trace_id,
+            "stream": stream, "seq": seq, "lines": lines, "dropped": dropped,
         }, source=messages.EXECUTIONS)
 
     return LiveOutput(platform.settings.live_output, live_masker(secrets), publish)

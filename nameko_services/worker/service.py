@@ -9,6 +9,7 @@ from runners import forkserver
 from ..domain import messages, sandboxing
 from ..extensions import (
     Dispatcher,
+    MessageContext,
     PackCachePruner,
     PlatformProvider,
     draining_event_handler,
@@ -30,6 +31,7 @@ class WorkerService:
     name = "worker"
 
     platform = PlatformProvider()
+    context = MessageContext()  # logs and spans in the context of the message handled
     dispatch = Dispatcher()
     runtime = WorkerRuntime()
     environments = PackEnvironmentBuilder()  # at start: builds packs still marked `building`

@@ -64,11 +64,16 @@ def test_three_items_make_three_children_and_the_parent_collects_their_outputs(
     assert [(c["item"], c["item_index"]) for c in kids] == list(zip(FRUIT, range(3), strict=True))
     assert all(c["parameters"] == {"items": FRUIT, "item": c["item"]} for c in kids)
     assert all(c["status"] == "scheduled" and c["task_name"] is None for c in kids)
+    assert len(parent["trace_id"]) == 32  # each item is in its parent's trace
+    assert {c["trace_id"] for c in kids} == {parent["trace_id"]}
+
     def work_messages():
         return {p["execution_id"] for _, t, p in received if t == messages.EXECUTION_SCHEDULED}
 
     rows.wait_until(lambda: work_messages() >= {c["id"] for c in kids})
     assert parent["id"] not in work_messages()  # the parent itself never goes to a worker
+    assert {p["trace_id"] for _, t, p in received if t == messages.EXECUTION_SCHEDULED
+            and p["execution_id"] in {c["id"] for c in kids}} == {parent["trace_id"]}
 
     for child in reversed(kids):  # finishing out of order still gives outputs in item order
         finish(engine, dispatch, child, output=f"out-{child['item']}")

@@ -29,6 +29,9 @@ def audit_actions(engine, execution_id) -> list[str]:
         ).scalars())
 
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def test_requesting_by_ref_creates_a_requested_execution_and_publishes_it(
     client, tenant, action, published
 ):
@@ -45,7 +48,28 @@ def test_requesting_by_ref_creates_a_requested_execution_and_publishes_it(
     assert (src1, type1) == (messages.EXECUTIONS, messages.EXECUTION_CREATED)
     assert created["execution_id"] == data["id"] and created["execution"] == data
     assert (src2, type2) == (messages.GATEWAY, messages.EXECUTION_REQUESTED)
-    assert requested == {"execution_id": data["id"], "tenant_id": user["tenant_id"]}
+    assert requested == {"execution_id": data["id"], "tenant_id": user["tenant_id"],
+                         "trace_id": data["trace_id"]}
+    assert created["trace_id"] == data["trace_id"]
+    # no traceparent: a trace of its own, named by the response's traceparent
+    assert len(data["trace_id"]) == 32 and data["trace_id"] != TRACE
+    assert r.headers["traceparent"].startswith(f"00-{data['trace_id']}-")
+
+
+def test_a_run_joins_the_callers_trace_and_is_found_by_it(client, tenant, action):
+    _user, headers = tenant
+    runs = [client.post("/api/v1/executions", json={"action": action["ref"]}, headers={
+        **headers, "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}) for _ in range(2)]
+    bad = client.post("/api/v1/executions", json={"action": action["ref"]}, headers={
+        **headers, "traceparent": f"00-{TRACE}-{'0' * 16}-01"})  # invalid: a new trace
+    assert [r.status_code for r in [*runs, bad]] == [201] * 3
+    assert {r.json["data"]["trace_id"] for r in runs} == {TRACE}
+    assert bad.json["data"]["trace_id"] != TRACE
+    assert runs[0].headers["traceparent"].startswith(f"00-{TRACE}-")
+    found = client.get(f"/api/v1/executions?trace_id={TRACE.upper()}", headers=headers).json
+    assert sorted(e["id"] for e in found["data"]) == sorted(r.json["data"]["id"] for r in runs)
+    refused = client.get("/api/v1/executions?trace_id=xyz", headers=headers)
+    assert refused.status_code == 400 and "trace_id" in refused.json["error"]["details"]["fields"]
 
 
 def test_requesting_by_id_works_too(client, tenant, action):

@@ -70,6 +70,29 @@ def test_token_header_stores_the_payload_and_returns_202(client, engine, tenant,
     assert news["event"]["payload"] == PAYLOAD  # small: the notifier need not read it back
 
 
+def test_a_traceparent_names_the_events_trace_and_the_trace_finds_it(
+    client, engine, tenant, published
+):
+    user, headers = tenant
+    trigger = make_trigger(engine, user["tenant_id"])
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    sent = client.post(url(trigger), json=PAYLOAD, headers={
+        **token_header(trigger), "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+    plain = client.post(url(trigger), json=PAYLOAD, headers={
+        **token_header(trigger), "traceparent": "00-not-a-trace-01"})  # ignored
+    assert sent.status_code == plain.status_code == 202
+    assert sent.json["data"]["trace_id"] == trace
+    assert sent.headers["traceparent"].startswith(f"00-{trace}-")
+    assert event_row(engine, sent.json["data"]["event_id"])["trace_id"] == trace
+    assert published[0][2]["trace_id"] == trace  # EVENT_CREATED carries it to the executor
+    other = plain.json["data"]["trace_id"]
+    assert len(other) == 32 and other != trace
+    assert event_row(engine, plain.json["data"]["event_id"])["trace_id"] == other
+    found = client.get(f"/api/v1/events?trace_id={trace}", headers=headers).json["data"]
+    assert [e["id"] for e in found] == [sent.json["data"]["event_id"]]
+    assert found[0]["trace_id"] == trace
+
+
 def test_event_is_committed_before_event_created_is_published(config, engine, tenant):
     from gateway.app import create_app
 

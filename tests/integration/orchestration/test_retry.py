@@ -41,6 +41,7 @@ def test_an_action_retries_with_exponential_backoff_and_succeeds_on_the_third_at
     assert [(a["attempt"], a["max_attempts"], a["status"]) for a in attempts] == [
         (1, 3, "failed"), (2, 3, "failed"), (3, 3, "succeeded")]
     assert all(a["parameters"] == {"succeed_on": 3} for a in attempts)
+    assert {a["trace_id"] for a in attempts} == {done["trace_id"]}  # a retry stays in the trace
     assert attempts[0]["result"]["error"]["message"] == "attempt 1 fails"
     # attempt n + 1 is created no earlier than delay * multiplier^(n-1) after attempt n ended
     assert gap(attempts[0]["finished_at"], attempts[1]["created_at"]) >= 1.0

@@ -3,12 +3,15 @@
 from nameko_services.domain import messages as m
 from nameko_services.notifier import notifications as n
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # the notification names its execution's trace
+
 
 def execution_news(status="succeeded", previous="running", **execution):
     row = {"id": 123, "action_ref": "core.echo", "status": status, "parent_execution_id": None,
-           "updated_at": "2026-01-27T10:30:00.123Z", **execution}
+           "trace_id": TRACE, "updated_at": "2026-01-27T10:30:00.123Z", **execution}
     return {"execution_id": 123, "tenant_id": 7, "status": status, "previous": previous,
-            "parent_execution_id": row["parent_execution_id"], "execution": row}
+            "parent_execution_id": row["parent_execution_id"], "trace_id": row["trace_id"],
+            "execution": row}
 
 
 def test_status_change_becomes_the_api_md_message():
@@ -21,7 +24,7 @@ def test_status_change_becomes_the_api_md_message():
         "entity_id": 123,
         "data": {
             "execution_id": 123, "status": "succeeded", "previous": "running",
-            "action_ref": "core.echo", "parent_execution_id": None,
+            "action_ref": "core.echo", "parent_execution_id": None, "trace_id": TRACE,
             "execution": execution_news()["execution"],
         },
         "timestamp": "2026-01-27T10:30:00.123Z",
@@ -102,9 +105,10 @@ def test_an_event_that_started_no_execution_becomes_event_processed():
 
 def test_execution_output_carries_the_stream_its_sequence_number_lines_and_drops():
     note = n.for_execution_output({"execution_id": 9, "tenant_id": 4, "stream": "stderr",
-                                   "seq": 3, "lines": ["a", "b"], "dropped": 1})
+                                   "seq": 3, "lines": ["a", "b"], "dropped": 1,
+                                   "trace_id": TRACE})
     assert note.tenant_id == 4 and note.key == "execution:9"
     assert note.message["event"] == "execution.output"
     assert (note.message["entity_type"], note.message["entity_id"]) == ("execution", 9)
     assert note.message["data"] == {"execution_id": 9, "stream": "stderr", "seq": 3,
-                                    "lines": ["a", "b"], "dropped": 1}
+                                    "lines": ["a", "b"], "dropped": 1, "trace_id": TRACE}
