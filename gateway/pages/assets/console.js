@@ -115,6 +115,7 @@ function executionsPage() {
   $("filters").addEventListener("submit", (event) => { event.preventDefault(); reload(); });
   follow([{entity_type: "execution"}], (message) => {
     if (message.entity_type !== "execution" || !message.data) return;
+    if (message.data.parent_execution_id && $("f-top").checked) return;  // a task: not listed
     const row = $(`execution-${message.data.execution_id}`);
     if (row && message.data.execution && message.data.execution.id) {
       row.replaceWith(executionRow(message.data.execution));
