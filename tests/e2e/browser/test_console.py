@@ -7,6 +7,7 @@ platform changes things underneath, and checks what the page shows without reloa
 from __future__ import annotations
 
 import tarfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,22 @@ from tests.support.orchestration import (
 from .conftest import log_in
 
 SHOW = "def run(**kw):\n    print('hello from', kw.get('name'))\n    return kw\n"
+# Prints until the test sets its datastore key, so it is still running while the page watches.
+GATED = """
+import time
+import attune
+
+
+def run(key, token):
+    deadline = time.monotonic() + 50
+    n = 0
+    while attune.datastore.get(key) is None and time.monotonic() < deadline:
+        n += 1
+        print(f"waiting {n} token={token}")
+        time.sleep(0.2)
+    print("done")
+    return {"waited": n}
+"""
 FORM = {"type": "object", "required": ["name", "replicas"],
         "properties": {"name": {"type": "string", "minLength": 1},
                        "replicas": {"type": "integer", "minimum": 1}}}
@@ -93,6 +110,28 @@ def test_a_workflow_execution_shows_its_tasks_and_their_timeline(
     expect(page.locator("#stdout")).to_contain_text("hello from build")
     expect(page.locator("#parameters")).to_contain_text('"name": "build"')
     expect(page.get_by_role("link", name=f"#{started['id']}")).to_be_visible()
+
+
+def test_a_running_execution_shows_its_output_live_and_masked(
+        platform: RunningPlatform, api: ApiClient, page: Page):
+    gated = make_action(api, "console", "gated", GATED, parameters={
+        "key": {"type": "string", "required": True}, "token": {"type": "string", "secret": True}})
+    token = f"tok-{uuid.uuid4().hex}"
+    key = f"go-{uuid.uuid4().hex[:12]}"
+    started = execute(api, gated["ref"], {"key": key, "token": token})
+    wait_for_execution(api, started["id"], ("running",), timeout=60)
+
+    log_in(page, platform.api_url, api, f"/ui/executions/{started['id']}")
+    expect(page.locator("#status")).to_have_text("running")
+    expect(page.locator("#stdout")).to_contain_text("token=***")  # lines as they are printed
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    assert token not in page.content()
+
+    api.data(api.post("/api/v1/datastore", json={"key": key, "value": "go"}), 201)
+    expect(page.locator("#status")).to_have_text("succeeded")
+    expect(page.locator("#stdout")).to_contain_text("done")
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    assert token not in page.content()
 
 
 def test_answering_an_inquiry_from_its_form_finishes_the_workflow(
@@ -177,6 +216,13 @@ def test_a_viewer_sees_no_cancel_button_where_an_executor_does(
     expect(executor.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(viewer.locator("#status")).to_have_text("canceled")  # news over /ws, no reload
     assert api.data(api.get(f"/api/v1/executions/{started['id']}"))["status"] == "canceled"
+
+    executor.get_by_role("button", name="Re-run").click()  # the same action and parameters
+    expect(executor).not_to_have_url(f"{platform.api_url}{path}")
+    again = int(executor.url.rsplit("/", 1)[1])
+    rerun = api.data(api.get(f"/api/v1/executions/{again}"))
+    assert (rerun["rerun_of"], rerun["action_ref"]) == (started["id"], "core.ask")
+    expect(executor.locator("#status")).to_have_text("paused")
 
     viewer.goto(f"{platform.api_url}/ui/inquiries")  # nor a Respond button, nor an upload
     expect(viewer.get_by_role("heading", name="Inquiries")).to_be_visible()
