@@ -252,6 +252,12 @@ ensure_node() {
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 }
 
+# The headless browser of tests/browser/ (playwright drives it by executable_path; playwright's
+# own browser downloads are never used).
+ensure_browser() {
+  command -v chromium >/dev/null || apt_install chromium
+}
+
 # The Docker Engine of the container runner (scripts/docker.sh: install, start, local image).
 # Exported so the services and the tests find it; a failure stops the command (never a skip).
 ensure_docker() {

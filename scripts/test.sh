@@ -4,6 +4,7 @@
 # and stop it afterwards).
 source "$(dirname "$0")/lib.sh"
 ensure_infrastructure
+ensure_browser
 cd "$ROOT"
 unset ATTUNE_DATABASE_URL ATTUNE_AMQP_URI ATTUNE_API_PORT ATTUNE_RUN_DIR || true
 say "ruff"

@@ -14,7 +14,7 @@ from nameko_services.domain.errors import ForbiddenError, UnauthorizedError
 from nameko_services.green import in_os_thread
 
 from ..app import ctx
-from ..auth import PUBLIC, permission, principal
+from ..auth import PERMISSIONS, PUBLIC, permission, principal
 from ..http import json_body, one, page, page_args
 from .openapi import responds
 
@@ -121,9 +121,12 @@ def change_password():
 @bp.get("/api/v1/me")
 @permission("read")
 def me():
+    """You: your user, and the permissions your role holds (what the console offers you)."""
     who = principal()
     with transaction(ctx().engine) as conn:
-        return one(users.to_api(users.get(conn, who.tenant_id, who.user_id)))
+        user = users.to_api(users.get(conn, who.tenant_id, who.user_id))
+    return one({**user, "permissions": sorted(
+        name for name, roles in PERMISSIONS.items() if who.role in roles)})
 
 
 @bp.post("/api/v1/users")

@@ -28,6 +28,7 @@ from nameko_services.domain.states import ExecutionStatus
 
 from ..app import ctx
 from ..auth import PUBLIC, permission
+from .openapi import produces
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class PlatformCollector(Collector):
 
 @bp.get("/metrics")
 @permission(PUBLIC)
+@produces("text/plain")
 def scrape() -> Response:
     """Prometheus text exposition of the platform's state."""
     gateway = ctx()

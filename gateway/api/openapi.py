@@ -22,7 +22,8 @@ bp = Blueprint("openapi", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
-_PARAM = re.compile(r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\([^>]*\))?:)?(?P<name>\w+)>")
+_PARAM = re.compile(
+    r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\((?P<args>[^>]*)\))?:)?(?P<name>\w+)>")
 _TYPES = {
     "int": {"type": "integer"},
     "float": {"type": "number"},
@@ -55,6 +56,26 @@ ERROR_SCHEMA = {
         }
     },
 }
+# api.md "Responses": one object or a page of them under `data`, a page with its `pagination`.
+ENVELOPE_SCHEMA = {
+    "type": "object",
+    "description": "`data`: the object (or list of them); lists add `pagination`",
+    "properties": {
+        "data": {"oneOf": [{"type": "object"}, {"type": "array", "items": {}}]},
+        "pagination": {
+            "type": "object",
+            "required": ["total", "limit", "offset", "next_offset"],
+            "properties": {
+                "total": {"type": "integer", "minimum": 0},
+                "limit": {"type": "integer", "minimum": 1},
+                "offset": {"type": "integer", "minimum": 0},
+                "next_offset": {"type": "integer", "nullable": True},
+            },
+        },
+    },
+}
+# Every JSON body is one object; its fields are the operation's (unknown ones are 422 naming them).
+BODY_SCHEMA = {"type": "object", "description": "The operation's fields (api.md)"}
 _ERRORS = {
     "400": "Malformed JSON or query",
     "401": "Missing, invalid or expired token",
@@ -93,6 +114,17 @@ def responds(status: int, description: str) -> Callable[[F], F]:
     return mark
 
 
+def produces(*mimetypes: str) -> Callable[[F], F]:
+    """Document what a view answers on success when it is not JSON (HTML pages, assets,
+    Prometheus text)."""
+
+    def mark(view: F) -> F:
+        view.attune_produces = mimetypes  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
 def query_parameter(name: str, description: str, schema: dict[str, Any] | None = None
                     ) -> Callable[[F], F]:
     """Document a query parameter of a view (path parameters come from the route itself)."""
@@ -120,11 +152,14 @@ def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
 
     def repl(match: re.Match[str]) -> str:
         converter = match.group("converter") or "default"
+        schema = dict(_TYPES.get(converter, {"type": "string"}))
+        if converter == "any":  # `<any(a, b):name>`: one of the listed words
+            schema["enum"] = [word.strip() for word in match.group("args").split(",")]
         params.append({
             "name": match.group("name"),
             "in": "path",
             "required": True,
-            "schema": dict(_TYPES.get(converter, {"type": "string"})),
+            "schema": schema,
         })
         return "{" + match.group("name") + "}"
 
@@ -137,13 +172,17 @@ def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]]
     needed = getattr(view, "attune_permission", None)
     doc = inspect.getdoc(view) or ""
     summary, _, description = doc.partition("\n")
+    mimetypes = getattr(view, "attune_produces", None)
+    success = ({mimetype: {"schema": {"type": "string"}} for mimetype in mimetypes}
+               if mimetypes else
+               {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}})
     operation: dict[str, Any] = {
         "operationId": f"{rule.endpoint}.{method.lower()}" if many_methods else rule.endpoint,
         "summary": summary.strip() or rule.endpoint,
         "tags": [rule.endpoint.split(".", 1)[0]],
         "x-attune-permission": needed or "undeclared (refused)",
         "responses": {
-            "2XX": {"description": "Success", "content": {"application/json": {}}},
+            "2XX": {"description": "Success", "content": success},
             "default": {"$ref": "#/components/responses/Error"},
         },
     }
@@ -167,7 +206,7 @@ def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]]
     if method in ("POST", "PUT", "PATCH"):
         operation["requestBody"] = {
             "required": False,
-            "content": {"application/json": {"schema": {}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Body"}}},
         }
     if rule.websocket:
         operation["x-attune-websocket"] = True
@@ -208,7 +247,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
             },
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "Envelope": ENVELOPE_SCHEMA, "Body": BODY_SCHEMA},
             "responses": {
                 "Error": {
                     "description": "api.md error envelope; "

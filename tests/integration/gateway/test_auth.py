@@ -83,9 +83,13 @@ def test_forged_and_expired_tokens_are_401(client, make_user, settings):
     ).json["error"]["message"]
 
 
-def test_me_returns_the_caller(client, make_user):
+def test_me_returns_the_caller_and_the_permissions_of_its_role(client, make_user):
     user, headers = make_user()
-    assert client.get("/api/v1/me", headers=headers).json["data"] == user
+    assert client.get("/api/v1/me", headers=headers).json["data"] == {
+        **user, "permissions": ["admin", "execute", "read", "self", "write"]}
+    _viewer, viewer_headers = make_user("viewer", admin_headers=headers)
+    assert client.get("/api/v1/me", headers=viewer_headers).json["data"]["permissions"] == [
+        "read", "self"]
 
 
 @pytest.mark.parametrize("role", ["editor", "executor", "viewer"])

@@ -46,14 +46,40 @@ def test_document_has_the_openapi_3_0_skeleton(document):
 
 
 def test_every_route_and_method_of_the_app_is_documented(app, document):
+    """Walks the Flask URL map: a route the document lacks (or describes without a request or
+    response schema) fails here."""
+    walked = 0
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert path in document["paths"], f"{method} {rule.rule} is not documented"
             operation = document["paths"][path][method.lower()]
+            walked += 1
             assert operation["x-attune-permission"] == app.view_functions[
                 rule.endpoint].attune_permission, (path, method)
+            success = operation["responses"]["2XX"]["content"]
+            assert success and all(media["schema"] for media in success.values()), (path, method)
+            if method in ("POST", "PUT", "PATCH"):
+                body = operation["requestBody"]["content"]["application/json"]["schema"]
+                assert resolve(document, body["$ref"])["type"] == "object", (path, method)
+    assert walked == sum(len(item) for item in document["paths"].values())
+
+
+def test_json_answers_are_the_envelope_and_pages_say_what_they_are(document):
+    """api.md "Responses": `data` (and `pagination` for lists); HTML, assets and Prometheus
+    text are documented as what they are, so clients and the fuzzer can check them."""
+    executions = document["paths"]["/api/v1/executions"]["get"]["responses"]["2XX"]["content"]
+    envelope = resolve(document, executions["application/json"]["schema"]["$ref"])
+    assert set(envelope["properties"]) == {"data", "pagination"}
+    assert envelope["properties"]["pagination"]["required"] == [
+        "total", "limit", "offset", "next_offset"]
+    for path in ("/ui/{page}", "/ui/executions/{execution_id}", "/api/docs", "/ui/live"):
+        assert list(document["paths"][path]["get"]["responses"]["2XX"]["content"]) == [
+            "text/html"], path
+    assert list(document["paths"]["/metrics"]["get"]["responses"]["2XX"]["content"]) == [
+        "text/plain"]
 
 
 def test_operations_are_well_formed(document):

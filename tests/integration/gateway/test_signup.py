@@ -49,7 +49,8 @@ def test_with_registration_open_register_is_201_with_a_token_pair(open_client):
     assert data["user"]["username"] == username and data["user"]["role"] == "admin"
     me = open_client.get("/api/v1/me",
                          headers={"Authorization": f"Bearer {data['access_token']}"})
-    assert me.json["data"] == data["user"]
+    assert me.json["data"] == {**data["user"],
+                               "permissions": ["admin", "execute", "read", "self", "write"]}
 
 
 def test_the_openapi_document_describes_the_closed_registration_403(client):
