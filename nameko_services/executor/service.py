@@ -21,18 +21,26 @@ from . import (
     concurrency,
     due,
     enforcement,
+    engines,
     inquiry,
     operator,
     parents,
     recovery,
+    retry,
     scheduling,
+    with_items,
     workers,
+    workflow,
 )
 from .retention import RetentionJob
 from .timer_extensions import TimerWheel, timer_due
 
 # An eager timer with this interval fires once, at start-up (it would next fire in ~30 years).
 AT_START_UP_ONLY = 10**9
+# The engines of executions the executor runs itself, in the order `scheduling.plan` asks them:
+# a with-items parent (not an item) fans out first, its items may retry, an attempt may be a
+# workflow or an inquiry.
+engines.register(with_items.ENGINE, retry.ENGINE, workflow.ENGINE, inquiry.ENGINE)
 SWEEP_INTERVAL_SECONDS = 60
 
 
