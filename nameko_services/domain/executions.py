@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from . import audit, tracing
+from . import audit, execution_triggers, tracing
 from . import parameters as params_mod
 from .db import Row, isoformat
 from .errors import NotFoundError, ValidationError
@@ -121,7 +121,8 @@ def transition(
 
     `UPDATE … WHERE id = :id AND status IN (:expected)` makes duplicated or late messages harmless.
     Returns the updated row plus `previous` (the status it left). `enforcement`: move the
-    rule enforcement that made it (if any) on from `created` in the same statement.
+    rule enforcement that made it (if any) on from `created` in the same statement. A terminal
+    move also stores the events of matching execution triggers (`fired_events`: their ids).
     """
     allowed = tuple(s.value for s in (expected if expected is not None else sources_of(target)))
     row = conn.execute(
@@ -166,6 +167,10 @@ def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
             "parent_execution_id", made.c.parent_execution_id),
     )
     statement = select(made).add_cte(logged)
+    if failed:  # born terminal: it ends here
+        fired = execution_triggers.fired(made)
+        statement = statement.add_columns(
+            select(func.array_agg(fired.c.id)).scalar_subquery().label("fired_events"))
     if "enforcement_id" in columns:  # the rule's enforcement names its execution (or failure)
         failed_now = made.c.status == S.FAILED.value
         statement = statement.add_cte(
@@ -213,6 +218,10 @@ def _transition_statement(
             bindparam("audit_details", type_=JSONB)),
     )
     statement = select(moved).add_cte(logged)
+    if target in TERMINAL_STATES:
+        fired = execution_triggers.fired(moved)
+        statement = statement.add_columns(
+            select(func.array_agg(fired.c.id)).scalar_subquery().label("fired_events"))
     if enforcement is not None:
         statement = statement.add_cte(
             update(enforcements)
@@ -302,14 +311,16 @@ def frees_concurrency_slot(payload: Mapping[str, Any]) -> bool:
 
 def needs_follow_up(payload: Mapping[str, Any]) -> bool:
     """Must the executor see this status message (EXECUTION_FOLLOW_UP)? Most need nothing from
-    it: a top-level execution being scheduled, started or finished, a child being started."""
+    it: a top-level execution being scheduled, started or finished, a child being started.
+    An end that fired execution-trigger events (`events`) goes there to have them evaluated."""
     return (moves_parent(payload) or canceled_while_paused(payload)
-            or frees_concurrency_slot(payload))
+            or frees_concurrency_slot(payload) or bool(payload.get("events")))
 
 
 def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, Any]:
     """Payload of EXECUTION_STATUS_CHANGED, dispatched after the transition committed; a
-    limited execution's carries its `concurrency_key` (the executor frees its slot)."""
+    limited execution's carries its `concurrency_key` (the executor frees its slot), an end
+    that stored execution-trigger events their ids (`events`, for the executor)."""
     message = {
         "execution_id": row["id"],
         "tenant_id": row["tenant_id"],
@@ -321,6 +332,8 @@ def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, An
     }
     if row.get("concurrency_key") is not None:
         message["concurrency_key"] = row["concurrency_key"]
+    if row.get("fired_events"):
+        message["events"] = row["fired_events"]
     return message
 
 

@@ -80,12 +80,19 @@ class ExecutorService:
     @event_handler(messages.EXECUTIONS, messages.EXECUTION_FOLLOW_UP)
     def on_execution_follow_up(self, payload: dict[str, Any]) -> None:
         """A child ended, paused or resumed: its workflow / with-items / retry parent moves on;
-        a limited execution ended: the next one waiting for its slot goes."""
+        a limited execution ended: the next one waiting for its slot goes; an end that fired
+        execution triggers has their events evaluated (once: claimed)."""
         parents.on_execution_news(
             self.platform.engine, self.platform.cipher, self.dispatch, payload
         )
         if executions.frees_concurrency_slot(payload):  # hook: concurrency policy (issue 20)
             concurrency.release(self.platform.engine, self.dispatch, payload)
+        if payload.get("events"):
+            enforcement.handle_events(
+                self.platform.engine, self.platform.cipher, self.dispatch,
+                [(event_id, payload["tenant_id"]) for event_id in payload["events"]],
+                max_chain_depth=self.platform.settings.max_chain_depth,
+            )
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_CANCEL_REQUESTED)
     def on_execution_cancel_requested(self, payload: dict[str, Any]) -> None:
