@@ -1,8 +1,8 @@
 """Execution triggers (issue 20): trigger type `execution`, event source `execution`
 
 An execution's terminal transition stores an event for each matching execution trigger in its
-own statement (domain/execution_triggers.py); the partial index keeps that probe free for
-tenants without such triggers.
+own transaction (domain/execution_triggers.py); the partial index keeps the probe that every
+terminal transition makes cheap for tenants without such triggers.
 
 Revision ID: 0012
 Revises: 0011

@@ -1,11 +1,13 @@
 """Execution triggers (trigger type `execution`): an event when an execution of the tenant ends.
 
-The event is inserted by the terminal transition's own statement (`fired`, a CTE of
-executions.transition for terminal targets), so it is committed with the status change or not
-at all: nothing is lost when a process dies after the commit (the executor evaluates events left
+The terminal transition's own statement says whether the tenant has any execution trigger
+(`possible`, a column of executions.transition for terminal targets) and, only when it has,
+`fire` stores the events of the matching ones in the same transaction, so they are committed
+with the status change or not at all:
+nothing is lost when a process dies after the commit (the executor evaluates events left
 unprocessed), a repeated transition finds nothing to move, and the idempotency key
 `execution:<id>` makes a second event per (trigger, execution) impossible. A tenant with no
-enabled rule on an execution trigger pays one probe of a partial index and no message.
+execution trigger pays one probe of a partial index: no statement, no message.
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
-    ColumnElement,
+    Connection,
+    Exists,
     String,
-    Text,
-    and_,
-    cast,
     exists,
     func,
     literal,
@@ -27,10 +27,12 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from . import events as events_repo
 from .catalog import Problems, check_unknown
+from .db import isoformat
 from .models import events, rules, triggers
 from .states import TERMINAL_STATES, TriggerType
 
@@ -62,50 +64,60 @@ def normalize_parameters(problems: Problems, params: Mapping[str, Any]) -> dict[
     return out
 
 
-def _iso(moment: ColumnElement[Any]) -> ColumnElement[Any]:
-    """SQL: a timestamp as api.md writes it (db.isoformat: UTC, milliseconds, `Z`)."""
-    return func.to_char(func.timezone("UTC", moment), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-
-
-def payload(moved: CTE) -> ColumnElement[Any]:
-    """SQL: the event payload (packs.md, "Execution triggers"). The result is the stored one,
-    which is what the API serves: secrets are masked before a result is stored.
-    (A `trace_id` column, once executions have one, is added here.)"""
-    c = moved.c
-    return func.jsonb_build_object(
-        "execution_id", c.id, "action_ref", c.action_ref, "status", c.status,
-        "result", c.result, "started_at", _iso(c.started_at),
-        "finished_at", _iso(c.finished_at), "parent_execution_id", c.parent_execution_id,
+def possible(moved: CTE) -> Exists:
+    """SQL: has the moved execution's tenant (or the system) any `execution` trigger at all?
+    False in the usual case, at the cost of one probe of the partial index
+    `ix_triggers_execution` (a cheap plan too: this runs with every terminal transition)."""
+    return exists().where(
+        triggers.c.type == TriggerType.EXECUTION.value,
+        or_(triggers.c.tenant_id == moved.c.tenant_id, triggers.c.tenant_id.is_(None)),
     )
 
 
-def fired(moved: CTE) -> CTE:
-    """The INSERT of one event per matching, active execution trigger visible to the moved
-    execution's tenant with an enabled rule of that tenant; RETURNING the events' ids."""
-    c, params = moved.c, triggers.c.parameters
-    matches = and_(
+def payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The event payload (packs.md, "Execution triggers"). The result is the stored one, which
+    is what the API serves: secrets are masked before a result is stored.
+    (A `trace_id` column, once executions have one, is added here.)"""
+    return {
+        "execution_id": row["id"], "action_ref": row["action_ref"], "status": row["status"],
+        "result": row["result"], "started_at": isoformat(row["started_at"]),
+        "finished_at": isoformat(row["finished_at"]),
+        "parent_execution_id": row["parent_execution_id"],
+    }
+
+
+def fire(conn: Connection, row: Mapping[str, Any]) -> list[int]:
+    """Store an event for the execution `row` that just ended, in the transaction of its
+    transition, of each active `execution` trigger visible to its tenant whose filters match
+    and that an enabled rule of the tenant uses; returns the new events' ids (none for a
+    (trigger, execution) seen before). `chain_depth` is one deeper than the event behind the
+    execution."""
+    params = triggers.c.parameters
+    status, action_ref = literal(row["status"], String), literal(row["action_ref"], String)
+    depth = func.coalesce(
+        events_repo.caused_depth(literal(row["id"]), literal(row["tenant_id"])), 0) + 1
+    values = select(
+        literal(row["tenant_id"]), triggers.c.id, triggers.c.ref, literal(SOURCE, String),
+        literal(payload(row), JSONB), literal(f"{KEY_PREFIX}{row['id']}", String),
+        literal(row["id"]), depth,
+    ).where(
         triggers.c.type == TriggerType.EXECUTION.value,
         triggers.c.status == "active",
-        or_(triggers.c.tenant_id == c.tenant_id, triggers.c.tenant_id.is_(None)),
+        or_(triggers.c.tenant_id == row["tenant_id"], triggers.c.tenant_id.is_(None)),
         or_(not_(params.has_key("status")),
-            params["status"].contains(func.jsonb_build_array(c.status))),
-        or_(not_(params.has_key("action")), params["action"].astext == c.action_ref),
+            params["status"].contains(func.jsonb_build_array(status))),
+        or_(not_(params.has_key("action")), params["action"].astext == action_ref),
         or_(not_(params.has_key("pack")),
-            params["pack"].astext == func.split_part(c.action_ref, ".", 1)),
+            params["pack"].astext == func.split_part(action_ref, ".", 1)),
         exists().where(rules.c.trigger_id == triggers.c.id, rules.c.enabled,
-                       rules.c.tenant_id == c.tenant_id),
+                       rules.c.tenant_id == row["tenant_id"]),
     )
-    depth = func.coalesce(events_repo.caused_depth(c.id, c.tenant_id), 0) + 1
-    rows = select(
-        c.tenant_id, triggers.c.id, triggers.c.ref, literal(SOURCE, String), payload(moved),
-        literal(KEY_PREFIX, String) + cast(c.id, Text), c.id, depth,
-    ).select_from(moved.join(triggers, matches))
-    return (
+    inserted = conn.execute(
         pg_insert(events)
         .from_select(["tenant_id", "trigger_id", "trigger_ref", "source", "payload",
-                      "idempotency_key", "caused_by_execution_id", "chain_depth"], rows)
+                      "idempotency_key", "caused_by_execution_id", "chain_depth"], values)
         .on_conflict_do_nothing(index_elements=["trigger_id", "idempotency_key"],
                                 index_where=events.c.idempotency_key.isnot(None))
         .returning(events.c.id)
-        .cte("fired")
-    )
+    ).scalars()
+    return sorted(inserted)

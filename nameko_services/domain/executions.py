@@ -101,7 +101,7 @@ def create(
             action="execution.failed", entity_type="execution", entity_id=row["id"],
             details={"error": result["error"] if result else None},
         )
-    return dict(row)
+    return _fired(conn, dict(row))
 
 
 def transition(
@@ -130,7 +130,15 @@ def transition(
         {"b_execution_id": execution_id, "audit_details": details or {}, **_bound(fields),
          "enforcement_error": enforcement_error, **audit.actor_values(actor_type, actor)},
     ).mappings().one_or_none()
-    return None if row is None else dict(row)
+    return None if row is None else _fired(conn, dict(row))
+
+
+def _fired(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """An execution that just ended: when its statement saw execution triggers of its tenant,
+    store the events of those that match (`fired_events`: their ids, for the status message)."""
+    if row.pop("execution_triggers", False):
+        row["fired_events"] = execution_triggers.fire(conn, row)
+    return row
 
 
 def _bound(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,9 +176,8 @@ def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
     )
     statement = select(made).add_cte(logged)
     if failed:  # born terminal: it ends here
-        fired = execution_triggers.fired(made)
         statement = statement.add_columns(
-            select(func.array_agg(fired.c.id)).scalar_subquery().label("fired_events"))
+            execution_triggers.possible(made).label("execution_triggers"))
     if "enforcement_id" in columns:  # the rule's enforcement names its execution (or failure)
         failed_now = made.c.status == S.FAILED.value
         statement = statement.add_cte(
@@ -219,9 +226,8 @@ def _transition_statement(
     )
     statement = select(moved).add_cte(logged)
     if target in TERMINAL_STATES:
-        fired = execution_triggers.fired(moved)
         statement = statement.add_columns(
-            select(func.array_agg(fired.c.id)).scalar_subquery().label("fired_events"))
+            execution_triggers.possible(moved).label("execution_triggers"))
     if enforcement is not None:
         statement = statement.add_cte(
             update(enforcements)
