@@ -191,3 +191,22 @@ def test_an_end_whose_news_was_lost_is_evaluated_by_the_next_executor(
 
     [run] = rows.wait_until(lambda: runs_of(flow, rule), 30)
     assert run["event_id"] == event["id"]
+
+
+def test_an_execution_born_failed_by_its_parameters_fires_too(flow):
+    strict = flow.action(code=ECHO, parameters={"host": {"type": "string", "required": True}})
+    trigger = execution_trigger(flow, action=strict["ref"], status=["failed"])
+    rule = rows.make_rule(flow.engine, flow.tenant, trigger, flow.action(code=ECHO))
+    with flow.engine.begin() as conn:
+        born_failed = executions.create(conn, tenant_id=flow.tenant, action=strict,
+                                        parameters={}, actor_type="user", actor="test")
+    # As the gateway does after the commit: the creation's news (with the events' ids).
+    flow.dispatch(messages.EXECUTIONS, messages.EXECUTION_CREATED,
+                  executions.status_message(born_failed, None))
+
+    [run] = rows.wait_until(lambda: runs_of(flow, rule), 30)
+    assert born_failed["status"] == "failed"
+    [event] = events_of(flow, trigger)
+    assert born_failed["fired_events"] == [event["id"]] and run["event_id"] == event["id"]
+    assert event["payload"]["result"]["error"]["type"] == "validation"
+    assert event["payload"]["started_at"] is None
