@@ -87,11 +87,10 @@ class ExecutorService:
         )
         if executions.frees_concurrency_slot(payload):  # hook: concurrency policy (issue 20)
             concurrency.release(self.platform.engine, self.dispatch, payload)
-        if payload.get("events"):
-            enforcement.handle_events(
-                self.platform.engine, self.platform.cipher, self.dispatch,
-                [(event_id, payload["tenant_id"]) for event_id in payload["events"]],
-                max_chain_depth=self.platform.settings.max_chain_depth,
+        if payload.get("events"):  # execution triggers (issue 20)
+            enforcement.on_execution_ended(
+                self.platform.engine, self.platform.cipher, self.dispatch, payload["tenant_id"],
+                payload["events"], max_chain_depth=self.platform.settings.max_chain_depth,
             )
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_CANCEL_REQUESTED)

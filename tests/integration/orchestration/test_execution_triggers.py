@@ -77,6 +77,8 @@ def test_a_failed_execution_fires_one_event_and_a_rule_on_it_runs_with_the_paylo
     assert ran["parameters"] == {"message": f"{deploy['ref']} #{failed['id']} failed"}
     # The rule's own run ended too, but it matches no filter: still one event.
     assert events_of(flow, trigger) == [event]
+    announced = {"event_id": event["id"], "tenant_id": flow.tenant}  # for the notifier
+    rows.wait_until(lambda: announced in flow.news(messages.EVENT_CREATED), 30)
 
 
 def test_other_statuses_actions_packs_and_tenants_fire_nothing(flow):
