@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from . import events as events_repo
+from . import tracing
 from .catalog import Problems, check_unknown
 from .db import isoformat
 from .models import events, rules, triggers
@@ -76,13 +77,12 @@ def possible(moved: CTE) -> Exists:
 
 def payload(row: Mapping[str, Any]) -> dict[str, Any]:
     """The event payload (packs.md, "Execution triggers"). The result is the stored one, which
-    is what the API serves: secrets are masked before a result is stored.
-    (A `trace_id` column, once executions have one, is added here.)"""
+    is what the API serves: secrets are masked before a result is stored."""
     return {
         "execution_id": row["id"], "action_ref": row["action_ref"], "status": row["status"],
         "result": row["result"], "started_at": isoformat(row["started_at"]),
         "finished_at": isoformat(row["finished_at"]),
-        "parent_execution_id": row["parent_execution_id"],
+        "parent_execution_id": row["parent_execution_id"], "trace_id": row.get("trace_id"),
     }
 
 
@@ -91,7 +91,7 @@ def fire(conn: Connection, row: Mapping[str, Any]) -> list[int]:
     transition, of each active `execution` trigger visible to its tenant whose filters match
     and that an enabled rule of the tenant uses; returns the new events' ids (none for a
     (trigger, execution) seen before). `chain_depth` is one deeper than the event behind the
-    execution."""
+    execution; the event continues the execution's trace."""
     params = triggers.c.parameters
     status, action_ref = literal(row["status"], String), literal(row["action_ref"], String)
     depth = func.coalesce(
@@ -99,7 +99,7 @@ def fire(conn: Connection, row: Mapping[str, Any]) -> list[int]:
     values = select(
         literal(row["tenant_id"]), triggers.c.id, triggers.c.ref, literal(SOURCE, String),
         literal(payload(row), JSONB), literal(f"{KEY_PREFIX}{row['id']}", String),
-        literal(row["id"]), depth,
+        literal(row["id"]), depth, literal(row.get("trace_id") or tracing.new_trace_id(), String),
     ).where(
         triggers.c.type == TriggerType.EXECUTION.value,
         triggers.c.status == "active",
@@ -115,7 +115,8 @@ def fire(conn: Connection, row: Mapping[str, Any]) -> list[int]:
     inserted = conn.execute(
         pg_insert(events)
         .from_select(["tenant_id", "trigger_id", "trigger_ref", "source", "payload",
-                      "idempotency_key", "caused_by_execution_id", "chain_depth"], values)
+                      "idempotency_key", "caused_by_execution_id", "chain_depth", "trace_id"],
+                     values)
         .on_conflict_do_nothing(index_elements=["trigger_id", "idempotency_key"],
                                 index_where=events.c.idempotency_key.isnot(None))
         .returning(events.c.id)

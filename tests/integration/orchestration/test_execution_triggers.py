@@ -75,6 +75,7 @@ def test_a_failed_execution_fires_one_event_and_a_rule_on_it_runs_with_the_paylo
     assert ran["status"] == "succeeded", ran["result"]
     assert ran["event_id"] == event["id"]
     assert ran["parameters"] == {"message": f"{deploy['ref']} #{failed['id']} failed"}
+    assert payload["trace_id"] == failed["trace_id"] == event["trace_id"] is not None
     # The rule's own run ended too, but it matches no filter: still one event.
     assert events_of(flow, trigger) == [event]
     announced = {"event_id": event["id"], "tenant_id": flow.tenant}  # for the notifier
