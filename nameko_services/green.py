@@ -88,8 +88,9 @@ class Publisher:
         broker copies it to that routing key too, by RabbitMQ's `CC` header). Work messages get
         their tenant's priority here too, for the same reason."""
         exchange = get_event_exchange(source_service, self._config)
-        follow_up = (event_type == messages.EXECUTION_STATUS_CHANGED
-                     and executions.needs_follow_up(payload))
+        follow_up = ((event_type == messages.EXECUTION_STATUS_CHANGED
+                      and executions.needs_follow_up(payload))
+                     or (event_type == messages.EXECUTION_CREATED and "events" in payload))
         priority = (self._backlog.priority(payload["tenant_id"])
                     if self._backlog is not None and event_type in messages.PRIORITISED
                     else None)

@@ -1,4 +1,5 @@
-"""/api/v1/triggers: create (interval, date, cron, webhook, custom), list, get, delete."""
+"""/api/v1/triggers: create (interval, date, cron, webhook, custom, execution), list, get,
+delete."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _reveal_tokens() -> bool:
 @bp.post("/api/v1/triggers")
 @permission("write")
 def create_trigger():
-    """Create an interval, date, cron, webhook or custom trigger."""
+    """Create an interval, date, cron, webhook, custom or execution trigger."""
     body = definition_body(triggers.TRIGGER_FIELDS | {"pack"})
     with transaction(ctx().engine) as conn:
         outcome = triggers.create(conn, tenant_id=principal().tenant_id, body=body,

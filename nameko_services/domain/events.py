@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    ScalarSelect,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from . import tracing
 from .db import isoformat
 from .errors import NotFoundError
-from .models import events
+from .models import events, executions
 
 
 def create(
@@ -64,6 +74,33 @@ def create(
         )
     ).mappings().one()
     return dict(existing), False
+
+
+def caused_depth(
+    execution_id: ColumnElement[Any], tenant_id: ColumnElement[Any]
+) -> ScalarSelect[Any]:
+    """SQL: the chain depth of the event that caused an execution (through its nearest ancestor
+    with an event, so a workflow child counts its root's event; NULL if none). An event an
+    execution causes is one deeper: the loop protection of enforcement.chain_error."""
+    chain = (
+        select(executions.c.id, executions.c.parent_execution_id, executions.c.event_id,
+               literal(0).label("hops"))
+        .where(executions.c.id == execution_id, executions.c.tenant_id == tenant_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(executions.c.id, executions.c.parent_execution_id, executions.c.event_id,
+               (chain.c.hops + 1).label("hops"))
+        .join(chain, executions.c.id == chain.c.parent_execution_id)
+        .where(chain.c.event_id.is_(None), chain.c.hops < 100)
+    )
+    return (
+        select(events.c.chain_depth)
+        .join(chain, events.c.id == chain.c.event_id)
+        .order_by(chain.c.hops)
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 # Built once; the values come as execution parameters (the columns are their keys).

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from . import audit, tracing
+from . import audit, execution_triggers, tracing
 from . import parameters as params_mod
 from .db import Row, isoformat
 from .errors import NotFoundError, ValidationError
@@ -101,7 +101,7 @@ def create(
             action="execution.failed", entity_type="execution", entity_id=row["id"],
             details={"error": result["error"] if result else None},
         )
-    return dict(row)
+    return _fired(conn, dict(row))
 
 
 def transition(
@@ -121,7 +121,8 @@ def transition(
 
     `UPDATE … WHERE id = :id AND status IN (:expected)` makes duplicated or late messages harmless.
     Returns the updated row plus `previous` (the status it left). `enforcement`: move the
-    rule enforcement that made it (if any) on from `created` in the same statement.
+    rule enforcement that made it (if any) on from `created` in the same statement. A terminal
+    move also stores the events of matching execution triggers (`fired_events`: their ids).
     """
     allowed = tuple(s.value for s in (expected if expected is not None else sources_of(target)))
     row = conn.execute(
@@ -129,7 +130,15 @@ def transition(
         {"b_execution_id": execution_id, "audit_details": details or {}, **_bound(fields),
          "enforcement_error": enforcement_error, **audit.actor_values(actor_type, actor)},
     ).mappings().one_or_none()
-    return None if row is None else dict(row)
+    return None if row is None else _fired(conn, dict(row))
+
+
+def _fired(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """An execution that just ended: when its statement saw execution triggers of its tenant,
+    store the events of those that match (`fired_events`: their ids, for the status message)."""
+    if row.pop("execution_triggers", False):
+        row["fired_events"] = execution_triggers.fire(conn, row)
+    return row
 
 
 def _bound(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +175,9 @@ def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
             "parent_execution_id", made.c.parent_execution_id),
     )
     statement = select(made).add_cte(logged)
+    if failed:  # born terminal: it ends here
+        statement = statement.add_columns(
+            execution_triggers.possible(made).label("execution_triggers"))
     if "enforcement_id" in columns:  # the rule's enforcement names its execution (or failure)
         failed_now = made.c.status == S.FAILED.value
         statement = statement.add_cte(
@@ -213,6 +225,9 @@ def _transition_statement(
             bindparam("audit_details", type_=JSONB)),
     )
     statement = select(moved).add_cte(logged)
+    if target in TERMINAL_STATES:
+        statement = statement.add_columns(
+            execution_triggers.possible(moved).label("execution_triggers"))
     if enforcement is not None:
         statement = statement.add_cte(
             update(enforcements)
@@ -302,14 +317,16 @@ def frees_concurrency_slot(payload: Mapping[str, Any]) -> bool:
 
 def needs_follow_up(payload: Mapping[str, Any]) -> bool:
     """Must the executor see this status message (EXECUTION_FOLLOW_UP)? Most need nothing from
-    it: a top-level execution being scheduled, started or finished, a child being started."""
+    it: a top-level execution being scheduled, started or finished, a child being started.
+    An end that fired execution-trigger events (`events`) goes there to have them evaluated."""
     return (moves_parent(payload) or canceled_while_paused(payload)
-            or frees_concurrency_slot(payload))
+            or frees_concurrency_slot(payload) or bool(payload.get("events")))
 
 
 def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, Any]:
     """Payload of EXECUTION_STATUS_CHANGED, dispatched after the transition committed; a
-    limited execution's carries its `concurrency_key` (the executor frees its slot)."""
+    limited execution's carries its `concurrency_key` (the executor frees its slot), an end
+    that stored execution-trigger events their ids (`events`, for the executor)."""
     message = {
         "execution_id": row["id"],
         "tenant_id": row["tenant_id"],
@@ -321,6 +338,8 @@ def status_message(row: Mapping[str, Any], previous: str | None) -> dict[str, An
     }
     if row.get("concurrency_key") is not None:
         message["concurrency_key"] = row["concurrency_key"]
+    if row.get("fired_events"):
+        message["events"] = row["fired_events"]
     return message
 
 

@@ -178,8 +178,11 @@ triggers = Table(
     Column("fire_count", BigInteger, nullable=False, server_default="0"),
     _created(),
     _updated(),
-    CheckConstraint("type in ('interval','date','cron','webhook','custom')", name="type"),
+    CheckConstraint("type in ('interval','date','cron','webhook','custom','execution')",
+                    name="type"),
     Index("uq_triggers_tenant_ref", text("coalesce(tenant_id, 0)"), "ref", unique=True),
+    # Probed by every terminal transition (domain/execution_triggers.py): tiny, often empty.
+    Index("ix_triggers_execution", "tenant_id", postgresql_where=text("type = 'execution'")),
 )
 
 sensors = Table(
@@ -242,7 +245,7 @@ events = Table(
     # W3C trace id (32 hex) of the call that caused it; timer and sensor events start their own.
     Column("trace_id", String(32)),
     _created(),
-    CheckConstraint("source in ('timer','webhook','sensor','api')", name="source"),
+    CheckConstraint("source in ('timer','webhook','sensor','api','execution')", name="source"),
     Index("ix_events_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
     Index("ix_events_payload", "payload", postgresql_using="gin",
           postgresql_ops={"payload": "jsonb_path_ops"}),

@@ -62,6 +62,7 @@ class TriggerType(StrEnum):
     CRON = "cron"
     WEBHOOK = "webhook"
     CUSTOM = "custom"
+    EXECUTION = "execution"  # an execution of the tenant ended (domain/execution_triggers.py)
 
 
 TIMER_TYPES = frozenset({TriggerType.INTERVAL, TriggerType.DATE, TriggerType.CRON})

@@ -12,7 +12,7 @@ from croniter import croniter
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, messages, schedules
+from . import audit, execution_triggers, messages, schedules
 from .catalog import (
     CREATED,
     DELETED,
@@ -103,6 +103,8 @@ def normalize_parameters(problems: Problems, kind: str, params: Any) -> dict[str
     if kind == TriggerType.WEBHOOK:
         check_unknown(problems, params, set(), "parameters.")
         return {}
+    if kind == TriggerType.EXECUTION:
+        return execution_triggers.normalize_parameters(problems, params)
     return dict(params)  # custom: free-form (e.g. a payload schema), emitted by a pack sensor
 
 

@@ -77,27 +77,10 @@ _RECEIVING_TRIGGER = select(triggers).where(
 
 
 def chain_depth_of(conn: Connection, tenant_id: int, execution_id: int) -> int:
-    """Depth of the event that (through its nearest ancestor with an event) caused an execution.
-
-    Walks parent_execution_id upwards, so a workflow child counts its root's event; 0 if none.
-    """
-    chain = (
-        select(executions.c.id, executions.c.parent_execution_id, executions.c.event_id,
-               literal(0).label("hops"))
-        .where(executions.c.id == execution_id, executions.c.tenant_id == tenant_id)
-        .cte("chain", recursive=True)
-    )
-    chain = chain.union_all(
-        select(executions.c.id, executions.c.parent_execution_id, executions.c.event_id,
-               (chain.c.hops + 1).label("hops"))
-        .join(chain, executions.c.id == chain.c.parent_execution_id)
-        .where(chain.c.event_id.is_(None), chain.c.hops < 100)
-    )
+    """Depth of the event that (through its nearest ancestor with an event) caused an execution;
+    0 if none."""
     depth = conn.execute(
-        select(events_table.c.chain_depth)
-        .join(chain, events_table.c.id == chain.c.event_id)
-        .order_by(chain.c.hops)
-        .limit(1)
+        select(events.caused_depth(literal(execution_id), literal(tenant_id)))
     ).scalar_one_or_none()
     return depth or 0
 

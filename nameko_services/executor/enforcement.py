@@ -144,6 +144,18 @@ def handle_events(
     send(dispatch, out)
 
 
+def on_execution_ended(
+    engine: Engine, cipher: Cipher, dispatch: Dispatch, tenant_id: int, event_ids: list[int],
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
+) -> None:
+    """The events an execution's end stored (execution triggers): announce them (the notifier
+    reads each back), then evaluate them as any event — once, as each is claimed."""
+    send(dispatch, [Outgoing(messages.EVENT_CREATED, {"event_id": event_id, "tenant_id": tenant_id})
+                    for event_id in event_ids])
+    handle_events(engine, cipher, dispatch, [(event_id, tenant_id) for event_id in event_ids],
+                  max_chain_depth)
+
+
 def _enforce(
     conn: Connection, rule: dict[str, Any], action: dict[str, Any] | None,
     event: dict[str, Any], verdict: rules.Evaluation, enforcement: dict[str, Any] | None,

@@ -6,7 +6,8 @@ answer:  the gateway stores the response (domain.inquiries.respond) and tells th
          which moves paused → running → succeeded with `result.output` = the response.
 expiry:  pending → expired; with a default: paused → running → succeeded with the default as
          output; without: paused → failed with `error.type: "inquiry_expired"`.
-A workflow parent follows its paused child (parents.on_execution_news → workflow.advance).
+A workflow parent follows its paused child (parents.on_execution_news → its engine).
+A canceled execution's pending inquiry is closed by lifecycle.close_inquiry.
 """
 
 from __future__ import annotations
@@ -21,24 +22,14 @@ from ..domain.crypto import Cipher
 from ..domain.db import transaction
 from ..domain.errors import NotFoundError, ValidationError
 from ..domain.states import ExecutionStatus, InquiryStatus
-from . import lifecycle, repository, timers
+from . import engines, lifecycle, repository, timers
 from .news import Dispatch, Outgoing, send, status_changed
+from .news import inquiry as news
 
 S = ExecutionStatus
-STATE_KEY = "inquiry"
+STATE_KEY = engines.INQUIRY
 DEFAULT_TTL_SECONDS = 3600
 ACTOR = {"actor_type": "service", "actor": "executor"}
-
-
-def news(event_type: str, row: Mapping[str, Any]) -> Outgoing:
-    """INQUIRY_* for the notifier (executor source), with the inquiry in its API shape."""
-    return Outgoing(event_type, {
-        "inquiry_id": row["id"],
-        "tenant_id": row["tenant_id"],
-        "execution_id": row["execution_id"],
-        "status": row["status"],
-        "inquiry": inquiries.to_api(row),
-    })
 
 
 def _settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,11 +136,8 @@ def _fail_expired(conn: Connection, inquiry: Mapping[str, Any]) -> list[Outgoing
                           inquiry_id=inquiry["id"])
 
 
-def close_for(conn: Connection, execution_id: int) -> list[Outgoing]:
-    """The execution was canceled: its pending inquiry expires now (no default applied)."""
-    pending = inquiries.pending_for_execution(conn, execution_id)
-    if pending is None:
-        return []
-    inquiry = inquiries.expire(conn, pending["id"], reason="execution canceled")
-    timers.cancel(conn, timers.INQUIRY_EXPIRY, pending["id"])
-    return [news(messages.INQUIRY_EXPIRED, inquiry)] if inquiry is not None else []
+ENGINE = engines.Engine(
+    kind=STATE_KEY,
+    claims=lambda row, action: action["runner_type"] == "inquiry",
+    start=lambda conn, cipher, row, action: start(conn, row),
+)

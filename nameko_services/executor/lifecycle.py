@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from .. import tracing
-from ..domain import executions
+from ..domain import executions, inquiries, messages
 from ..domain.states import EnforcementStatus, ExecutionStatus
-from .news import Outgoing, scheduled, status_changed
+from . import timers
+from .news import Outgoing, inquiry, scheduled, status_changed
 
 S = ExecutionStatus
 ACTOR = {"actor_type": "service", "actor": "executor"}
@@ -89,3 +90,13 @@ def canceled(conn: Connection, row: Mapping[str, Any], result: dict[str, Any]) -
         conn, row["id"], S.CANCELED, expected=[S.CANCELING], result=result, **ACTOR
     )
     return [status_changed(moved)] if moved is not None else []
+
+
+def close_inquiry(conn: Connection, execution_id: int) -> list[Outgoing]:
+    """The execution was canceled: its pending inquiry expires now (no default applied)."""
+    pending = inquiries.pending_for_execution(conn, execution_id)
+    if pending is None:
+        return []
+    expired = inquiries.expire(conn, pending["id"], reason="execution canceled")
+    timers.cancel(conn, timers.INQUIRY_EXPIRY, pending["id"])
+    return [inquiry(messages.INQUIRY_EXPIRED, expired)] if expired is not None else []

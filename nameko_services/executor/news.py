@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import tracing
-from ..domain import executions, messages
+from ..domain import executions, inquiries, messages
 from ..domain.states import ExecutionStatus
 
 Dispatch = Callable[..., None]
@@ -43,6 +43,17 @@ def scheduled(row: Mapping[str, Any], parent_span_id: str | None = None) -> Outg
         messages.EXECUTION_SCHEDULED,
         tracing.linked(executions.work_message(row), parent_span_id),
     )
+
+
+def inquiry(event_type: str, row: Mapping[str, Any]) -> Outgoing:
+    """INQUIRY_* for the notifier (executor source), with the inquiry in its API shape."""
+    return Outgoing(event_type, {
+        "inquiry_id": row["id"],
+        "tenant_id": row["tenant_id"],
+        "execution_id": row["execution_id"],
+        "status": row["status"],
+        "inquiry": inquiries.to_api(row),
+    })
 
 
 def send(dispatch: Dispatch, outgoing: Iterable[Outgoing]) -> None:

@@ -1,5 +1,6 @@
 """Executions the executor runs itself have children: with-items parents, workflows and retry
-parents. News about a child comes here; the parent is locked and its own module decides.
+parents. News about a child comes here; the parent is locked and its engine decides (the
+registry of engines.py: this module imports none of them).
 
 Locks are only ever taken parent first, then child (cancel cascades downwards in one
 transaction; news travels upwards by message), so two executors cannot deadlock.
@@ -16,32 +17,25 @@ from ..domain import executions
 from ..domain.crypto import Cipher
 from ..domain.db import transaction
 from ..domain.states import ACTIVE_STATES, TERMINAL_STATES, ExecutionStatus
-from . import inquiry, repository, retry, with_items, workflow
+from . import engines, lifecycle, repository
 from .news import Dispatch, Outgoing, send, status_changed
 
 S = ExecutionStatus
-# The `state` keys of workflow.STATE_KEY, with_items.STATE_KEY and retry.STATE_KEY (literal here:
-# those modules import this one).
-KINDS = ("workflow", "with_items", "retry")
 ACTOR = {"actor_type": "service", "actor": "executor"}
 
 
 def kind_of(row: Mapping[str, Any]) -> str | None:
     """Which engine runs this execution's children (None: it has none)."""
     state = row.get("state") or {}
-    return next((kind for kind in KINDS if kind in state), None)
+    return next((kind for kind in engines.parent_kinds() if kind in state), None)
 
 
 def advance(conn: Connection, cipher: Cipher, parent: Mapping[str, Any]) -> list[Outgoing]:
     """The next step of a locked parent, by kind."""
     kind = kind_of(parent)
-    if kind == workflow.STATE_KEY:
-        return workflow.advance(conn, cipher, parent)
-    if kind == with_items.STATE_KEY:
-        return with_items.advance(conn, cipher, parent)
-    if kind == retry.STATE_KEY:
-        return retry.advance(conn, cipher, parent)
-    return []
+    if kind is None:
+        return []
+    return engines.get(kind).advance(conn, cipher, parent)  # parent kinds have `advance`
 
 
 def refresh(
@@ -63,7 +57,7 @@ def on_execution_news(
         with transaction(engine) as conn:
             row = repository.lock_execution(conn, tenant_id, payload["execution_id"])
             out = cancel_children(conn, cipher, row, "Canceled with its parent") if row else []
-            out += inquiry.close_for(conn, payload["execution_id"])
+            out += lifecycle.close_inquiry(conn, payload["execution_id"])
         send(dispatch, out)
     if executions.moves_parent(payload):
         refresh(engine, cipher, dispatch, payload["parent_execution_id"], tenant_id)
@@ -96,7 +90,7 @@ def cancel_children(
             continue
         out.append(status_changed(moved))
         if status == S.PAUSED:
-            out += inquiry.close_for(conn, child["id"])
+            out += lifecycle.close_inquiry(conn, child["id"])
     return out
 
 

@@ -17,7 +17,7 @@ from ..domain import inquiries
 from ..domain.crypto import Cipher
 from ..domain.models import events, executions
 from ..domain.states import ExecutionStatus
-from . import concurrency, enforcement, inquiry, parents, scheduling
+from . import concurrency, enforcement, engines, inquiry, parents, scheduling
 from .news import Dispatch, scheduled, send
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def resume(
             scheduling.schedule_and_send, engine, cipher, dispatch, execution_id, tenant_id)
     unfinished_parents = select(executions.c.id, executions.c.tenant_id).where(
         executions.c.status.in_([S.RUNNING, S.PAUSED, S.CANCELING]),
-        or_(*(executions.c.state.has_key(kind) for kind in parents.KINDS)),
+        or_(*(executions.c.state.has_key(kind) for kind in engines.parent_kinds())),
     )
     for execution_id, tenant_id in _ids(engine, unfinished_parents, executions.c.id):
         counts["parents"] += _attempt(

@@ -24,14 +24,13 @@ from ..domain import audit, executions
 from ..domain.crypto import Cipher
 from ..domain.retry import RetryPolicy
 from ..domain.states import ACTIVE_STATES, ExecutionStatus
-from . import lifecycle, parents, repository, scheduling, timers
+from . import engines, lifecycle, parents, repository, scheduling, timers
 from .news import Outgoing, created, status_changed
 
 S = ExecutionStatus
-STATE_KEY = "retry"
+STATE_KEY = engines.RETRY
 ATTEMPT_KEY = "attempt_of"
-# A workflow task or with-items item may carry its own policy here (set by the engine).
-POLICY_KEY = "retry_policy"
+POLICY_KEY = engines.RETRY_POLICY_KEY
 ACTOR = {"actor_type": "service", "actor": "executor"}
 
 
@@ -181,3 +180,6 @@ def _final_result(
     if started is not None:
         result["duration_ms"] = int((datetime.now(UTC) - started).total_seconds() * 1000)
     return result
+
+
+ENGINE = engines.Engine(kind=STATE_KEY, claims=wraps, start=start, advance=advance)

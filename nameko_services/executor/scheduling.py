@@ -1,6 +1,7 @@
 """Hand a `requested` execution on: to a worker, or to the executor's own runners.
 
-`plan` is the one place that decides what an execution needs, in this order:
+`plan` is the one place that decides what an execution needs, asking the engines in the order
+service.py registers them:
 1. an action with `with_items` (the parent, not an item) fans out, one child per item;
 2. more than one attempt (`max_attempts` > 1, from the action's or task's `retry`) makes it a
    retry parent whose attempts are children — the item children of (1) are wrapped one by one;
@@ -21,7 +22,7 @@ from ..domain.crypto import Cipher
 from ..domain.db import transaction
 from ..domain.errors import NotFoundError
 from ..domain.states import ExecutionStatus
-from . import concurrency, inquiry, lifecycle, repository, retry, with_items, workflow
+from . import concurrency, engines, lifecycle, repository
 from .news import Dispatch, Outgoing, send
 
 
@@ -40,14 +41,9 @@ def plan(
     if action is None:
         return lifecycle.fail(conn, row, "action_missing",
                               f"Action {row['action_ref']} no longer exists")
-    if action.get("with_items") and row["item_index"] is None:
-        return with_items.expand(conn, cipher, row, action)
-    if retry.wraps(row, action):
-        return retry.start(conn, cipher, row, action)
-    if action["runner_type"] == "workflow":
-        return workflow.start(conn, cipher, row, action)
-    if action["runner_type"] == "inquiry":
-        return inquiry.start(conn, row)
+    for engine in engines.ordered():
+        if engine.claims(row, action):
+            return engine.start(conn, cipher, row, action)
     policy = concurrency_policy.Policy.of(action)  # hook: concurrency policy (issue 20)
     if policy is not None:
         return concurrency.schedule(conn, row, policy)

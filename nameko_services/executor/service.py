@@ -21,18 +21,26 @@ from . import (
     concurrency,
     due,
     enforcement,
+    engines,
     inquiry,
     operator,
     parents,
     recovery,
+    retry,
     scheduling,
+    with_items,
     workers,
+    workflow,
 )
 from .retention import RetentionJob
 from .timer_extensions import TimerWheel, timer_due
 
 # An eager timer with this interval fires once, at start-up (it would next fire in ~30 years).
 AT_START_UP_ONLY = 10**9
+# The engines of executions the executor runs itself, in the order `scheduling.plan` asks them:
+# a with-items parent (not an item) fans out first, its items may retry, an attempt may be a
+# workflow or an inquiry.
+engines.register(with_items.ENGINE, retry.ENGINE, workflow.ENGINE, inquiry.ENGINE)
 SWEEP_INTERVAL_SECONDS = 60
 
 
@@ -72,12 +80,18 @@ class ExecutorService:
     @event_handler(messages.EXECUTIONS, messages.EXECUTION_FOLLOW_UP)
     def on_execution_follow_up(self, payload: dict[str, Any]) -> None:
         """A child ended, paused or resumed: its workflow / with-items / retry parent moves on;
-        a limited execution ended: the next one waiting for its slot goes."""
+        a limited execution ended: the next one waiting for its slot goes; an end that fired
+        execution triggers has their events evaluated (once: claimed)."""
         parents.on_execution_news(
             self.platform.engine, self.platform.cipher, self.dispatch, payload
         )
         if executions.frees_concurrency_slot(payload):  # hook: concurrency policy (issue 20)
             concurrency.release(self.platform.engine, self.dispatch, payload)
+        if payload.get("events"):  # execution triggers (issue 20)
+            enforcement.on_execution_ended(
+                self.platform.engine, self.platform.cipher, self.dispatch, payload["tenant_id"],
+                payload["events"], max_chain_depth=self.platform.settings.max_chain_depth,
+            )
 
     @event_handler(messages.GATEWAY, messages.EXECUTION_CANCEL_REQUESTED)
     def on_execution_cancel_requested(self, payload: dict[str, Any]) -> None:

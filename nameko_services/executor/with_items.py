@@ -10,7 +10,8 @@ Canceling the parent cancels the children that have not started and moves runnin
 `canceled`.
 
 A child is planned like any execution (scheduling.plan): it may go to a worker, or be a
-workflow or a retry parent of its own. Workflow tasks with `with_items` use `fan_out` directly.
+workflow or a retry parent of its own. Workflow tasks with `with_items` start it with their
+rendered children (`start(..., children=...)`).
 """
 
 from __future__ import annotations
@@ -24,18 +25,30 @@ from sqlalchemy import Connection
 from ..domain import executions, templating
 from ..domain.crypto import Cipher
 from ..domain.states import TERMINAL_STATES, ExecutionStatus
-from . import lifecycle, repository, scheduling
+from . import engines, lifecycle, parents, repository, scheduling
 from .news import Outgoing, created, status_changed
 
 S = ExecutionStatus
-STATE_KEY = "with_items"
+STATE_KEY = engines.WITH_ITEMS
 
 
 def is_parent(row: Mapping[str, Any]) -> bool:
     return STATE_KEY in (row.get("state") or {})
 
 
-def expand(
+def start(
+    conn: Connection, cipher: Cipher, parent: Mapping[str, Any], action: Mapping[str, Any],
+    *, children: list[tuple[dict[str, Any], Any]] | None = None,
+    concurrency: int | None = None, **links: Any,
+) -> list[Outgoing]:
+    """Fan out a `requested` parent: over the action's `with_items`, or over `children`
+    ((parameters, item) pairs a workflow task rendered, with its `concurrency` and `links`)."""
+    if children is not None:
+        return _fan_out(conn, cipher, parent, action, children, concurrency, **links)
+    return _expand(conn, cipher, parent, action)
+
+
+def _expand(
     conn: Connection, cipher: Cipher, parent: Mapping[str, Any], action: Mapping[str, Any]
 ) -> list[Outgoing]:
     """Render the action's `with_items`, create the children and schedule the first ones."""
@@ -51,10 +64,10 @@ def expand(
             f"got {type(items).__name__}",
         )
     children = [({**params, "item": item}, item) for item in items]
-    return fan_out(conn, cipher, parent, action, children, action.get("concurrency"))
+    return _fan_out(conn, cipher, parent, action, children, action.get("concurrency"))
 
 
-def fan_out(
+def _fan_out(
     conn: Connection,
     cipher: Cipher,
     parent: Mapping[str, Any],
@@ -105,8 +118,6 @@ def advance(conn: Connection, cipher: Cipher, parent: Mapping[str, Any]) -> list
     if parent["status"] == S.CANCELING:
         # Every unfinished child: pending ones → canceled, running ones → canceling (their
         # worker stops the process group), executor-run ones cascade further down.
-        from . import parents  # parents dispatches to this module: import at call time
-
         out += parents.cancel_children(
             conn, cipher, parent, f"Canceled with its with-items parent {parent_id}"
         )
@@ -154,3 +165,11 @@ def _duration_ms(started_at: datetime | None) -> int | None:
     if started_at is None:
         return None
     return int((datetime.now(UTC) - started_at).total_seconds() * 1000)
+
+
+ENGINE = engines.Engine(
+    kind=STATE_KEY,
+    claims=lambda row, action: bool(action.get("with_items")) and row["item_index"] is None,
+    start=start,
+    advance=advance,
+)

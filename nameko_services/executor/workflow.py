@@ -8,7 +8,8 @@ Every step runs under the workflow's row lock (parents.refresh), re-reading the 
 the database, so duplicated news or several executors cannot start a task twice.
 
 A task whose action is itself a workflow nests; one with `with_items` is a with-items parent
-(with_items.fan_out); one with a retry policy is a retry parent (retry.py). The workflow is
+(the with-items engine, started with the rendered items); one with a retry policy is a retry
+parent (retry.py). The workflow is
 `paused` while its only unfinished children are paused (inquiries), `running` otherwise.
 """
 
@@ -28,11 +29,11 @@ from ..domain import secrets as secrets_repo
 from ..domain.crypto import Cipher
 from ..domain.states import ACTIVE_STATES, TERMINAL_STATES, ExecutionStatus
 from ..domain.workflows import SKIPPED, TaskView, Workflow, WorkflowError
-from . import lifecycle, parents, repository, retry, scheduling, timers, with_items
+from . import engines, lifecycle, parents, repository, scheduling, timers
 from .news import Outgoing, created, status_changed
 
 S = ExecutionStatus
-STATE_KEY = "workflow"
+STATE_KEY = engines.WORKFLOW
 MAX_DEPTH = 32
 BUSY = frozenset({S.REQUESTED, S.SCHEDULED, S.RUNNING})
 ACTOR = {"actor_type": "service", "actor": "executor"}
@@ -230,7 +231,7 @@ def _start_task(
     links: dict[str, Any] = {"max_attempts": policy.max_attempts if policy else 1,
                              "timeout_seconds": task.timeout}
     if policy is not None and policy.max_attempts > 1:
-        links["state"] = {retry.POLICY_KEY: policy.to_dict()}
+        links["state"] = {engines.RETRY_POLICY_KEY: policy.to_dict()}
     try:
         if task.with_items is not None:
             out = _start_with_items(conn, cipher, wf, task, action, ctx, links)
@@ -271,8 +272,9 @@ def _start_with_items(
         task_name=task.name, trigger_data=wf["trigger_data"], max_attempts=1,
         trace_id=wf["trace_id"],
     )
-    return [created(row), *with_items.fan_out(conn, cipher, row, action, children,
-                                              task.concurrency, **links)]
+    fan_out = engines.get(engines.WITH_ITEMS).start
+    return [created(row), *fan_out(conn, cipher, row, action, children=children,
+                                   concurrency=task.concurrency, **links)]
 
 
 def _failed_task(
@@ -380,3 +382,11 @@ def _duration_ms(wf: Mapping[str, Any]) -> int | None:
     if started is None:
         return None
     return int((datetime.now(UTC) - started).total_seconds() * 1000)
+
+
+ENGINE = engines.Engine(
+    kind=STATE_KEY,
+    claims=lambda row, action: action["runner_type"] == "workflow",
+    start=start,
+    advance=advance,
+)

@@ -65,6 +65,11 @@ class NotifierService:
     def on_sensor_event_created(self, payload: dict[str, Any]) -> None:
         self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
 
+    @leader_event_handler(m.EXECUTOR, m.EVENT_CREATED)
+    def on_execution_trigger_event_created(self, payload: dict[str, Any]) -> None:
+        """An execution's end stored an event of an `execution` trigger."""
+        self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
+
     @leader_event_handler(m.EXECUTOR, m.EVENT_PROCESSED)
     def on_event_processed(self, payload: dict[str, Any]) -> None:
         """An event that started no execution: its waiting webhook (`?wait=`) answers now."""

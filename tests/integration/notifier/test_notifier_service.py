@@ -7,6 +7,7 @@ from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 
 from nameko_services.domain import messages as m
+from nameko_services.domain import models
 from nameko_services.notifier.service import NotifierService
 from tests.integration import rows
 
@@ -78,6 +79,20 @@ def test_event_created_is_read_back_from_the_database(published, dispatch, engin
     assert (message["entity_type"], message["entity_id"]) == ("event", event["id"])
     assert message["data"]["payload"] == {"severity": "high"}
     assert message["data"]["trigger_ref"] == trigger["ref"]
+
+
+def test_an_execution_triggers_event_announced_by_the_executor_is_sent(
+    published, dispatch, engine, tenant
+):
+    trigger = rows.make_trigger(engine, tenant, type="execution")
+    event = rows.insert_row(engine, models.events, tenant_id=tenant, trigger_id=trigger["id"],
+                            trigger_ref=trigger["ref"], source="execution",
+                            payload={"execution_id": 1, "status": "failed"})
+    dispatch(m.EXECUTOR, m.EVENT_CREATED, {"event_id": event["id"], "tenant_id": tenant})
+    [message] = rows.wait_until(lambda: messages_of(published, tenant))
+    assert message["event"] == "event.created"
+    assert (message["entity_type"], message["entity_id"]) == ("event", event["id"])
+    assert message["data"]["source"] == "execution"
 
 
 def test_rule_triggered_names_the_rule(published, dispatch, engine, tenant):

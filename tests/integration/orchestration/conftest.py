@@ -126,6 +126,7 @@ def platform(tenant, container_factory, config, worker_config, received, start_e
         (messages.EXECUTOR, messages.INQUIRY_CREATED),
         (messages.EXECUTOR, messages.INQUIRY_RESPONDED),
         (messages.EXECUTOR, messages.INQUIRY_EXPIRED),
+        (messages.EXECUTOR, messages.EVENT_CREATED),
     ]
     container_factory(rows.listener(subscriptions, received), config).start()
     container_factory(WorkerService, worker_config).start()

@@ -42,3 +42,7 @@ def test_a_limited_execution_that_ends_frees_its_slot(status):
 @pytest.mark.parametrize("status", ["scheduled", "running", "canceling"])
 def test_a_limited_execution_on_its_way_needs_nothing(status):
     assert not needs_follow_up({**news(status, "scheduled", parent=None), "concurrency_key": ""})
+
+
+def test_a_top_level_end_that_stored_execution_trigger_events_goes_to_the_executor():
+    assert needs_follow_up({**news("succeeded", "running", parent=None), "events": [5]})

@@ -58,3 +58,25 @@ def test_only_the_owning_tenant_sees_a_webhook_token():
     assert "webhook_token" not in triggers.to_api(row, 6)
     assert "webhook_token" not in triggers.to_api(row, 5, reveal_token=False)
     assert triggers.to_api(row, 6)["webhook_url"] == "/api/v1/webhooks/3"
+
+
+def test_an_execution_trigger_keeps_its_filters_and_needs_none():
+    assert triggers.normalize({"name": "t", "type": "execution"})["parameters"] == {}
+    values = triggers.normalize({"name": "t", "type": "execution", "parameters": {
+        "action": " ops.deploy ", "pack": "ops", "status": ["failed", "canceled", "failed"]}})
+    assert values["parameters"] == {"action": "ops.deploy", "pack": "ops",
+                                    "status": ["failed", "canceled"]}
+
+
+@pytest.mark.parametrize("parameters, field", [
+    ({"status": ["running"]}, "parameters.status"),
+    ({"status": []}, "parameters.status"),
+    ({"status": "failed"}, "parameters.status"),
+    ({"action": ""}, "parameters.action"),
+    ({"pack": 3}, "parameters.pack"),
+    ({"rule": "x"}, "parameters.rule"),
+])
+def test_an_execution_trigger_refuses_bad_filters_naming_them(parameters, field):
+    with pytest.raises(ValidationError) as caught:
+        triggers.normalize({"name": "t", "type": "execution", "parameters": parameters})
+    assert field in caught.value.fields
