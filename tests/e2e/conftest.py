@@ -13,12 +13,15 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.support.e2e import (
     E2E_CONFIG,
@@ -66,13 +69,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
-    """A failed e2e test reports where its platform's logs are, and their tails."""
+    """A failed e2e test reports where its platforms' logs are (the session's, or one of its
+    own: `platform_of_its_own`), and their tails."""
     outcome = yield
     report = outcome.get_result()
-    running = getattr(item, "funcargs", {}).get("platform")
-    if report.failed and isinstance(running, RunningPlatform):
-        report.sections.append(
-            ("service logs", f"run dir: {running.run_dir}\n{log_tails(running.run_dir)}"))
+    if not report.failed:
+        return
+    for name, running in getattr(item, "funcargs", {}).items():
+        if isinstance(running, RunningPlatform):
+            report.sections.append((f"logs of `{name}`",
+                                    f"run dir: {running.run_dir}\n{log_tails(running.run_dir)}"))
 
 
 def _urls(env: dict[str, str]) -> tuple[str, str]:
@@ -86,6 +92,43 @@ def _urls(env: dict[str, str]) -> tuple[str, str]:
 def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run([str(ATTUNE), *args, "--config", str(CONFIG)], cwd=PROJECT_ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@contextmanager
+def platform_of_its_own(name: str, port_offset: int, *up_args: str,
+                        **extra_env: str) -> Iterator[RunningPlatform]:
+    """A second platform for a package whose tests change how it runs (replicas, log format):
+    `attune up --fresh *up_args` on config.e2e.yaml with the session's database and vhost names
+    + `_<name>`, the session's port + `port_offset` (or ATTUNE_E2E_<NAME>_PORT) and a run dir of
+    its own; `attune down` when the block ends."""
+    seen = load_config_with(CONFIG, dict(os.environ))
+    database = make_url(seen["ATTUNE"]["database_url"])
+    broker = urlsplit(seen["AMQP_URI"])
+    port = int(os.environ.get(f"ATTUNE_E2E_{name.upper()}_PORT")
+               or int(seen["ATTUNE"]["api_port"]) + port_offset)
+    run_dir = (PROJECT_ROOT / ".attune" / "e2e-runs"
+               / (datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f") + f"-{name}"))
+    env = {**os.environ, "ATTUNE_RUN_DIR": str(run_dir), "ATTUNE_API_PORT": str(port),
+           "ATTUNE_DATABASE_URL": database.set(database=f"{database.database}_{name}")
+           .render_as_string(hide_password=False),
+           "ATTUNE_AMQP_URI": urlunsplit(broker._replace(path=f"{broker.path}_{name}")),
+           "ATTUNE_E2E_SANDBOX_ALLOW": json.dumps([f"{SANDBOX_REACHABLE}/32"]), **extra_env}
+    api_url, ws_url = _urls(env)
+    run_dir.mkdir(parents=True)
+    (run_dir / "api_url").write_text(api_url)
+    running = RunningPlatform(api_url, ws_url, run_dir, CONFIG, env)
+    up = _run(["up", "--fresh", *up_args], env, UP_TIMEOUT_SECONDS)
+    running.up_output = up.stdout + up.stderr
+    (run_dir / "up.out").write_text(running.up_output)
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"`attune up {' '.join(up_args)}` failed ({up.returncode}); logs in "
+                        f"{run_dir}\n{running.up_output}")
+        yield running
+    finally:
+        down = _run(["down"], env, DOWN_TIMEOUT_SECONDS)
+        (run_dir / "down.out").write_text(down.stdout + down.stderr)
+
 
 
 def _tidy_earlier_runs(runs: Path, api_url: str, keep: int = KEEP_RUNS) -> None:

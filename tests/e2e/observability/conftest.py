@@ -7,33 +7,19 @@ session's + 200) and run dir; stopped with `attune down` after this package.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from sqlalchemy.engine import make_url
 
-from tests.e2e.conftest import (
-    ATTUNE,
-    CONFIG,
-    DOWN_TIMEOUT_SECONDS,
-    SANDBOX_REACHABLE,
-    UP_TIMEOUT_SECONDS,
-    RunningPlatform,
-    _urls,
-)
-from tests.support.e2e import PROJECT_ROOT, ApiClient, load_config_with, log_tails, register_user
+from tests.e2e.conftest import RunningPlatform, platform_of_its_own
+from tests.support.e2e import ApiClient, register_user
 
 
 class SpanReceiver:
@@ -97,58 +83,12 @@ def otlp() -> Iterator[SpanReceiver]:
     receiver.server.server_close()
 
 
-def _observed_env(otlp_url: str) -> dict[str, str]:
-    seen = load_config_with(CONFIG, dict(os.environ))
-    database = make_url(seen["ATTUNE"]["database_url"])
-    broker = urlsplit(seen["AMQP_URI"])
-    port = int(os.environ.get("ATTUNE_E2E_OBS_PORT") or int(seen["ATTUNE"]["api_port"]) + 200)
-    run_dir = (PROJECT_ROOT / ".attune" / "e2e-runs"
-               / (datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f") + "-obs"))
-    return {**os.environ, "ATTUNE_RUN_DIR": str(run_dir), "ATTUNE_API_PORT": str(port),
-            "ATTUNE_DATABASE_URL": database.set(database=f"{database.database}_obs")
-            .render_as_string(hide_password=False),
-            "ATTUNE_AMQP_URI": urlunsplit(broker._replace(path=f"{broker.path}_obs")),
-            "ATTUNE_LOG_FORMAT": "json", "ATTUNE_TRACING_OTLP_ENDPOINT": otlp_url,
-            "ATTUNE_E2E_SANDBOX_ALLOW": json.dumps([f"{SANDBOX_REACHABLE}/32"])}
-
-
 @pytest.fixture(scope="package")
 def observed(otlp: SpanReceiver) -> Iterator[RunningPlatform]:
     """The platform with json logs and span export on."""
-    env = _observed_env(otlp.url)
-    api_url, ws_url = _urls(env)
-    run_dir = PROJECT_ROOT / env["ATTUNE_RUN_DIR"]
-    run_dir.mkdir(parents=True)
-    (run_dir / "api_url").write_text(api_url)
-    running = RunningPlatform(api_url, ws_url, run_dir, CONFIG, env)
-
-    def attune(*args: str, timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run([str(ATTUNE), *args, "--config", str(CONFIG)], cwd=PROJECT_ROOT,
-                              env=env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-
-    up = attune("up", "--fresh", timeout=UP_TIMEOUT_SECONDS)
-    running.up_output = up.stdout + up.stderr
-    (run_dir / "up.out").write_text(running.up_output)
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"`attune up` failed ({up.returncode}); logs in {run_dir}\n"
-                        f"{running.up_output}")
+    with platform_of_its_own("obs", 200, ATTUNE_LOG_FORMAT="json",
+                             ATTUNE_TRACING_OTLP_ENDPOINT=otlp.url) as running:
         yield running
-    finally:
-        down = attune("down", timeout=DOWN_TIMEOUT_SECONDS)
-        (run_dir / "down.out").write_text(down.stdout + down.stderr)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
-    """A failed test on the observed platform reports where its logs are, and their tails."""
-    outcome = yield
-    report = outcome.get_result()
-    running = getattr(item, "funcargs", {}).get("observed")
-    if report.failed and isinstance(running, RunningPlatform):
-        report.sections.append(("observed platform's logs",
-                                f"run dir: {running.run_dir}\n{log_tails(running.run_dir)}"))
 
 
 @pytest.fixture
