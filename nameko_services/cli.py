@@ -1178,6 +1178,22 @@ def cmd_health(args: Args) -> int:
     return 0 if status == "ok" else 1
 
 
+def cmd_metrics(args: Args) -> int:
+    """Serve the metrics every process of this host counts into $PROMETHEUS_MULTIPROC_DIR until
+    SIGTERM or SIGINT: the exporter of a host or pod where neither a gateway nor `attune
+    supervise` serves them (systemd units, Kubernetes pods; docs/observability.md)."""
+    folder = metrics.multiproc_dir()
+    if folder is None or not folder.is_dir():
+        raise CliError(f"{metrics.MULTIPROC_VARIABLE} must name the folder this host's "
+                       "processes count into (the same value as theirs)")
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # the exporter thread's too
+    metrics.serve_host(args.host, args.port)
+    print(f"serving the metrics of {folder} on {args.host}:{args.port}", flush=True)
+    signal.sigwait(stop)
+    return 0
+
+
 # The operator's commands on click, beside the user's (client.cli): one `attune` command.
 REPLICAS_HELP = ("Processes per role, e.g. worker=3,executor=2,sensor=2,notifier=2,gateway=2 "
                  "(default: ATTUNE.supervisor.replicas, one each; gateway: "
@@ -1240,6 +1256,13 @@ OPERATOR_COMMANDS: tuple[click.Command, ...] = (
               "value under the active key.")(
         click.option("--batch-size", type=click.IntRange(1), default=200, show_default=True,
                      help="Rows per transaction.")),
+    _operator("metrics", cmd_metrics, "Serve this host's metrics (the folder in "
+              "$PROMETHEUS_MULTIPROC_DIR) at http://HOST:PORT/metrics until stopped, where no "
+              "gateway or supervisor serves them (systemd units, Kubernetes pods).")(
+        click.option("--host", default="0.0.0.0", show_default=True,
+                     help="Address to listen on."),
+        click.option("--port", type=click.IntRange(1, 65535), default=9464, show_default=True,
+                     help="Port to listen on.")),
     _operator("prune", cmd_prune, "Delete old executions (whole finished trees), events, "
               "enforcements and audit entries now, in small batches, and print the rows per "
               "table (ATTUNE.retention says how old; the executor also does this on a "

@@ -14,6 +14,7 @@ from nameko_services.cli import GATEWAY, SERVICES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "kubernetes"
+EXPORTER = "metrics"  # the `attune metrics` sidecar of the service pods
 UID = 10001  # the image's attune user (deploy/Dockerfile)
 
 
@@ -51,8 +52,9 @@ def test_compose_runs_every_role_with_replicas_a_healthcheck_and_its_command(com
         assert service["deploy"]["replicas"] >= 1, role
         probe = service["healthcheck"]["test"]
         assert probe == ["CMD", "attune", "health", "--role", role], role
-        assert service["image"].endswith("attune:0.1.0"), role  # ${ATTUNE_IMAGE:-…}, read
-        # raw or (once nameko's YAML resolver is installed) substituted
+        # ${ATTUNE_IMAGE:-attune:0.1.0}, read raw or (once another test has installed
+        # nameko's YAML resolver) substituted: this file alone sees it raw.
+        assert service["image"].removesuffix("}").endswith("attune:0.1.0"), role
         assert service["secrets"] == ["attune_keys"], role
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["gateway"]["deploy"]["replicas"] >= 2
@@ -105,6 +107,9 @@ def test_every_pod_runs_as_the_unprivileged_user_and_mounts_the_keys_secret(mani
         for container in pod["containers"] + pod.get("initContainers", []):
             assert not container.get("securityContext", {}).get("privileged", False)
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            if container["name"] == EXPORTER:  # reads the pod's metrics, never a key
+                assert "/run/secrets/attune_keys" not in mounts
+                continue
             assert mounts["/run/secrets/attune_keys"]["readOnly"] is True
         keys = next(v for v in pod["volumes"] if v["name"] == "keys")
         assert keys["secret"]["secretName"] == "attune-keys"
@@ -127,3 +132,29 @@ def test_the_kustomization_lists_every_manifest(manifests):
     listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(listed) == on_disk
+
+
+def test_every_process_counts_into_its_pods_folder_and_service_pods_export_it(manifests):
+    """Metrics in Kubernetes (docs/observability.md): the folder of the config map is an
+    emptyDir every container of a pod mounts; gateway pods serve the sums at /metrics, the
+    other roles' pods run `attune metrics` beside them."""
+    config = next(m for m in manifests if m["kind"] == "ConfigMap")["data"]
+    folder = config["PROMETHEUS_MULTIPROC_DIR"]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"]
+            for d in manifests if d["kind"] in ("Deployment", "Job")}
+    for name, pod in pods.items():
+        volume = next(v for v in pod["volumes"] if v["name"] == "metrics")
+        assert "emptyDir" in volume, name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts.get(folder) == "metrics", (name, container["name"])
+    for role, deployment in deployments(manifests).items():
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        exporters = [c for c in containers if c["name"] == EXPORTER]
+        if role == GATEWAY:
+            assert not exporters
+            continue
+        assert len(exporters) == 1, role
+        assert exporters[0]["command"][:2] == ["attune", "metrics"]
+        port = exporters[0]["command"][exporters[0]["command"].index("--port") + 1]
+        assert [p["containerPort"] for p in exporters[0]["ports"]] == [int(port)]

@@ -5,12 +5,16 @@ ended keeps its counts in the sum (counters never go back) and drops out of live
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
+import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.e2e import wait_until
 
 COUNT = """
 import os
@@ -69,3 +73,41 @@ def test_reset_empties_the_folder_for_a_fresh_start(tmp_path):
     assert not list(tmp_path.glob("*.db"))
     assert ("attune_executions_finished_total", (("runner", "shell"), ("status", "succeeded"))
             ) not in samples(run(SCRAPE.format(before=""), tmp_path))
+
+
+def test_attune_metrics_serves_the_hosts_sums_until_sigterm(tmp_path):
+    """`attune metrics`: the exporter of a systemd host or Kubernetes pod without a gateway."""
+    run(COUNT.format(n=2), tmp_path)
+    run(COUNT.format(n=5), tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "nameko_services.cli", "metrics", "--host", "127.0.0.1",
+         "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        def scrape() -> str | None:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except requests.ConnectionError:
+                assert exporter.poll() is None, exporter.stdout.read()
+                return None
+
+        text = wait_until(scrape, 30, message="attune metrics to answer")
+        finished = ("attune_executions_finished_total", (("runner", "shell"),
+                                                         ("status", "succeeded")))
+        assert samples(text)[finished] == 7
+    finally:
+        exporter.terminate()
+        assert exporter.wait(timeout=30) == 0
+
+
+def test_attune_metrics_refuses_without_the_hosts_folder():
+    env = {name: value for name, value in os.environ.items()
+           if name != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run([sys.executable, "-m", "nameko_services.cli", "metrics"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "PROMETHEUS_MULTIPROC_DIR must name the folder" in done.stderr

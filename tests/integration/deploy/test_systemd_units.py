@@ -79,3 +79,16 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
     problems = [line for line in (done.stdout + done.stderr).splitlines()
                 if str(tmp_path) in line or "attune" in line]
     assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+def test_a_host_without_a_gateway_has_an_exporter_over_the_units_shared_folder():
+    exporter = parse(UNITS / "attune-metrics.service")
+    command = shlex.split(exporter["Service"]["ExecStart"][0])
+    assert command[:2] == [str(INSTALLED / ".venv" / "bin" / "attune"), "metrics"]
+    assert "metrics" in {command.name for command in cli.OPERATOR_COMMANDS}
+    shared = "PROMETHEUS_MULTIPROC_DIR=/var/lib/attune/metrics"
+    assert shared in exporter["Service"]["Environment"]
+    for role in [*SERVICES, cli.GATEWAY]:
+        assert shared in parse(unit_for(role))["Service"]["Environment"]
+    assert exporter["Service"]["User"] == ["attune"]
+    assert exporter["Install"]["WantedBy"] == ["attune.target"]
