@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from nameko.events import BROADCAST, event_handler
+from psycopg2.errors import DeadlockDetected
 from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import OperationalError
 
 from nameko_services.domain import models
 
@@ -27,10 +29,18 @@ def make_tenant(engine: Engine) -> int:
     return insert_row(engine, models.tenants, name=unique("tenant"))["id"]
 
 
-def delete_tenant(engine: Engine, tenant_id: int) -> None:
-    """Everything of the tenant goes with it (ON DELETE CASCADE)."""
-    with engine.begin() as conn:
-        conn.execute(delete(models.tenants).where(models.tenants.c.id == tenant_id))
+def delete_tenant(engine: Engine, tenant_id: int, attempts: int = 5) -> None:
+    """Everything of the tenant goes with it (ON DELETE CASCADE). The services may still be
+    ending the test's last work (an execution trigger's event, say), so a deadlock between the
+    cascade and their transaction is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                conn.execute(delete(models.tenants).where(models.tenants.c.id == tenant_id))
+            return
+        except OperationalError as exc:
+            if not isinstance(exc.orig, DeadlockDetected) or attempt == attempts:
+                raise
 
 
 def make_pack(engine: Engine, tenant_id: int) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from nameko_services.config import keys_path
 from tests.support.e2e import PROJECT_ROOT, ApiClient, wait_for_execution, wait_until
 from tests.support.network import counting_server, own_addresses
 from tests.support.pack_envs import execute, register_folder, start
@@ -446,7 +447,7 @@ def release(pid: int) -> None:
 def keys_files(platform: Any) -> list[Path]:
     """Every keys.env the running platform may have loaded its keys from."""
     candidates = [platform.run_dir / "keys.env", platform.run_dir.parent / "keys.env",
-                  PROJECT_ROOT / ".attune" / "keys.env"]
+                  PROJECT_ROOT / ".attune" / "keys.env", keys_path()]  # $ATTUNE_KEYS_FILE
     return [path for path in dict.fromkeys(candidates) if path.is_file()]
 
 
