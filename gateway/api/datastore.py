@@ -25,7 +25,8 @@ def actor_type(who: Principal) -> str:
 
 @bp.post("/api/v1/datastore")
 @permission("write", execution_token=True)
-@accepts({"key": {"type": "string"}, "value": {"description": "any JSON value", "nullable": True},
+@accepts({"key": {"type": "string"}, "value": {"description": "required: any JSON value",
+                                             "nullable": True},
           "encrypted": {"type": "boolean"}, "ttl_seconds": {"type": "integer", "minimum": 1}},
          {"key"})
 @returns("DatastoreItem")

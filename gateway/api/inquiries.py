@@ -52,7 +52,7 @@ def get_inquiry(inquiry_id: str):
 
 @bp.post("/api/v1/inquiries/<inquiry_id>/respond")
 @permission("execute")
-@accepts({"response": {"description": "the answer: valid against the inquiry's schema",
+@accepts({"response": {"description": "required: the answer, valid against the inquiry's schema",
                        "nullable": True}})
 @returns("Inquiry")
 def respond_to_inquiry(inquiry_id: str):

@@ -2,7 +2,8 @@
 
 Every rule of the url_map becomes an operation, with the permission its view declares
 (`x-attune-permission`), the view's docstring as summary and bearer security unless public, so a
-new route cannot be left out of the document.
+new route cannot be left out of the document. Its request body is the view's `http.accepts` (what
+`json_body()` enforces) and its success answer the view's `returns` (a schema of schemas.py).
 """
 
 from __future__ import annotations
@@ -140,6 +141,17 @@ def returns(name: str | None, *, many: bool = False, envelope: bool = True
     return mark
 
 
+def uploads(properties: dict[str, Any], required: tuple[str, ...]) -> Callable[[F], F]:
+    """Document the multipart/form-data body a view also accepts (a pack archive)."""
+
+    def mark(view: F) -> F:
+        view.attune_upload = {  # type: ignore[attr-defined]
+            "type": "object", "properties": properties, "required": list(required)}
+        return view
+
+    return mark
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -245,6 +257,9 @@ def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]]
             "required": bool(body.get("required")),
             "content": {"application/json": {"schema": body}},
         }
+        upload = getattr(view, "attune_upload", None)
+        if upload is not None:
+            operation["requestBody"]["content"]["multipart/form-data"] = {"schema": upload}
     if rule.websocket:  # answers the upgrade, then speaks WebSocket (docs/api.md)
         del operation["responses"]["2XX"]
         operation["x-attune-websocket"] = True

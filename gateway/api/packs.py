@@ -14,7 +14,7 @@ from ..app import ctx
 from ..auth import permission, principal
 from ..definitions import acting_user, definition_body, publish_changes
 from ..http import accepts, json_body, one, page, page_args, path_id
-from .openapi import returns
+from .openapi import returns, uploads
 
 bp = Blueprint("packs", __name__)
 
@@ -28,6 +28,12 @@ def _packs_root() -> Path:
 
 def _is_upload() -> bool:
     return request.mimetype == "multipart/form-data"
+
+
+# The multipart form of an upload (register or reload): the archive and `force`.
+UPLOAD = {"file": {"type": "string", "format": "binary",
+                   "description": "a .tar.gz of the pack folder"},
+          "force": {"type": "string", "description": "true or false"}}
 
 
 def _upload() -> tuple[bytes, bool]:
@@ -53,6 +59,7 @@ def _upload() -> tuple[bytes, bool]:
           "ref": {"type": "string", "description": "an empty pack's ref (instead of path)"},
           "version": {"type": "string"}, "description": {"type": "string"},
           "force": {"type": "boolean"}})
+@uploads(UPLOAD, ("file",))
 @returns("Pack")
 def register_pack():
     """Register a pack: an uploaded .tar.gz, an empty pack, or a server folder in
@@ -128,6 +135,7 @@ def get_pack_environment(pack_id: str):
 @bp.post("/api/v1/packs/<pack_id>/reload")
 @permission("write")
 @accepts({})
+@uploads(UPLOAD, ("file",))
 @returns("Pack")
 def reload_pack(pack_id: str):
     """Re-read a pack from its folder (or an uploaded .tar.gz) and update it in place."""

@@ -87,8 +87,9 @@ def get_rule(rule_id: str):
 
 @bp.post("/api/v1/rules/<rule_id>/test")
 @permission("read")
-@accepts({"payload": {"description": "a payload to test the rule on", "nullable": True},
-          "event_id": {"type": "integer", "minimum": 1}})
+@accepts(definition_fields(rule_dry_run.BODY_FIELDS, {
+    "payload": {"description": "a payload to test the rule on", "nullable": True},
+    "event_id": {"type": "integer", "minimum": 1, "description": "or a stored event's id"}}))
 @returns("RuleDryRun")
 def test_rule(rule_id: str):
     """Dry-run a rule against `{"payload": ...}` or `{"event_id": N}`: nothing stored or run.

@@ -107,6 +107,9 @@ def test_request_bodies_list_their_fields_types_and_required_ones(document):
     assert document["paths"]["/api/v1/executions"]["post"]["requestBody"]["content"][
         "application/json"]["schema"]["required"] == ["action"]
     assert "requestBody" not in document["paths"]["/auth/logout"]["post"]
+    upload = document["paths"]["/api/v1/packs"]["post"]["requestBody"]["content"][
+        "multipart/form-data"]["schema"]
+    assert upload["required"] == ["file"] and upload["properties"]["file"]["format"] == "binary"
 
 
 def test_json_answers_are_the_envelope_and_pages_say_what_they_are(document):
