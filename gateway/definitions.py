@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nameko_services.domain import messages
@@ -14,9 +14,24 @@ from .auth import principal
 from .http import json_body
 
 
-def definition_body(allowed: Iterable[str]) -> dict[str, Any]:
+def definition_fields(names: Iterable[str], types: Mapping[str, Mapping[str, Any]]
+                      ) -> dict[str, Mapping[str, Any]]:
+    """`accepts` properties for a definition: the domain's own field names, each with its JSON
+    type (a name without one is a KeyError at import, so no field goes undocumented)."""
+    return {name: types[name] for name in sorted(names)}
+
+
+REF_OR_ID = {"oneOf": [{"type": "string"}, {"type": "integer"}], "description": "a ref or an id"}
+
+
+def optional(kind: str, **extra: Any) -> dict[str, Any]:
+    """A definition field's JSON type, null meaning "not set"."""
+    return {"type": kind, "nullable": True, **extra}
+
+
+def definition_body() -> dict[str, Any]:
     """The JSON object of the request, every value storable as jsonb/text (else 422 naming it)."""
-    body = json_body(allowed)
+    body = json_body()
     for key, value in body.items():
         ensure_storable(value, key)
     return body

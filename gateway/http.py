@@ -2,40 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 
 from nameko_services.domain.errors import BadRequestError, ValidationError
 from nameko_services.domain.json_values import is_utf8_text
 
+F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 
 
-def json_body(
-    allowed: Iterable[str], required: Iterable[str] = (), *, body: Any = None
-) -> dict[str, Any]:
-    """The JSON object of the request; unknown fields and missing required ones are 422."""
-    if body is None:
-        if not request.data:
-            body = {}
-        else:
-            try:
-                body = request.get_json(silent=True, force=True)
-                utf8 = is_utf8_text(body)
-            except RecursionError as exc:  # hostile input: [[[[...]]]] beyond Python's stack
-                raise BadRequestError("Request body is nested too deeply") from exc
-            if body is None and request.data.strip() not in (b"null",):
-                raise BadRequestError("Request body is not valid JSON")
-            if not utf8:
-                raise BadRequestError("Request body is not valid UTF-8 text (lone surrogate)")
+def accepts(properties: Mapping[str, Mapping[str, Any]], required: Iterable[str] = ()
+            ) -> Callable[[F], F]:
+    """Declare the view's JSON body: the one schema `json_body()` enforces (unknown fields,
+    missing required ones) and the OpenAPI document shows, so the two cannot drift apart."""
+    schema: dict[str, Any] = {"type": "object", "properties": dict(properties),
+                              "additionalProperties": False}
+    if required:
+        schema["required"] = sorted(required)
+    return request_schema(schema)
+
+
+def request_schema(schema: Mapping[str, Any]) -> Callable[[F], F]:
+    """Declare the view's JSON body as any schema (a webhook takes any JSON value)."""
+
+    def mark(view: F) -> F:
+        view.attune_body = dict(schema)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def json_body() -> dict[str, Any]:
+    """The JSON object of the request, checked against the view's `accepts`: unknown fields
+    and missing required ones are 422."""
+    schema = current_app.view_functions[request.endpoint].attune_body  # type: ignore[index]
+    body: Any = {}
+    if request.data:
+        try:
+            body = request.get_json(silent=True, force=True)
+            utf8 = is_utf8_text(body)
+        except RecursionError as exc:  # hostile input: [[[[...]]]] beyond Python's stack
+            raise BadRequestError("Request body is nested too deeply") from exc
+        if body is None and request.data.strip() not in (b"null",):
+            raise BadRequestError("Request body is not valid JSON")
+        if not utf8:
+            raise BadRequestError("Request body is not valid UTF-8 text (lone surrogate)")
     if not isinstance(body, dict):
         raise ValidationError("Request body must be a JSON object", {"body": "must be an object"})
-    allowed = set(allowed)
-    fields = {name: "unknown field" for name in body if name not in allowed}
-    fields.update({name: "required" for name in required if body.get(name) in (None, "")})
+    fields = {name: "unknown field" for name in body if name not in schema["properties"]}
+    fields.update({name: "required" for name in schema.get("required", ())
+                   if body.get(name) in (None, "")})
     if fields:
         raise ValidationError("Invalid request body", fields)
     return body

@@ -9,18 +9,39 @@ from nameko_services.domain.db import transaction
 
 from ..app import ctx
 from ..auth import permission, principal
-from ..definitions import acting_user, definition_body, publish_changes
-from ..http import one, page, page_args, path_id
+from ..definitions import (
+    acting_user,
+    definition_body,
+    definition_fields,
+    optional,
+    publish_changes,
+)
+from ..http import accepts, one, page, page_args, path_id
 from ..query_args import text_arg
+from .openapi import returns
 
 bp = Blueprint("actions", __name__)
+# The JSON type of each definition field (action_spec checks the rest; null: not set).
+BODY = definition_fields(action_spec.ACTION_FIELDS | {"pack"}, {
+    "pack": {"type": "string"}, "name": {"type": "string"}, "runner_type": {"type": "string"},
+    "description": optional("string"), "entry_point": optional("string"),
+    "code": optional("string"),
+    "parameters": optional("object"), "timeout": optional("number"),
+    "retry": optional("object"), "with_items": optional("string"),
+    "concurrency": optional("integer"), "concurrency_policy": optional("object"),
+    "secrets": optional("array", items={"type": "string"}),
+    "http_config": optional("object"), "container_config": optional("object"),
+    "workflow": optional("object"), "limits": optional("object"),
+})
 
 
 @bp.post("/api/v1/actions")
 @permission("write")
+@accepts(BODY)
+@returns("Action")
 def create_action():
     """Create an action in one of the caller's packs."""
-    body = definition_body(action_spec.ACTION_FIELDS | {"pack"})
+    body = definition_body()
     with transaction(ctx().engine) as conn:
         outcome = actions.create(conn, tenant_id=principal().tenant_id, body=body,
                                  actor=acting_user(),
@@ -30,6 +51,7 @@ def create_action():
 
 @bp.get("/api/v1/actions")
 @permission("read")
+@returns("Action", many=True)
 def list_actions():
     """The caller's and system actions, newest first (?pack= filters)."""
     limit, offset = page_args()
@@ -42,6 +64,7 @@ def list_actions():
 
 @bp.get("/api/v1/actions/<action_id>")
 @permission("read")
+@returns("Action")
 def get_action(action_id: str):
     """One action definition."""
     with transaction(ctx().engine) as conn:
@@ -51,10 +74,12 @@ def get_action(action_id: str):
 
 @bp.patch("/api/v1/actions/<action_id>")
 @permission("write")
+@accepts(BODY)
+@returns("Action")
 def update_action(action_id: str):
     """Change an action's definition (not its pack or name)."""
     aid = path_id(action_id, "Action")
-    patch = definition_body(action_spec.ACTION_FIELDS | {"pack"})
+    patch = definition_body()
     with transaction(ctx().engine) as conn:
         outcome = actions.update_action(conn, tenant_id=principal().tenant_id, action_id=aid,
                                         patch=patch, actor=acting_user(),
@@ -64,6 +89,7 @@ def update_action(action_id: str):
 
 @bp.delete("/api/v1/actions/<action_id>")
 @permission("write")
+@returns(None)
 def delete_action(action_id: str):
     """Delete an action and the rules that run it."""
     with transaction(ctx().engine) as conn:

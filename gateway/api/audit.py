@@ -11,12 +11,14 @@ from ..app import ctx
 from ..auth import permission, principal
 from ..http import page, page_args
 from ..query_args import text_arg
+from .openapi import returns
 
 bp = Blueprint("audit", __name__)
 
 
 @bp.get("/api/v1/audit")
 @permission("read")
+@returns("AuditEntry", many=True)
 def list_audit():
     """The tenant's audit trail, oldest first, optionally for one entity."""
     limit, offset = page_args()

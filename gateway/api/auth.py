@@ -15,8 +15,8 @@ from nameko_services.green import in_os_thread
 
 from ..app import ctx
 from ..auth import PERMISSIONS, PUBLIC, permission, principal
-from ..http import json_body, one, page, page_args
-from .openapi import responds
+from ..http import accepts, json_body, one, page, page_args
+from .openapi import responds, returns
 
 bp = Blueprint("auth", __name__)
 
@@ -43,11 +43,14 @@ REGISTRATION_CLOSED = ("Registration is closed on this server: an operator creat
 @permission(PUBLIC)
 @responds(403, "Registration is closed (ATTUNE.auth.registration): an operator creates users "
                "with `attune create-user`")
+@accepts({"username": {"type": "string"}, "password": {"type": "string"},
+          "tenant": {"type": "string"}}, {"username", "password"})
+@returns("TokenPair")
 def register():
     """Sign up: a new tenant whose admin you are (403 while ATTUNE.auth.registration is closed)."""
     if not ctx().settings.auth.registration_open:
         raise ForbiddenError(REGISTRATION_CLOSED, {"registration": "closed"})
-    body = json_body({"username", "password", "tenant"}, {"username", "password"})
+    body = json_body()
     with transaction(ctx().engine) as conn:
         user = users.register(conn, username=body["username"], password=body["password"],
                               tenant=body.get("tenant"), offload=in_os_thread)
@@ -56,8 +59,11 @@ def register():
 
 @bp.post("/auth/login")
 @permission(PUBLIC)
+@accepts({"username": {"type": "string"}, "password": {"type": "string"}},
+         {"username", "password"})
+@returns("TokenPair")
 def login():
-    body = json_body({"username", "password"}, {"username", "password"})
+    body = json_body()
     with transaction(ctx().engine) as conn:
         user = users.login(conn, str(body["username"]), str(body["password"]),
                            offload=in_os_thread)
@@ -66,8 +72,10 @@ def login():
 
 @bp.post("/auth/refresh")
 @permission(PUBLIC)
+@accepts({"refresh_token": {"type": "string"}}, {"refresh_token"})
+@returns("TokenPair")
 def refresh():
-    body = json_body({"refresh_token"}, {"refresh_token"})
+    body = json_body()
     claims = verify_token(ctx().settings.jwt_secret, str(body["refresh_token"]), ("refresh",))
     with transaction(ctx().engine) as conn:  # the user may have been removed or changed role
         user = users.get(conn, claims.tenant_id, claims.user_id)
@@ -86,6 +94,7 @@ def _revoked_here_and_everywhere(user_id: int, at: float) -> None:
 
 @bp.post("/auth/logout")
 @permission("self")
+@returns("Logout")
 def logout():
     """Log out everywhere: every access and refresh token you hold is refused from now.
     API keys stay valid until revoked."""
@@ -102,10 +111,13 @@ def logout():
 
 @bp.post("/api/v1/me/password")
 @permission("self")
+@accepts({"current_password": {"type": "string"}, "new_password": {"type": "string"}},
+         {"current_password", "new_password"})
+@returns("TokenPair")
 def change_password():
     """Change your password (`{"current_password", "new_password"}`): your other tokens are
     refused from now; the answer is a new token pair, as a login's."""
-    body = json_body({"current_password", "new_password"}, {"current_password", "new_password"})
+    body = json_body()
     who = principal()
     if who.token_type != "access":
         raise ForbiddenError("Change a password with a login's access token",
@@ -120,6 +132,7 @@ def change_password():
 
 @bp.get("/api/v1/me")
 @permission("read")
+@returns("Me")
 def me():
     """You: your user, and the permissions your role holds (what the console offers you)."""
     who = principal()
@@ -131,8 +144,11 @@ def me():
 
 @bp.post("/api/v1/users")
 @permission("admin")
+@accepts({"username": {"type": "string"}, "password": {"type": "string"},
+          "role": {"type": "string"}}, {"username", "password", "role"})
+@returns("User")
 def create_user():
-    body = json_body({"username", "password", "role"}, {"username", "password", "role"})
+    body = json_body()
     who = principal()
     with transaction(ctx().engine) as conn:
         user = users.create_user(conn, tenant_id=who.tenant_id, username=body["username"],
@@ -143,6 +159,7 @@ def create_user():
 
 @bp.get("/api/v1/users")
 @permission("read")
+@returns("User", many=True)
 def list_users():
     limit, offset = page_args()
     with transaction(ctx().engine) as conn:

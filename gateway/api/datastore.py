@@ -11,8 +11,9 @@ from nameko_services.domain.errors import ValidationError
 
 from ..app import ctx
 from ..auth import permission, principal
-from ..http import json_body, one, page, page_args
+from ..http import accepts, json_body, one, page, page_args
 from ..query_args import text_arg
+from .openapi import returns
 
 bp = Blueprint("datastore", __name__)
 
@@ -24,9 +25,14 @@ def actor_type(who: Principal) -> str:
 
 @bp.post("/api/v1/datastore")
 @permission("write", execution_token=True)
+@accepts({"key": {"type": "string"}, "value": {"description": "required: any JSON value",
+                                             "nullable": True},
+          "encrypted": {"type": "boolean"}, "ttl_seconds": {"type": "integer", "minimum": 1}},
+         {"key"})
+@returns("DatastoreItem")
 def put_item():
     """Create (201) or replace (200) a key, optionally encrypted and expiring."""
-    body = json_body({"key", "value", "encrypted", "ttl_seconds"}, {"key"})
+    body = json_body()
     if "value" not in body:
         raise ValidationError("Invalid request body", {"value": "required"})
     who = principal()
@@ -41,6 +47,7 @@ def put_item():
 
 @bp.get("/api/v1/datastore")
 @permission("read", execution_token=True)
+@returns("DatastoreItem", many=True)
 def list_items():
     """List live keys, newest first; encrypted values shown as "***"."""
     limit, offset = page_args()
@@ -52,6 +59,7 @@ def list_items():
 
 @bp.get("/api/v1/datastore/<path:key>")
 @permission("read", execution_token=True)
+@returns("DatastoreItem")
 def get_item(key: str):
     """One live key with its value decrypted."""
     with transaction(ctx().engine) as conn:
@@ -60,6 +68,7 @@ def get_item(key: str):
 
 @bp.delete("/api/v1/datastore/<path:key>")
 @permission("write", execution_token=True)
+@returns(None)
 def delete_item(key: str):
     """Delete a key (204)."""
     who = principal()

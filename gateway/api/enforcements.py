@@ -10,6 +10,7 @@ from nameko_services.domain.db import transaction
 from ..app import ctx
 from ..auth import permission, principal
 from ..http import int_arg, one, page, page_args, path_id
+from .openapi import returns
 
 bp = Blueprint("enforcements", __name__)
 
@@ -18,6 +19,7 @@ MAX_ID = 2**63 - 1
 
 @bp.get("/api/v1/enforcements")
 @permission("read")
+@returns("Enforcement", many=True)
 def list_enforcements():
     """List enforcements (rule matches), newest first, by rule and/or event."""
     limit, offset = page_args()
@@ -33,6 +35,7 @@ def list_enforcements():
 
 @bp.get("/api/v1/enforcements/<enforcement_id>")
 @permission("read")
+@returns("Enforcement")
 def get_enforcement(enforcement_id: str):
     """One enforcement."""
     eid = path_id(enforcement_id, "Enforcement")

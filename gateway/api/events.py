@@ -11,7 +11,7 @@ from ..app import ctx
 from ..auth import permission, principal
 from ..http import int_arg, one, page, page_args, path_id
 from ..query_args import created_range, json_object_arg, text_arg, trace_id_arg
-from .openapi import TRACE_ID, TRACE_ID_SCHEMA, query_parameter
+from .openapi import TRACE_ID, TRACE_ID_SCHEMA, query_parameter, returns
 
 bp = Blueprint("events", __name__)
 
@@ -21,6 +21,7 @@ MAX_ID = 2**63 - 1
 @bp.get("/api/v1/events")
 @permission("read")
 @query_parameter("trace_id", TRACE_ID, TRACE_ID_SCHEMA)
+@returns("Event", many=True)
 def list_events():
     """List the tenant's events, newest first, filtered by trigger (`trigger_id`, or `trigger`:
     id or ref), time (`since`, `until`), `payload` (a JSON object it contains) and `trace_id`."""
@@ -36,6 +37,7 @@ def list_events():
 
 @bp.get("/api/v1/events/<event_id>")
 @permission("read")
+@returns("Event")
 def get_event(event_id: str):
     """One event with its payload."""
     eid = path_id(event_id, "Event")

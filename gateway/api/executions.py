@@ -15,10 +15,19 @@ from nameko_services.domain.states import TERMINAL_STATES, ExecutionStatus
 from .. import request_log
 from ..app import ctx
 from ..auth import permission, principal
-from ..http import int_arg, json_body, one, page, page_args, path_id
+from ..definitions import REF_OR_ID
+from ..http import accepts, int_arg, json_body, one, page, page_args, path_id
 from ..query_args import created_range, json_object_arg, text_arg, trace_id_arg
 from ..waiters import wait_seconds
-from .openapi import BACKLOG_FULL, TRACE_ID, TRACE_ID_SCHEMA, WAIT, query_parameter, responds
+from .openapi import (
+    BACKLOG_FULL,
+    TRACE_ID,
+    TRACE_ID_SCHEMA,
+    WAIT,
+    query_parameter,
+    responds,
+    returns,
+)
 
 bp = Blueprint("executions", __name__)
 
@@ -60,6 +69,9 @@ def _top_level() -> bool | None:
 @permission("execute")
 @responds(503, BACKLOG_FULL)
 @query_parameter("wait", WAIT)
+@accepts({"action": REF_OR_ID,
+          "parameters": {"type": "object", "additionalProperties": True}}, {"action"})
+@returns("Execution")
 def create_execution():
     """Run an action (ref or id); invalid parameters fail the execution at once.
 
@@ -67,7 +79,7 @@ def create_execution():
     (succeeded, failed, ...) within S seconds, else 202 with it as it is then (it runs on).
     """
     started = time.monotonic()
-    body = json_body({"action", "parameters"}, {"action"})
+    body = json_body()
     wait = wait_seconds(ctx().settings.api.max_wait_seconds)
     who = principal()
     ctx().backlog.admit(who.tenant_id)
@@ -100,6 +112,7 @@ def _read(tenant_id: int, execution_id: int) -> dict:
 @bp.get("/api/v1/executions")
 @permission("read")
 @query_parameter("trace_id", TRACE_ID, TRACE_ID_SCHEMA)
+@returns("Execution", many=True)
 def list_executions():
     """List executions, newest first, filtered by status, action, pack, trigger, parent, rule,
     time (`since`, `until`), contents (`parameters`, `result`: JSON objects they contain) and
@@ -129,6 +142,7 @@ def list_executions():
 
 @bp.get("/api/v1/executions/<execution_id>")
 @permission("read")
+@returns("Execution")
 def get_execution(execution_id: str):
     """One execution with its result."""
     eid = path_id(execution_id, "Execution")
@@ -139,6 +153,7 @@ def get_execution(execution_id: str):
 @bp.post("/api/v1/executions/<execution_id>/rerun")
 @permission("execute")
 @responds(503, BACKLOG_FULL)
+@returns("Execution")
 def rerun_execution(execution_id: str):
     """Run the same action again with the same parameters."""
     eid = path_id(execution_id, "Execution")
@@ -153,6 +168,7 @@ def rerun_execution(execution_id: str):
 
 @bp.post("/api/v1/executions/<execution_id>/cancel")
 @permission("execute")
+@returns("Execution")
 def cancel_execution(execution_id: str):
     """Cancel: at once if not yet running, else via the worker (202)."""
     eid = path_id(execution_id, "Execution")

@@ -17,6 +17,7 @@ from nameko_services.domain import sandboxing, supervision
 
 from ..app import ctx
 from ..auth import PUBLIC, permission
+from .openapi import returns
 
 bp = Blueprint("health", __name__)
 
@@ -90,6 +91,7 @@ def run_checks(checks: dict[str, Callable[[], None]], timeout: float) -> dict[st
 
 @bp.get("/health")
 @permission(PUBLIC)
+@returns("Health", envelope=False)
 def health():
     """Platform health: database, broker and every service (and, under `attune up`, the
     supervisor and each replica: `supervisor` gives their state, restarts and last exit);

@@ -11,7 +11,8 @@ from nameko_services.domain.states import InquiryStatus
 
 from ..app import ctx
 from ..auth import permission, principal
-from ..http import json_body, one, page, page_args, path_id
+from ..http import accepts, json_body, one, page, page_args, path_id
+from .openapi import returns
 
 bp = Blueprint("inquiries", __name__)
 
@@ -28,6 +29,7 @@ def _status() -> str | None:
 
 @bp.get("/api/v1/inquiries")
 @permission("read")
+@returns("Inquiry", many=True)
 def list_inquiries():
     """The tenant's inquiries, newest first; `?status=pending` for those awaiting an answer."""
     limit, offset = page_args()
@@ -40,6 +42,7 @@ def list_inquiries():
 
 @bp.get("/api/v1/inquiries/<inquiry_id>")
 @permission("read")
+@returns("Inquiry")
 def get_inquiry(inquiry_id: str):
     """One inquiry with its schema, status and response."""
     iid = path_id(inquiry_id, "Inquiry")
@@ -49,10 +52,13 @@ def get_inquiry(inquiry_id: str):
 
 @bp.post("/api/v1/inquiries/<inquiry_id>/respond")
 @permission("execute")
+@accepts({"response": {"description": "required: the answer, valid against the inquiry's schema",
+                       "nullable": True}})
+@returns("Inquiry")
 def respond_to_inquiry(inquiry_id: str):
     """Answer: validated against the schema (422); answered or expired already is 409."""
     iid = path_id(inquiry_id, "Inquiry")
-    body = json_body({"response"})
+    body = json_body()
     if "response" not in body:
         raise ValidationError("Invalid request body", {"response": "required"})
     who = principal()

@@ -2,7 +2,8 @@
 
 Every rule of the url_map becomes an operation, with the permission its view declares
 (`x-attune-permission`), the view's docstring as summary and bearer security unless public, so a
-new route cannot be left out of the document.
+new route cannot be left out of the document. Its request body is the view's `http.accepts` (what
+`json_body()` enforces) and its success answer the view's `returns` (a schema of schemas.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.routing import Rule
 
 from ..auth import PUBLIC, permission
+from .schemas import OBJECTS
 
 bp = Blueprint("openapi", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,26 +58,26 @@ ERROR_SCHEMA = {
         }
     },
 }
-# api.md "Responses": one object or a page of them under `data`, a page with its `pagination`.
+PAGINATION_SCHEMA = {
+    "type": "object",
+    "required": ["total", "limit", "offset", "next_offset"],
+    "properties": {
+        "total": {"type": "integer", "minimum": 0},
+        "limit": {"type": "integer", "minimum": 1},
+        "offset": {"type": "integer", "minimum": 0},
+        "next_offset": {"type": "integer", "nullable": True},
+    },
+}
+# api.md "Responses": one object or a page of them under `data`, a page with its `pagination`;
+# the answer of a view that declares no `returns` (a new route is documented, if vaguely).
 ENVELOPE_SCHEMA = {
     "type": "object",
     "description": "`data`: the object (or list of them); lists add `pagination`",
     "properties": {
         "data": {"oneOf": [{"type": "object"}, {"type": "array", "items": {}}]},
-        "pagination": {
-            "type": "object",
-            "required": ["total", "limit", "offset", "next_offset"],
-            "properties": {
-                "total": {"type": "integer", "minimum": 0},
-                "limit": {"type": "integer", "minimum": 1},
-                "offset": {"type": "integer", "minimum": 0},
-                "next_offset": {"type": "integer", "nullable": True},
-            },
-        },
+        "pagination": {"$ref": "#/components/schemas/Pagination"},
     },
 }
-# Every JSON body is one object; its fields are the operation's (unknown ones are 422 naming them).
-BODY_SCHEMA = {"type": "object", "description": "The operation's fields (api.md)"}
 _ERRORS = {
     "400": "Malformed JSON or query",
     "401": "Missing, invalid or expired token",
@@ -125,6 +127,56 @@ def produces(*mimetypes: str) -> Callable[[F], F]:
     return mark
 
 
+def returns(name: str | None, *, many: bool = False, envelope: bool = True
+            ) -> Callable[[F], F]:
+    """Document what a view answers on success: the component schema `name` under `data` (a
+    page of them with `many`, the bare object without `envelope`); None: 204, no body."""
+    if name is not None and name not in OBJECTS:
+        raise ValueError(f"no component schema {name!r}")
+
+    def mark(view: F) -> F:
+        view.attune_returns = (name, many, envelope)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def uploads(properties: dict[str, Any], required: tuple[str, ...]) -> Callable[[F], F]:
+    """Document the multipart/form-data body a view also accepts (a pack archive)."""
+
+    def mark(view: F) -> F:
+        view.attune_upload = {  # type: ignore[attr-defined]
+            "type": "object", "properties": properties, "required": list(required)}
+        return view
+
+    return mark
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _success(view: Callable[..., Any]) -> dict[str, Any]:
+    """The view's 2XX responses: its `produces`, else its `returns`, else the envelope."""
+    mimetypes = getattr(view, "attune_produces", None)
+    if mimetypes:
+        return {"2XX": {"description": "Success", "content": {
+            mimetype: {"schema": {"type": "string"}} for mimetype in mimetypes}}}
+    name, many, envelope = getattr(view, "attune_returns", ("", False, True))
+    if name is None:
+        return {"204": {"description": "Done: no content"}}
+    if not name:
+        schema = _ref("Envelope")
+    elif not envelope:
+        schema = _ref(name)
+    elif many:
+        schema = {"type": "object", "required": ["data", "pagination"], "properties": {
+            "data": {"type": "array", "items": _ref(name)}, "pagination": _ref("Pagination")}}
+    else:
+        schema = {"type": "object", "required": ["data"], "properties": {"data": _ref(name)}}
+    return {"2XX": {"description": "Success", "content": {"application/json": {"schema": schema}}}}
+
+
 def query_parameter(name: str, description: str, schema: dict[str, Any] | None = None
                     ) -> Callable[[F], F]:
     """Document a query parameter of a view (path parameters come from the route itself)."""
@@ -172,17 +224,13 @@ def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]]
     needed = getattr(view, "attune_permission", None)
     doc = inspect.getdoc(view) or ""
     summary, _, description = doc.partition("\n")
-    mimetypes = getattr(view, "attune_produces", None)
-    success = ({mimetype: {"schema": {"type": "string"}} for mimetype in mimetypes}
-               if mimetypes else
-               {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}})
     operation: dict[str, Any] = {
         "operationId": f"{rule.endpoint}.{method.lower()}" if many_methods else rule.endpoint,
         "summary": summary.strip() or rule.endpoint,
         "tags": [rule.endpoint.split(".", 1)[0]],
         "x-attune-permission": needed or "undeclared (refused)",
         "responses": {
-            "2XX": {"description": "Success", "content": success},
+            **_success(view),
             "default": {"$ref": "#/components/responses/Error"},
         },
     }
@@ -203,12 +251,17 @@ def _operation(app: Flask, rule: Rule, method: str, params: list[dict[str, Any]]
             "description": text,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
-    if method in ("POST", "PUT", "PATCH"):
+    body = getattr(view, "attune_body", None)  # gateway.http.accepts: what json_body checks
+    if body is not None and method in ("POST", "PUT", "PATCH"):
         operation["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Body"}}},
+            "required": bool(body.get("required")),
+            "content": {"application/json": {"schema": body}},
         }
-    if rule.websocket:
+        upload = getattr(view, "attune_upload", None)
+        if upload is not None:
+            operation["requestBody"]["content"]["multipart/form-data"] = {"schema": upload}
+    if rule.websocket:  # answers the upgrade, then speaks WebSocket (docs/api.md)
+        del operation["responses"]["2XX"]
         operation["x-attune-websocket"] = True
         operation["responses"]["101"] = {"description": "Switching Protocols (WebSocket)"}
     return operation
@@ -247,7 +300,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
             },
-            "schemas": {"Error": ERROR_SCHEMA, "Envelope": ENVELOPE_SCHEMA, "Body": BODY_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "Envelope": ENVELOPE_SCHEMA,
+                        "Pagination": PAGINATION_SCHEMA, **OBJECTS},
             "responses": {
                 "Error": {
                     "description": "api.md error envelope; "
@@ -263,6 +317,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
 
 @bp.get("/api/v1/openapi.json")
 @permission(PUBLIC)
+@returns("OpenAPIDocument", envelope=False)
 def openapi_document():
     """This API as an OpenAPI 3.0 document, generated from the routes themselves."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -13,11 +13,11 @@ from nameko_services.domain.errors import ValidationError
 from ..app import ctx
 from ..auth import permission, principal
 from ..definitions import acting_user, definition_body, publish_changes
-from ..http import json_body, one, page, page_args, path_id
+from ..http import accepts, json_body, one, page, page_args, path_id
+from .openapi import returns, uploads
 
 bp = Blueprint("packs", __name__)
 
-REGISTER_FIELDS = {"path", "force", "ref", "version", "description"}
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 
 
@@ -28,6 +28,12 @@ def _packs_root() -> Path:
 
 def _is_upload() -> bool:
     return request.mimetype == "multipart/form-data"
+
+
+# The multipart form of an upload (register or reload): the archive and `force`.
+UPLOAD = {"file": {"type": "string", "format": "binary",
+                   "description": "a .tar.gz of the pack folder"},
+          "force": {"type": "string", "description": "true or false"}}
 
 
 def _upload() -> tuple[bytes, bool]:
@@ -48,6 +54,13 @@ def _upload() -> tuple[bytes, bool]:
 
 @bp.post("/api/v1/packs")
 @permission("write")
+@accepts({"path": {"type": "string",
+                   "description": "a server folder in ATTUNE.packs.allowed_paths"},
+          "ref": {"type": "string", "description": "an empty pack's ref (instead of path)"},
+          "version": {"type": "string"}, "description": {"type": "string"},
+          "force": {"type": "boolean"}})
+@uploads(UPLOAD, ("file",))
+@returns("Pack")
 def register_pack():
     """Register a pack: an uploaded .tar.gz, an empty pack, or a server folder in
     ATTUNE.packs.allowed_paths (any other folder is the operator's `attune register-pack`)."""
@@ -59,7 +72,7 @@ def register_pack():
                                              tenant_id=tenant_id, force=force,
                                              actor=acting_user())
     else:
-        body = definition_body(REGISTER_FIELDS)
+        body = definition_body()
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise ValidationError("Invalid pack: force: must be true or false",
@@ -90,6 +103,7 @@ def register_pack():
 
 @bp.get("/api/v1/packs")
 @permission("read")
+@returns("Pack", many=True)
 def list_packs():
     """The caller's packs plus the system packs, newest first."""
     limit, offset = page_args()
@@ -100,6 +114,7 @@ def list_packs():
 
 @bp.get("/api/v1/packs/<pack_id>")
 @permission("read")
+@returns("Pack")
 def get_pack(pack_id: str):
     """One pack with the refs of its actions, triggers, sensors and rules."""
     with transaction(ctx().engine) as conn:
@@ -108,6 +123,7 @@ def get_pack(pack_id: str):
 
 @bp.get("/api/v1/packs/<pack_id>/environment")
 @permission("read")
+@returns("PackEnvironment")
 def get_pack_environment(pack_id: str):
     """A pack's dependency environment (virtualenv / node_modules): `status` (building, ready,
     failed) and the last build's `log` (kept on success too, bounded), `error`, `built_at` and
@@ -118,6 +134,9 @@ def get_pack_environment(pack_id: str):
 
 @bp.post("/api/v1/packs/<pack_id>/reload")
 @permission("write")
+@accepts({})
+@uploads(UPLOAD, ("file",))
+@returns("Pack")
 def reload_pack(pack_id: str):
     """Re-read a pack from its folder (or an uploaded .tar.gz) and update it in place."""
     pid = path_id(pack_id, "Pack")
@@ -125,7 +144,7 @@ def reload_pack(pack_id: str):
     if _is_upload():
         archive, _ = _upload()
     else:
-        json_body(set())
+        json_body()
     with transaction(ctx().engine) as conn:
         outcome = packs.reload(conn, principal().tenant_id, pid, archive=archive,
                                packs_root=_packs_root(), actor=acting_user(),
@@ -136,6 +155,7 @@ def reload_pack(pack_id: str):
 
 @bp.delete("/api/v1/packs/<pack_id>")
 @permission("write")
+@returns(None)
 def delete_pack(pack_id: str):
     """Delete a pack, its contents and the rules that use them."""
     with transaction(ctx().engine) as conn:

@@ -10,16 +10,19 @@ from nameko_services.domain.errors import ValidationError
 
 from ..app import ctx
 from ..auth import permission, principal
-from ..http import json_body, one, page, page_args
+from ..http import accepts, json_body, one, page, page_args
+from .openapi import returns
 
 bp = Blueprint("secrets", __name__)
 
 
 @bp.post("/api/v1/secrets")
 @permission("write")
+@accepts({"key": {"type": "string"}, "value": {"type": "string"}}, {"key"})
+@returns("Secret")
 def put_secret():
     """Create (201) or replace (200) a secret; the value is never returned."""
-    body = json_body({"key", "value"}, {"key"})
+    body = json_body()
     if "value" not in body:
         raise ValidationError("Invalid request body", {"value": "required"})
     who = principal()
@@ -33,6 +36,7 @@ def put_secret():
 
 @bp.get("/api/v1/secrets")
 @permission("read")
+@returns("Secret", many=True)
 def list_secrets():
     """List secret names and timestamps, newest first."""
     limit, offset = page_args()
@@ -43,6 +47,7 @@ def list_secrets():
 
 @bp.get("/api/v1/secrets/<path:key>")
 @permission("read")
+@returns("Secret")
 def get_secret(key: str):
     """One secret's name and timestamps (never its value)."""
     with transaction(ctx().engine) as conn:
@@ -51,6 +56,7 @@ def get_secret(key: str):
 
 @bp.delete("/api/v1/secrets/<path:key>")
 @permission("write")
+@returns(None)
 def delete_secret(key: str):
     """Delete a secret (204)."""
     who = principal()

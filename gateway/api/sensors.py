@@ -11,12 +11,14 @@ from ..app import ctx
 from ..auth import permission, principal
 from ..http import one, page, page_args, path_id
 from ..query_args import text_arg
+from .openapi import returns
 
 bp = Blueprint("sensors", __name__)
 
 
 @bp.get("/api/v1/sensors")
 @permission("read")
+@returns("Sensor", many=True)
 def list_sensors():
     """The caller's and system pack sensors with their health (?pack=)."""
     limit, offset = page_args()
@@ -29,6 +31,7 @@ def list_sensors():
 
 @bp.get("/api/v1/sensors/<sensor_id>")
 @permission("read")
+@returns("Sensor")
 def get_sensor(sensor_id: str):
     """One sensor with its health."""
     with transaction(ctx().engine) as conn:

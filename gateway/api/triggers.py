@@ -11,11 +11,24 @@ from nameko_services.domain.states import Role
 
 from ..app import ctx
 from ..auth import permission, principal
-from ..definitions import acting_user, definition_body, publish_changes
-from ..http import one, page, page_args, path_id
+from ..definitions import (
+    acting_user,
+    definition_body,
+    definition_fields,
+    optional,
+    publish_changes,
+)
+from ..http import accepts, one, page, page_args, path_id
 from ..query_args import text_arg
+from .openapi import returns
 
 bp = Blueprint("triggers", __name__)
+# The JSON type of each definition field (triggers checks the rest).
+BODY = definition_fields(triggers.TRIGGER_FIELDS | {"pack"}, {
+    "pack": {"type": "string"}, "name": {"type": "string"},
+    "type": {"type": "string", "enum": triggers.TYPES},
+    "parameters": optional("object"), "description": optional("string"),
+})
 
 
 def _reveal_tokens() -> bool:
@@ -25,9 +38,11 @@ def _reveal_tokens() -> bool:
 
 @bp.post("/api/v1/triggers")
 @permission("write")
+@accepts(BODY)
+@returns("Trigger")
 def create_trigger():
     """Create an interval, date, cron, webhook, custom or execution trigger."""
-    body = definition_body(triggers.TRIGGER_FIELDS | {"pack"})
+    body = definition_body()
     with transaction(ctx().engine) as conn:
         outcome = triggers.create(conn, tenant_id=principal().tenant_id, body=body,
                                   actor=acting_user())
@@ -37,6 +52,7 @@ def create_trigger():
 
 @bp.get("/api/v1/triggers")
 @permission("read")
+@returns("Trigger", many=True)
 def list_triggers():
     """The caller's and system triggers, newest first (?type=, ?pack=)."""
     limit, offset = page_args()
@@ -51,6 +67,7 @@ def list_triggers():
 
 @bp.get("/api/v1/triggers/<trigger_id>")
 @permission("read")
+@returns("Trigger")
 def get_trigger(trigger_id: str):
     """One trigger (webhooks: with url, and token for its tenant)."""
     tenant_id = principal().tenant_id
@@ -61,6 +78,7 @@ def get_trigger(trigger_id: str):
 
 @bp.delete("/api/v1/triggers/<trigger_id>")
 @permission("write")
+@returns(None)
 def delete_trigger(trigger_id: str):
     """Delete a trigger and the rules that use it."""
     with transaction(ctx().engine) as conn:

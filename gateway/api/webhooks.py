@@ -15,9 +15,9 @@ from nameko_services.domain.states import TERMINAL_STATES
 from .. import request_log
 from ..app import ctx
 from ..auth import API_KEY_HEADER, PERMISSIONS, PUBLIC, authenticate, bearer_token, permission
-from ..http import one, path_id
+from ..http import one, path_id, request_schema
 from ..waiters import wait_seconds
-from .openapi import BACKLOG_FULL, WAIT, query_parameter, responds
+from .openapi import BACKLOG_FULL, WAIT, query_parameter, responds, returns
 
 bp = Blueprint("webhooks", __name__)
 
@@ -67,6 +67,8 @@ def credentials() -> webhooks.Credentials:
 @permission(PUBLIC)  # authenticated below by trigger token, signature or Bearer token
 @responds(503, BACKLOG_FULL)
 @query_parameter("wait", WAIT)
+@request_schema({"description": "any JSON value: the event's payload", "nullable": True})
+@returns("WebhookReceipt")
 def receive(trigger_id: str):
     """Receive a webhook call: the JSON body becomes an event of the trigger (202); 429/503
     `backlog_full` while too much accepted work waits (docs/reliability.md "Backlog").
