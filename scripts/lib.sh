@@ -252,7 +252,7 @@ ensure_node() {
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 }
 
-# The headless browser of tests/browser/ (playwright drives it by executable_path; playwright's
+# The headless browser of tests/e2e/browser/ (playwright drives it by executable_path; playwright's
 # own browser downloads are never used).
 ensure_browser() {
   command -v chromium >/dev/null || apt_install chromium
