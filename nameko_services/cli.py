@@ -1025,7 +1025,7 @@ def cmd_rotate_keys(args: Args) -> int:
 def cmd_prune(args: Args) -> int:
     """Prune old history now (docs/operations.md "Retention"): what ATTUNE.retention keeps, or
     executions and events older than --older-than; print the rows per table (--dry-run: the
-    rows it would delete, deleting nothing)."""
+    rows it would delete, deleting nothing). A pass in progress hands over at its next batch."""
     import dataclasses
 
     from .domain import retention
@@ -1044,10 +1044,8 @@ def cmd_prune(args: Args) -> int:
         else:
             pruned = retention.prune(engine, ages, batch_size=args.batch_size or
                                      settings.batch_size, pause_seconds=settings.pause_seconds,
-                                     duty_cycle=settings.duty_cycle)
-            if pruned is None:
-                raise CliError("another process is pruning (an executor's retention job): "
-                               "try again once it is done")
+                                     duty_cycle=settings.duty_cycle, take_over=True)
+            assert pruned is not None  # take_over waits for the lock
             rows = pruned
     finally:
         engine.dispose()

@@ -18,5 +18,10 @@ def try_lock(conn: Connection, lock_class: int, key: int) -> bool:
     return bool(conn.execute(select(func.pg_try_advisory_lock(lock_class, key))).scalar())
 
 
+def lock(conn: Connection, lock_class: int, key: int) -> None:
+    """Take the lock (class, key) on `conn`, waiting for its holder to release it."""
+    conn.execute(select(func.pg_advisory_lock(lock_class, key)))
+
+
 def unlock(conn: Connection, lock_class: int, key: int) -> None:
     conn.execute(select(func.pg_advisory_unlock(lock_class, key)))

@@ -175,12 +175,13 @@ def _bump(conn: Connection, counts: Mapping[str, int]) -> None:
                 {"t": table, "n": rows})
 
 
-def _execution_batch(conn: Connection, cutoff: datetime, after: tuple[Any, int],
+def _execution_batch(conn: Connection, cutoffs: Cutoffs, after: tuple[Any, int],
                      limit: int) -> tuple[Counter[str], tuple[Any, int] | None]:
-    """Delete the finished trees of the next `limit` roots; return counts and the new cursor
+    """Delete the finished trees of the next `limit` roots, with their inquiries and (when
+    events that old go too) the enforcements that made them; return counts and the new cursor
     (None once no root is left before the cutoff)."""
-    params = {"cutoff": cutoff, "after_at": after[0], "after_id": after[1], "limit": limit,
-              "terminal": _TERMINAL}
+    params = {"cutoff": cutoffs.executions, "after_at": after[0], "after_id": after[1],
+              "limit": limit, "terminal": _TERMINAL}
     roots = conn.execute(text(_ROOTS + "FOR UPDATE SKIP LOCKED"), params).all()
     if not roots:
         return Counter(), None
@@ -191,14 +192,19 @@ def _execution_batch(conn: Connection, cutoff: datetime, after: tuple[Any, int],
     if ids:
         counts["inquiries"] = conn.execute(text(
             "DELETE FROM inquiries WHERE execution_id = ANY(:ids)"), {"ids": ids}).rowcount
+        if cutoffs.events is not None:  # else the foreign key's SET NULL keeps them
+            counts["enforcements"] = conn.execute(text(
+                "DELETE FROM enforcements WHERE execution_id = ANY(:ids) "
+                "AND created_at < :cutoff"), {"ids": ids, "cutoff": cutoffs.events}).rowcount
         counts["executions"] = conn.execute(text(
             "DELETE FROM executions WHERE id = ANY(:ids)"), {"ids": ids}).rowcount
     return counts, (roots[-1].finished_at, roots[-1].id)
 
 
-def _event_batch(conn: Connection, cutoff: datetime, after: tuple[Any, int],
+def _event_batch(conn: Connection, cutoffs: Cutoffs, after: tuple[Any, int],
                  limit: int) -> tuple[Counter[str], tuple[Any, int] | None]:
     """Delete the next `limit` events that may go, with what hangs off them."""
+    cutoff = cutoffs.events
     rows = conn.execute(text(
         "SELECT id, created_at FROM events ev WHERE created_at < :cutoff "
         "AND (created_at, id) > (:after_at, :after_id) ORDER BY created_at, id LIMIT :limit "
@@ -220,9 +226,11 @@ def _event_batch(conn: Connection, cutoff: datetime, after: tuple[Any, int],
     return counts, (rows[-1].created_at, rows[-1].id)
 
 
-def _audit_batch(conn: Connection, cutoff: datetime, after: tuple[Any, int],
+def _audit_batch(conn: Connection, cutoffs: Cutoffs, after: tuple[Any, int],
                  limit: int) -> tuple[Counter[str], tuple[Any, int] | None]:
     """Delete the next `limit` audit entries older than the cutoff (the trigger checks it)."""
+    cutoff = cutoffs.audit
+    assert cutoff is not None
     conn.execute(text("SELECT set_config('attune.audit_prune_before', :cutoff, true)"),
                  {"cutoff": cutoff.isoformat()})
     ids = conn.execute(text(
@@ -236,7 +244,7 @@ def _audit_batch(conn: Connection, cutoff: datetime, after: tuple[Any, int],
     return Counter(audit_log=deleted), after
 
 
-Batch = Callable[[Connection, datetime, tuple[Any, int], int],
+Batch = Callable[[Connection, Cutoffs, tuple[Any, int], int],
                  tuple[Counter[str], tuple[Any, int] | None]]
 # Executions first: what they free (their events) goes in the same pass.
 _STEPS: tuple[tuple[str, Batch], ...] = (
@@ -245,22 +253,41 @@ _STEPS: tuple[tuple[str, Batch], ...] = (
 
 def prune(engine: Engine, ages: Ages, *, batch_size: int, pause_seconds: float,
           duty_cycle: float = 1.0, keep_going: Callable[[], bool] = lambda: True,
-          sleep: Callable[[float], Any] = time.sleep) -> dict[str, int] | None:
+          sleep: Callable[[float], Any] = time.sleep, take_over: bool = False
+          ) -> dict[str, int] | None:
     """One pass: delete everything older than `ages` in batches; per-table counts, or None when
-    another process holds the retention lock (it is pruning). Paced as RetentionSettings says;
-    stops early once `keep_going` says so (what is left goes on the next pass)."""
+    another process holds the retention lock (it is pruning) — unless `take_over`: then wait
+    for the lock, which that process hands over at its next batch boundary. Paced as
+    RetentionSettings says; stops early once `keep_going` says so, or when a process waiting
+    for the lock took it at a batch boundary (what is left goes on the next pass)."""
     with engine.connect() as lock_conn:
-        if not locks.try_lock(lock_conn, locks.RETENTION, 0):
+        if take_over:
+            locks.lock(lock_conn, locks.RETENTION, 0)
+        elif not locks.try_lock(lock_conn, locks.RETENTION, 0):
             lock_conn.rollback()
             return None
         lock_conn.commit()
+        held = True
+
+        def still_ours() -> bool:
+            """Hand the lock over between batches: a waiter (`attune prune`, a benchmark)
+            is granted it on release, and this pass then ends."""
+            nonlocal held
+            if not held:
+                return False
+            locks.unlock(lock_conn, locks.RETENTION, 0)
+            held = locks.try_lock(lock_conn, locks.RETENTION, 0)
+            lock_conn.commit()
+            return held
+
         try:
-            return _pass(engine, ages, batch_size, keep_going,
+            return _pass(engine, ages, batch_size, lambda: keep_going() and still_ours(),
                          lambda busy: sleep(max(pause_seconds,
                                                 busy * (1 - duty_cycle) / duty_cycle)))
         finally:
-            locks.unlock(lock_conn, locks.RETENTION, 0)
-            lock_conn.commit()
+            if held:
+                locks.unlock(lock_conn, locks.RETENTION, 0)
+                lock_conn.commit()
 
 
 def _pass(engine: Engine, ages: Ages, batch_size: int, keep_going: Callable[[], bool],
@@ -275,10 +302,9 @@ def _pass(engine: Engine, ages: Ages, batch_size: int, keep_going: Callable[[], 
         cursor: tuple[Any, int] | None = (datetime.min.replace(tzinfo=cutoff.tzinfo), 0) \
             if cutoff is not None else None
         while cursor is not None and keep_going():
-            assert cutoff is not None
             began = time.monotonic()
             with transaction(engine) as conn:
-                counts, cursor = batch(conn, cutoff, cursor, batch_size)
+                counts, cursor = batch(conn, cutoffs, cursor, batch_size)
                 _bump(conn, counts)
             total.update(counts)
             if cursor is not None:
@@ -314,7 +340,8 @@ def count(engine: Engine, ages: Ages) -> dict[str, int]:
             for table, query in (
                     ("events", f"SELECT count(*) FROM ({events}) e"),
                     ("enforcements", f"SELECT count(*) FROM enforcements WHERE event_id IN "
-                                     f"({events})"),
+                                     f"({events}) OR (execution_id IN ({doomed}) "
+                                     f"AND created_at < :cutoff)"),
                     ("rule_evaluations", f"SELECT count(*) FROM rule_evaluations WHERE "
                                          f"event_id IN ({events})")):
                 result[table] = conn.execute(text(query),

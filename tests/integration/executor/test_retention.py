@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from nameko_services.config import PROJECT_ROOT
-from nameko_services.domain import retention
+from nameko_services.domain import locks, retention
 from nameko_services.executor.service import ExecutorService
 from tests.integration import rows
 
@@ -157,6 +157,119 @@ def test_a_pass_rests_after_each_batch_in_proportion_to_its_work(engine, history
                     sleep=pauses.append)
 
     assert len(pauses) >= 3 and all(pause > 0 for pause in pauses)
+
+
+def enforcement_of(engine, tenant, *, events_pending=False):
+    """An old finished execution made by an enforcement of an old processed event (and, with
+    `events_pending`, another rule's enforcement of that event still pending, which keeps the
+    event): (execution, enforcement, event) ids."""
+    trigger = rows.make_trigger(engine, tenant)
+    rule = rows.make_rule(engine, tenant, trigger, rows.make_action(engine, tenant))
+    with engine.begin() as conn:
+        ev = event(conn, tenant)
+        done = execution(conn, tenant, "succeeded", event=ev)
+        made = conn.execute(text(
+            "INSERT INTO enforcements (tenant_id, rule_id, event_id, execution_id, status,"
+            " created_at) VALUES (:t, :r, :ev, :x, 'scheduled', " + OLD + ") RETURNING id"),
+            {"t": tenant, "r": rule["id"], "ev": ev, "x": done}).scalar_one()
+    if events_pending:
+        other = rows.make_rule(engine, tenant, trigger, rows.make_action(engine, tenant))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO enforcements (tenant_id, rule_id, event_id, status)"
+                              " VALUES (:t, :r, :ev, 'created')"),
+                         {"t": tenant, "r": other["id"], "ev": ev})
+    return done, made, ev
+
+
+def test_an_enforcement_goes_with_its_execution_even_when_its_event_stays(engine, tenant):
+    done, made, ev = enforcement_of(engine, tenant, events_pending=True)
+
+    pruned = retention.prune(engine, AGES, batch_size=1000, pause_seconds=0)
+
+    assert pruned["executions"] >= 1 and pruned["enforcements"] >= 1
+    assert exists(engine, "executions", [done]) == set()
+    assert exists(engine, "enforcements", [made]) == set()
+    assert exists(engine, "events", [ev]) == {ev}  # another rule's enforcement still pending
+
+
+def test_with_events_kept_forever_an_enforcement_outlives_its_execution(engine, tenant):
+    done, made, ev = enforcement_of(engine, tenant)
+    forever = retention.Ages(executions=AGES.executions, events=None, audit=None)
+
+    assert retention.count(engine, forever)["enforcements"] == 0
+    retention.prune(engine, forever, batch_size=1000, pause_seconds=0)
+
+    assert exists(engine, "executions", [done]) == set()
+    assert exists(engine, "events", [ev]) == {ev}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT execution_id FROM enforcements WHERE id = :e"),
+                            {"e": made}).scalar_one() is None
+
+
+def test_a_process_waiting_for_the_lock_gets_it_at_the_next_batch_and_the_pass_ends(
+        engine, history):
+    """A waiter (`attune prune`, bench/prune.py) need not wait for a whole pass."""
+    *_, expected = history
+    os_threading = eventlet.patcher.original("threading")
+    waiter = engine.raw_connection()  # used only by the waiting OS thread below
+    waiter.autocommit = True
+    granted, release = os_threading.Event(), os_threading.Event()
+
+    def wait_for_the_lock():
+        with waiter.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s, 0)", (locks.RETENTION,))
+            granted.set()
+            release.wait(60)
+            cur.execute("SELECT pg_advisory_unlock(%s, 0)", (locks.RETENTION,))
+
+    thread = os_threading.Thread(target=wait_for_the_lock)
+
+    def waiting() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :c"
+                " AND NOT granted"), {"c": locks.RETENTION}).scalar_one())
+
+    def pause(seconds):  # the first rest: a process starts waiting for the lock
+        if not thread.is_alive() and not granted.is_set():
+            thread.start()
+            rows.wait_until(waiting, deadline=15)
+
+    try:
+        first = retention.prune(engine, AGES, batch_size=1, pause_seconds=0, sleep=pause)
+
+        assert granted.wait(15), "the waiter never got the lock"
+        assert sum(first.values()) < sum(expected.values())  # the pass ended early
+        assert retention.prune(engine, AGES, batch_size=1, pause_seconds=0) is None
+    finally:
+        release.set()
+        thread.join(30)
+        waiter.close()
+    rest = retention.prune(engine, AGES, batch_size=1000, pause_seconds=0)
+    assert {t: first[t] + rest[t] for t in expected} == expected
+
+
+def test_take_over_waits_for_the_holder_instead_of_giving_up(engine, history):
+    """`attune prune` while another process prunes: it waits for the hand-over, then prunes."""
+    *_, expected = history
+    os_threading = eventlet.patcher.original("threading")
+    holder = engine.raw_connection()
+    holder.autocommit = True
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s, 0)", (locks.RETENTION,))
+
+    def release_soon():
+        os_threading.Event().wait(0.5)
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s, 0)", (locks.RETENTION,))
+
+    try:
+        assert retention.prune(engine, AGES, batch_size=1000, pause_seconds=0) is None
+        os_threading.Thread(target=release_soon).start()
+        assert retention.prune(engine, AGES, batch_size=1000, pause_seconds=0,
+                               take_over=True) == expected
+    finally:
+        holder.close()
 
 
 def test_audit_entries_stay_append_only_but_for_those_older_than_the_cutoff(engine, history):
