@@ -30,6 +30,7 @@ from __future__ import annotations
 # the attune SDK (urllib) import anyway.
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import resource
@@ -43,6 +44,8 @@ import tempfile
 import traceback
 import urllib.error
 import urllib.request  # noqa: F401
+import warnings
+from types import CodeType
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import python_wrapper
@@ -54,6 +57,11 @@ import attune  # noqa: F401
 sys.path.pop(0)
 
 MAX_MESSAGE = 1 << 20
+# Compiled entry points kept (by path and the source's sha256, so an edited file is compiled
+# again), and the largest source compiled here: a child compiles what is not kept, as a cold
+# run does.
+MAX_COMPILED = 64
+MAX_COMPILED_SOURCE = 256 * 1024
 SERVER_PID = os.getpid()  # often 1: the server may be its sandbox's init
 FDS_PER_RUN = 5
 RESULT_FD = 3
@@ -79,7 +87,36 @@ def _limit(rlimits: dict) -> None:
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def _child(request: dict, fds: list[int], work: str) -> None:
+def _compiled(request: dict, cache: dict[tuple[str, bytes], CodeType | None]
+              ) -> CodeType | None:
+    """The run's entry compiled, when it defines `run`: each child then skips reading, parsing
+    and compiling it. The source is read for every run, so each run gets the file's content
+    at its start; the code is per child after the fork, so no run can change another's."""
+    if request.get("argv"):
+        return None
+    entry = os.path.normpath(os.path.join(request["cwd"], request["entry"]))  # as the child's
+    try:
+        with open(entry, "rb") as handle:
+            source = handle.read(MAX_COMPILED_SOURCE + 1)
+    except OSError:
+        return None
+    if len(source) > MAX_COMPILED_SOURCE:
+        return None
+    key = (entry, hashlib.sha256(source).digest())
+    if key not in cache:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a SyntaxWarning is the run's to print
+                code = python_wrapper.compile_run_module(key[0], source)
+        except Exception:  # a syntax error or warning: the child compiles it as a cold run
+            return None
+        if len(cache) >= MAX_COMPILED:
+            del cache[next(iter(cache))]
+        cache[key] = code
+    return cache[key]
+
+
+def _child(request: dict, fds: list[int], work: str, compiled: CodeType | None) -> None:
     """In the forked child: become the action, with `work` as its HOME. Never returns."""
     code = 70
     try:
@@ -110,7 +147,7 @@ def _child(request: dict, fds: list[int], work: str) -> None:
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.execve(request["argv"][0], request["argv"], os.environ)  # noqa: S606 - argv as the cold path runs it
         try:
-            code = python_wrapper.run_action(RESULT_FD, request["entry"])
+            code = python_wrapper.run_action(RESULT_FD, request["entry"], compiled)
         except SystemExit as exc:
             code = _exit_code(exc)
         threading = sys.modules.get("threading")
@@ -155,6 +192,7 @@ class Server:
         self.work: dict[int, str] = {}  # pid → the run's own folder, removed when reaped
         self.partial: dict[int, bytes] = {}  # pid → an unfinished line from the worker
         self.accepting = True
+        self.compiled: dict[tuple[str, bytes], CodeType | None] = {}  # see _compiled
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -204,6 +242,7 @@ class Server:
             for fd in fds[1:]:
                 os.close(fd)
             return
+        compiled = _compiled(request, self.compiled)
         work = ""
         try:
             work = tempfile.mkdtemp(prefix="run-", dir=os.environ.get("HOME") or None)
@@ -212,7 +251,7 @@ class Server:
             print(f"attune fork server: fork failed: {exc}", file=sys.stderr, flush=True)
             pid = -1
         if pid == 0:
-            _child(request, fds, work)
+            _child(request, fds, work, compiled)
         for fd in fds[1:]:
             os.close(fd)
         if pid < 0:

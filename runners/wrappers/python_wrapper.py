@@ -72,6 +72,13 @@ def _print_traceback(exc: BaseException) -> None:
     traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
 
 
+def compile_run_module(entry: str, source: bytes) -> CodeType | None:
+    """The module's code when it defines `run`; None when it runs as a script (by runpy)."""
+    tree = compile(source, entry, "exec", ast.PyCF_ONLY_AST)
+    assert isinstance(tree, ast.Module)  # mode "exec" parses to a Module
+    return compile(tree, entry, "exec") if _defines_run(tree) else None
+
+
 def _load_module(entry: str, code: CodeType) -> object:
     module = type(sys)("__attune_action__")
     module.__file__ = entry
@@ -80,8 +87,9 @@ def _load_module(entry: str, code: CodeType) -> object:
     return module
 
 
-def run_action(result_fd: int, entry: str) -> int:
+def run_action(result_fd: int, entry: str, code: CodeType | None = None) -> int:
     """Read the stdin document, run the entry point, report on `result_fd`; the exit code.
+    `code`: the entry's `compile_run_module` when the fork server has it already.
 
     SystemExit raised by a script propagates, as it would from the interpreter's top level.
     """
@@ -103,16 +111,15 @@ def run_action(result_fd: int, entry: str) -> int:
     sys.argv = [entry]
 
     try:
-        with open(entry, "rb") as handle:
-            source = handle.read()
-        tree = compile(source, entry, "exec", ast.PyCF_ONLY_AST)
-        assert isinstance(tree, ast.Module)  # mode "exec" parses to a Module
-        if not _defines_run(tree):
+        if code is None:
+            with open(entry, "rb") as handle:
+                code = compile_run_module(entry, handle.read())
+        if code is None:
             import runpy
 
             runpy.run_path(entry, run_name="__main__")
             return 0
-        module = _load_module(entry, compile(tree, entry, "exec"))
+        module = _load_module(entry, code)
         run = getattr(module, "run", None)
         if not callable(run):
             raise TypeError(f"'run' in {entry} is not callable")

@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -93,6 +94,63 @@ def test_module_state_does_not_leak_between_runs(write, make_request):
             return len(counter.calls)
     """)
     assert [run(make_request(entry)).output for _ in range(3)] == [1, 1, 1]
+
+
+def test_the_entry_module_starts_afresh_in_every_run(write, make_request):
+    entry = write("actions/own.py", """
+        calls = []
+        def run():
+            calls.append(1)
+            run.__code__ = (lambda: "tampered").__code__
+            return len(calls)
+    """)
+    assert [run(make_request(entry)).output for _ in range(3)] == [1, 1, 1]
+
+
+COMPILED = r"""
+import json, pathlib, runpy, sys
+server = runpy.run_path(sys.argv[1], run_name="under_test")  # main() does not run
+folder, cache = pathlib.Path(sys.argv[2]), {}
+def compiled(entry, **more):
+    return server["_compiled"]({"cwd": str(folder), "entry": entry, **more}, cache)
+def result(code):
+    namespace = {}
+    exec(code, namespace)
+    return namespace["run"]()
+(folder / "a.py").write_text("def run():\n    return 1\n")
+first, again = compiled("a.py"), compiled(str(folder / "a.py"))
+(folder / "a.py").write_text("def run():\n    return 2\n")  # same size, same second
+edited = compiled("a.py")
+(folder / "script.py").write_text("print(1)\n")
+(folder / "bad.py").write_text("def run(:\n")
+(folder / "warns.py").write_text("def run():\n    return 1 is 1\n")
+others = [compiled(name) for name in ("script.py", "bad.py", "warns.py", "missing.py")]
+print(json.dumps({
+    "reused": first is again, "first": result(first), "edited": result(edited),
+    "filename": edited.co_filename, "others": others,
+    "argv": compiled("a.py", argv=["/bin/true"]), "kept": len(cache),
+}))
+"""
+
+
+def test_the_server_compiles_an_entry_once_per_source(tmp_path):
+    """The server hands each child its entry compiled, compiled again when the file changed;
+    scripts, syntax errors and warnings, and unreadable files are left to the child."""
+    found = subprocess.run(
+        [find_python(), "-I", "-B", "-c", COMPILED, str(forkserver.SERVER), str(tmp_path)],
+        capture_output=True, text=True, check=True)
+    assert json.loads(found.stdout) == {
+        "reused": True, "first": 1, "edited": 2, "filename": str(tmp_path / "a.py"),
+        "others": [None, None, None, None], "argv": None, "kept": 3}
+    assert found.stderr == ""
+
+
+def test_a_syntax_warning_is_the_runs_to_print(write, make_request):
+    entry = write("actions/warns.py", "def run():\n    return 1 is 1\n")
+    for _ in range(2):
+        result = run(make_request(entry))
+        assert result.output is True
+        assert "SyntaxWarning" in result.stderr
 
 
 def test_a_changed_file_runs_its_new_code(write, make_request):
