@@ -121,9 +121,10 @@ def _child(request: dict, fds: list[int], work: str, compiled: CodeType | None) 
     code = 70
     try:
         os.setsid()
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != SERVER_PID:  # the server died between fork and prctl
-            os._exit(code)
+        if SERVER_PID != 1:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != SERVER_PID:  # the server died between fork and prctl
+                os._exit(code)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _, stdin, stdout, stderr, result = fds
