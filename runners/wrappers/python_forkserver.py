@@ -167,6 +167,14 @@ def _child(request: dict, fds: list[int], work: str, compiled: CodeType | None) 
         os._exit(code & 0xFF)
 
 
+def _remove(folder: str) -> None:
+    """Remove a run's work folder (mostly left empty: one rmdir)."""
+    try:
+        os.rmdir(folder)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _closed(sock: socket.socket) -> bool:
     """Has the peer closed this socket? (EOF is readable; an open, quiet peer is not.)"""
     try:
@@ -305,7 +313,7 @@ class Server:
             # can be recycled.
             _signal_group(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
-            shutil.rmtree(self.work.pop(pid, ""), ignore_errors=True)
+            _remove(self.work.pop(pid, ""))
             reply = self.children.pop(pid, None)
             self.partial.pop(pid, None)
             if reply is not None:
