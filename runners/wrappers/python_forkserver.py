@@ -137,9 +137,12 @@ def _child(request: dict, fds: list[int], work: str, compiled: CodeType | None) 
             print(f"attune sandbox: cannot enter {request['cwd']}: {exc.strerror}",
                   file=sys.stderr, flush=True)
             os._exit(SANDBOX_FAILED)
-        os.environ.clear()
-        os.environ.update(request["env"])
-        os.environ.update({"HOME": work, "TMPDIR": work})
+        env = {**request["env"], "HOME": work, "TMPDIR": work}
+        for name in list(os.environ):
+            if name not in env:
+                del os.environ[name]
+        for name, value in env.items():
+            os.environ[name] = value
         tempfile.tempdir = None
         _limit(request.get("rlimits") or {})
         if request.get("argv"):  # a shell or node run: this sandbox's warm start, then exec
