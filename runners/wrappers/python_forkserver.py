@@ -28,6 +28,7 @@ from __future__ import annotations
 
 # Besides what the server needs, pre-imported for every child: what the wrapper (runpy) and
 # the attune SDK (urllib) import anyway.
+import _signal  # type: ignore[import-not-found]  # no stub; signal.py's own module
 import contextlib
 import ctypes
 import hashlib
@@ -126,7 +127,9 @@ def _child(request: dict, fds: list[int], work: str, compiled: CodeType | None) 
             if os.getppid() != SERVER_PID:  # the server died between fork and prctl
                 os._exit(code)
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # signal.signal's own C function: the wrapper would convert the server's handler it
+        # returns to an enum, raising and catching a ValueError (~25 page faults per child).
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         _, stdin, stdout, stderr, result = fds
         for source, target in ((stdin, 0), (stdout, 1), (stderr, 2), (result, RESULT_FD)):
             os.dup2(source, target)
