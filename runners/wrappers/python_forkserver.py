@@ -29,6 +29,7 @@ from __future__ import annotations
 # Besides what the server needs, pre-imported for every child: what the wrapper (runpy) and
 # the attune SDK (urllib) import anyway.
 import _signal  # type: ignore[import-not-found]  # no stub; signal.py's own module
+import atexit
 import contextlib
 import ctypes
 import hashlib
@@ -160,8 +161,6 @@ def _child(request: dict, fds: list[int], work: str, compiled: CodeType | None) 
         threading = sys.modules.get("threading")
         if threading is not None:
             threading._shutdown()  # join non-daemon threads, as interpreter exit does
-        import atexit
-
         atexit._run_exitfuncs()
     except BaseException:  # the child must end in os._exit whatever happens
         with contextlib.suppress(BaseException):
