@@ -1,7 +1,8 @@
 """CPU per warm python run, in isolation: the worker's side, the fork server, and the forked
 action children (issue 15's budget counts all three).
 
-Runs a copy of `core.echo` (printing and returning a short message) through
+Runs a copy of `core.echo` (printing and returning a short message; `--action allocate`: one
+keeping 50,000 dicts) through
 `PythonRunner.run()` as the worker calls it (eventlet's monkey patching on, the sandbox made as
 `bench/runner_start.py` makes it), `--count` times one after another after `--warmup` runs,
 `--repeat` times, and prints per run:
@@ -36,13 +37,25 @@ TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 ECHO = Path(__file__).resolve().parent.parent / "packs" / "core" / "actions" / "echo.py"
 
 
+# An action that keeps many objects alive, so that the garbage collector's full collections run.
+ALLOCATE = """
+def run(message=""):
+    kept = [{"i": i, "text": str(i)} for i in range(50_000)]
+    return len(kept)
+"""
+
+
 class EchoBench(Bench):
-    """runner_start's bench whose python action is a copy of `core.echo`, given a message."""
+    """runner_start's bench whose python action is a copy of `core.echo` (or, with
+    `--action allocate`, one building 50,000 dicts), given a message."""
 
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
         super().__init__(args, root)
         entry = self.pack / "actions" / "echo.py"
-        shutil.copyfile(ECHO, entry)
+        if args.action == "allocate":
+            entry.write_text(ALLOCATE)
+        else:
+            shutil.copyfile(ECHO, entry)
         entry.chmod(0o644)
         self.entries["python"] = entry
 
@@ -107,6 +120,8 @@ def main() -> int:
     parser.add_argument("--network", choices=("none", "outbound"), default="outbound")
     parser.add_argument("--owner", type=int, default=4242, help="the sandbox's owner (tenant)")
     parser.add_argument("--python", default=base_python(), help="absolute python path")
+    parser.add_argument("--action", choices=("echo", "allocate"), default="echo",
+                        help="core.echo, or an action building 50,000 dicts")
     args = parser.parse_args()
     args.node = None
 
@@ -122,8 +137,8 @@ def main() -> int:
         for i in range(args.warmup):
             bench.one("python-warm", i)
         pid = server_pid()
-        print(f"warm python runs: network {args.network}, python {args.python}, server {pid}, "
-              f"{args.count} runs x {args.repeat}; CPU ms per run")
+        print(f"warm python runs of {args.action}: network {args.network}, python "
+              f"{args.python}, server {pid}, {args.count} runs x {args.repeat}; CPU ms per run")
         totals = []
         for _ in range(args.repeat):
             bench.failures.clear()

@@ -32,6 +32,7 @@ import _signal  # type: ignore[import-not-found]  # no stub; signal.py's own mod
 import atexit
 import contextlib
 import ctypes
+import gc
 import hashlib
 import json
 import os
@@ -330,7 +331,11 @@ class Server:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    Server(control).serve()
+    server = Server(control)
+    # What every child inherits is left out of its collections: a full one would otherwise
+    # write to every inherited object, copying each page that holds one (copy-on-write).
+    gc.freeze()
+    server.serve()
 
 
 if __name__ == "__main__":

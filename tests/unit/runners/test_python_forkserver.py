@@ -107,6 +107,26 @@ def test_the_entry_module_starts_afresh_in_every_run(write, make_request):
     assert [run(make_request(entry)).output for _ in range(3)] == [1, 1, 1]
 
 
+def test_a_run_collects_its_own_garbage_but_never_walks_the_servers_objects(
+    write, make_request
+):
+    entry = write("actions/collect.py", """
+        import gc, weakref
+        class Node:
+            pass
+        def run():
+            node = Node()
+            node.cycle = node
+            ref = weakref.ref(node)
+            del node
+            gc.collect()
+            return {"collected": ref() is None, "enabled": gc.isenabled(),
+                    "inherited_frozen": gc.get_freeze_count() > 0}
+    """)
+    assert run(make_request(entry)).output == {
+        "collected": True, "enabled": True, "inherited_frozen": True}
+
+
 COMPILED = r"""
 import json, pathlib, runpy, sys
 server = runpy.run_path(sys.argv[1], run_name="under_test")  # main() does not run
