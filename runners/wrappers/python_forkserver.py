@@ -42,6 +42,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import traceback
@@ -98,8 +99,10 @@ def _compiled(request: dict, cache: dict[tuple[str, bytes], CodeType | None]
     if request.get("argv"):
         return None
     entry = os.path.normpath(os.path.join(request["cwd"], request["entry"]))  # as the child's
-    try:
-        with open(entry, "rb") as handle:
+    try:  # never blocking: a FIFO or a device is the child's to read, as in a cold run
+        with open(os.open(entry, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
             source = handle.read(MAX_COMPILED_SOURCE + 1)
     except OSError:
         return None

@@ -165,6 +165,15 @@ def test_the_server_compiles_an_entry_once_per_source(tmp_path):
     assert found.stderr == ""
 
 
+def test_an_entry_that_is_a_fifo_blocks_its_run_only(write, make_request, pack_dir):
+    fifo = pack_dir / "actions" / "fifo.py"
+    os.mkfifo(fifo, 0o644)
+    stuck = run(make_request(fifo, timeout_s=1, kill_grace_s=0))
+    assert stuck.error["type"] == "timeout"
+    entry = write("actions/ok.py", "def run():\n    return 1\n")
+    assert run(make_request(entry)).output == 1
+
+
 def test_a_syntax_warning_is_the_runs_to_print(write, make_request):
     entry = write("actions/warns.py", "def run():\n    return 1 is 1\n")
     for _ in range(2):
