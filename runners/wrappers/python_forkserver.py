@@ -21,7 +21,9 @@ and the worker is gone, every group is killed and the server exits; when the wor
 retired this server, running children finish first.
 
 Standard library only, and nothing an action could notice: the action's own modules are never
-imported here, so a reloaded pack's next run sees its new code.
+imported here, so a reloaded pack's next run sees its new code. Its entry is compiled here
+(never run), kept by its source's sha256 and read again for every run; each child gets it
+with the fork, and what the children inherit is frozen out of their garbage collections.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def _compiled(request: dict, cache: dict[tuple[str, bytes], CodeType | None]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # a SyntaxWarning is the run's to print
-                code = python_wrapper.compile_run_module(key[0], source)
+                code = python_wrapper.compile_run_module(entry, source)
         except Exception:  # a syntax error or warning: the child compiles it as a cold run
             return None
         if len(cache) >= MAX_COMPILED:
@@ -127,7 +129,7 @@ def _child(request: dict, fds: list[int], work: str, compiled: CodeType | None) 
     code = 70
     try:
         os.setsid()
-        if SERVER_PID != 1:
+        if SERVER_PID != 1:  # as pid 1, its exit kills every process of its namespace
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != SERVER_PID:  # the server died between fork and prctl
                 os._exit(code)
