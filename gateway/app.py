@@ -21,6 +21,7 @@ from nameko_services.domain.settings import Settings
 from . import api, observed, ratelimit, request_log
 from .auth import check_route_access
 from .errors import register_error_handlers
+from .json_provider import OrjsonProvider
 from .revocations import Revocations
 from .waiters import Waiters
 
@@ -71,7 +72,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     app = Flask(__name__)
     app.config["ATTUNE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = max(settings.webhook_max_body_bytes, 64 * 1024 * 1024)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = OrjsonProvider(app)
     engine = make_engine(settings.database_url, pool_size=20)
     app.extensions["attune"] = Gateway(
         settings=settings,

@@ -1,7 +1,10 @@
 """AES-256-GCM keyring and JWT handling."""
 
+import time
+
 import pytest
 
+from nameko_services.domain import auth
 from nameko_services.domain.auth import (
     hash_password,
     issue_token,
@@ -73,3 +76,21 @@ def test_execution_tokens_carry_the_execution():
                         token_type="execution", ttl_seconds=60, execution_id=42)
     principal = verify_token(SECRET, token, ("access", "execution"))
     assert principal.execution_id == 42 and principal.actor == "execution:42"
+
+
+def test_a_token_verified_before_is_not_decoded_again_but_still_expires(monkeypatch):
+    token = issue_token(SECRET, user_id=5, tenant_id=6, role="viewer", token_type="access",
+                        ttl_seconds=60)
+    decoded = []
+    decode = auth.jwt.decode
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decoded.append(1) or decode(*a, **k))
+    first = verify_token(SECRET, token, ("access",))
+    assert verify_token(SECRET, token, ("access",)) == first and decoded == [1]
+    with pytest.raises(UnauthorizedError, match="type 'access'"):
+        verify_token(SECRET, token, ("refresh",))
+    with pytest.raises(UnauthorizedError):
+        verify_token("t" * 40, token, ("access",))  # another secret: verified afresh
+    later = time.time() + 61
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    with pytest.raises(UnauthorizedError, match="expired"):
+        verify_token(SECRET, token, ("access",))
