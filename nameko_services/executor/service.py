@@ -9,6 +9,7 @@ from nameko.timer import timer
 
 from ..domain import executions, messages
 from ..extensions import (
+    Delivery,
     Dispatcher,
     MessageContext,
     PlatformProvider,
@@ -59,9 +60,10 @@ class ExecutorService:
 
     @batch_event_handler(messages.GATEWAY, messages.EVENT_CREATED, prioritised=True)
     @batch_event_handler(messages.SENSOR, messages.EVENT_CREATED, prioritised=True)
-    def on_event_created(self, payloads: list[dict[str, Any]]) -> None:
+    def on_event_created(self, batch: list[Delivery]) -> None:
         """Evaluate each event's rules once (a redelivered event finds it processed); the
         events that arrived together share one transaction."""
+        payloads = [delivery.payload for delivery in batch]
         enforcement.handle_events(
             self.platform.engine, self.platform.cipher, self.dispatch,
             [(payload["event_id"], payload["tenant_id"]) for payload in payloads],

@@ -2,7 +2,7 @@
 
 Two notifiers consuming the same queues as competing consumers would each take some of the news
 about one execution and publish them independently, so a client could see `running` before
-`scheduled`. So the notifier's news handlers use `LeaderQueueConsumer`: a queue consumer of its
+`scheduled`. So the notifier's news handler uses `LeaderQueueConsumer`: a queue consumer of its
 own (its own broker connection) that declares the queues at start but consumes only once this
 process holds the notifier's PostgreSQL advisory lock (domain/locks.py). The others stand by,
 answering RPC (ping) as usual; when the leader dies its session ends, the lock is free and a
@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, select
 from ..domain import locks
 from ..domain.db import make_engine
 from ..domain.settings import Settings
-from ..extensions import EventHandler, QueueConsumer
+from ..extensions import BatchEventHandler, QueueConsumer
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +173,10 @@ class LeaderQueueConsumer(QueueConsumer):
             self._engine.dispose()
 
 
-class LeaderEventHandler(EventHandler):
-    """The notifier's event handler: consumed through the `LeaderQueueConsumer`."""
+class LeaderBatchEventHandler(BatchEventHandler):
+    """The notifier's (batch) event handler: consumed through the `LeaderQueueConsumer`."""
 
     queue_consumer = LeaderQueueConsumer()
 
 
-leader_event_handler = LeaderEventHandler.decorator
+leader_batch_handler = LeaderBatchEventHandler.decorator

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from ..domain import messages as m
 from ..domain.db import transaction
-from ..extensions import MessageContext, PlatformProvider, rpc
+from ..extensions import Delivery, MessageContext, PlatformProvider, rpc
 from . import notifications as n
 from .broadcast import Broadcast
 from .coalescing import RuleTriggerCoalescing
-from .leader import leader_event_handler
-from .ordering import KeyedFifoLocks
+from .leader import leader_batch_handler
 
 log = logging.getLogger(__name__)
+
+Built = n.Notification | list[n.Notification] | None
+
+
+def payloads_of(built: Built) -> list[dict[str, Any]]:
+    """The NOTIFICATION_PUBLISHED payloads of what a builder made."""
+    notifications = built if isinstance(built, list) else [built]
+    return [item.to_payload() for item in notifications if item is not None]
 
 
 class NotifierService:
     """Maps execution/event/rule/inquiry news to api.md messages and broadcasts them, in order.
 
-    Of several replicas one consumes the news (leader.py), so news about one entity leaves in
-    order; the others answer ping and stand by.
+    The news is consumed in batches (extensions.BatchEventHandler): one worker at a time takes
+    what arrived meanwhile, in arrival order, and publishes its notifications in one broadcast,
+    so news about one entity leaves in the order it arrived. Of several replicas one consumes
+    the news (leader.py); the others answer ping and stand by.
     """
 
     name = "notifier"
@@ -30,7 +38,6 @@ class NotifierService:
     platform = PlatformProvider()
     context = MessageContext()  # logs and spans in the context of the message handled
     broadcast = Broadcast()
-    ordering = KeyedFifoLocks()
     coalescing = RuleTriggerCoalescing()
 
     @rpc
@@ -38,89 +45,69 @@ class NotifierService:
         """Health probe used by the gateway's /health."""
         return {"service": self.name, "status": "ok"}
 
-    @leader_event_handler(m.EXECUTIONS, m.EXECUTION_CREATED)
-    def on_execution_created(self, payload: dict[str, Any]) -> None:
-        """Created, then the changes the executor folded into the same message (`then`)."""
-        self._forward(f"execution:{payload.get('execution_id')}", lambda: [
-            n.for_execution(m.EXECUTION_CREATED, payload),
-            *(n.for_execution(m.EXECUTION_STATUS_CHANGED, later)
-              for later in payload.get("then") or ())])
+    @leader_batch_handler(m.EXECUTIONS, m.EXECUTION_CREATED)
+    @leader_batch_handler(m.EXECUTIONS, m.EXECUTION_STATUS_CHANGED)
+    @leader_batch_handler(m.EXECUTIONS, m.EXECUTION_OUTPUT)
+    @leader_batch_handler(m.GATEWAY, m.EVENT_CREATED)
+    @leader_batch_handler(m.SENSOR, m.EVENT_CREATED)
+    @leader_batch_handler(m.EXECUTOR, m.EVENT_CREATED)
+    @leader_batch_handler(m.EXECUTOR, m.EVENT_PROCESSED)
+    @leader_batch_handler(m.EXECUTOR, m.RULE_TRIGGERED)
+    @leader_batch_handler(m.EXECUTOR, m.INQUIRY_CREATED)
+    @leader_batch_handler(m.EXECUTOR, m.INQUIRY_RESPONDED)
+    @leader_batch_handler(m.EXECUTOR, m.INQUIRY_EXPIRED)
+    @leader_batch_handler(m.WORKER, m.PACK_ENVIRONMENT)
+    def on_news(self, batch: list[Delivery]) -> None:
+        """The notifications of the news that arrived together, in arrival order, in one
+        broadcast; returns once the broker confirmed it, so the news is acked after it left."""
+        self._broadcast([payload for delivery in batch for payload in self._notify(delivery)])
 
-    @leader_event_handler(m.EXECUTIONS, m.EXECUTION_STATUS_CHANGED)
-    def on_execution_status_changed(self, payload: dict[str, Any]) -> None:
-        self._forward(f"execution:{payload.get('execution_id')}",
-                      lambda: n.for_execution(m.EXECUTION_STATUS_CHANGED, payload))
+    def _broadcast(self, payloads: list[dict[str, Any]]) -> None:
+        if payloads:
+            self.broadcast(*payloads)
 
-    @leader_event_handler(m.EXECUTIONS, m.EXECUTION_OUTPUT)
-    def on_execution_output(self, payload: dict[str, Any]) -> None:
-        """A running action's lines (worker, live output), in order with its status news."""
-        self._forward(f"execution:{payload.get('execution_id')}",
-                      lambda: n.for_execution_output(payload))
+    def _notify(self, delivery: Delivery) -> list[dict[str, Any]]:
+        """The broadcast payloads one piece of news makes (none when malformed: dropped)."""
+        event_type, payload = delivery.event_type, delivery.payload
+        try:
+            built = self._build(event_type, payload)
+        except (KeyError, TypeError, ValueError):
+            log.warning("notifier: malformed %s news, dropped", event_type, exc_info=True)
+            return []
+        return payloads_of(built)
 
-    @leader_event_handler(m.GATEWAY, m.EVENT_CREATED)
-    def on_event_created(self, payload: dict[str, Any]) -> None:
-        self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
+    def _build(self, event_type: str, payload: dict[str, Any]) -> Built:
+        if event_type == m.EXECUTION_CREATED:  # then the changes the executor folded in
+            return [n.for_execution(m.EXECUTION_CREATED, payload),
+                    *(n.for_execution(m.EXECUTION_STATUS_CHANGED, later)
+                      for later in payload.get("then") or ())]
+        if event_type == m.EXECUTION_STATUS_CHANGED:
+            return n.for_execution(m.EXECUTION_STATUS_CHANGED, payload)
+        if event_type == m.EXECUTION_OUTPUT:  # a running action's lines (worker, live output)
+            return n.for_execution_output(payload)
+        if event_type == m.EVENT_CREATED:  # gateway, sensor, or an execution trigger's (executor)
+            return self._event(payload)
+        if event_type == m.EVENT_PROCESSED:  # no execution started: a waiting webhook answers
+            return n.for_event_processed(payload)
+        if event_type == m.RULE_TRIGGERED:
+            return self._coalesced_rule_triggered(payload)
+        if event_type in n.INQUIRY_EVENTS:
+            return self._inquiry(event_type, payload)
+        if event_type == m.PACK_ENVIRONMENT:  # a tenant pack's environment build (worker)
+            return n.for_pack_environment(payload)
+        raise ValueError(f"no notification for {event_type}")
 
-    @leader_event_handler(m.SENSOR, m.EVENT_CREATED)
-    def on_sensor_event_created(self, payload: dict[str, Any]) -> None:
-        self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
-
-    @leader_event_handler(m.EXECUTOR, m.EVENT_CREATED)
-    def on_execution_trigger_event_created(self, payload: dict[str, Any]) -> None:
-        """An execution's end stored an event of an `execution` trigger."""
-        self._forward(f"event:{payload.get('event_id')}", lambda: self._event(payload))
-
-    @leader_event_handler(m.EXECUTOR, m.EVENT_PROCESSED)
-    def on_event_processed(self, payload: dict[str, Any]) -> None:
-        """An event that started no execution: its waiting webhook (`?wait=`) answers now."""
-        self._forward(f"event:{payload.get('event_id')}", lambda: n.for_event_processed(payload))
-
-    @leader_event_handler(m.EXECUTOR, m.RULE_TRIGGERED)
-    def on_rule_triggered(self, payload: dict[str, Any]) -> None:
-        """Coalesced: at most one rule.triggered per rule per window, carrying a `count`."""
+    def _coalesced_rule_triggered(self, payload: dict[str, Any]) -> Built:
+        """At most one rule.triggered per rule per window, carrying a `count`: the first now,
+        the ones held meanwhile later in one message (its own broadcast)."""
         key = f"rule:{payload.get('rule_id')}"
         decision = self.coalescing.offer(key, payload)
         if decision.send_now:
-            self._forward(key, lambda: self._rule_triggered({**payload, "count": 1}))
-        elif decision.flush_in is not None:
-            self.coalescing.flush_later(key, decision.flush_in, lambda held, count: self._forward(
-                key, lambda: self._rule_triggered({**held, "count": count})))
-
-    @leader_event_handler(m.EXECUTOR, m.INQUIRY_CREATED)
-    def on_inquiry_created(self, payload: dict[str, Any]) -> None:
-        self._forward_inquiry(m.INQUIRY_CREATED, payload)
-
-    @leader_event_handler(m.EXECUTOR, m.INQUIRY_RESPONDED)
-    def on_inquiry_responded(self, payload: dict[str, Any]) -> None:
-        self._forward_inquiry(m.INQUIRY_RESPONDED, payload)
-
-    @leader_event_handler(m.EXECUTOR, m.INQUIRY_EXPIRED)
-    def on_inquiry_expired(self, payload: dict[str, Any]) -> None:
-        self._forward_inquiry(m.INQUIRY_EXPIRED, payload)
-
-    @leader_event_handler(m.WORKER, m.PACK_ENVIRONMENT)
-    def on_pack_environment(self, payload: dict[str, Any]) -> None:
-        """A tenant pack's environment build started or ended (worker)."""
-        self._forward(f"pack:{payload.get('pack_id')}", lambda: n.for_pack_environment(payload))
-
-    # The ordering lock is taken before any I/O, so per-entity arrival order is kept.
-    def _forward(
-        self, key: str, build: Callable[[], n.Notification | list[n.Notification] | None]
-    ) -> None:
-        with self.ordering.hold(key):
-            try:
-                built = build()
-            except (KeyError, TypeError, ValueError):
-                log.warning("notifier: malformed news for %s, dropped", key, exc_info=True)
-                return
-            notifications = built if isinstance(built, list) else [built]
-            payloads = [item.to_payload() for item in notifications if item is not None]
-            if payloads:
-                self.broadcast(*payloads)
-
-    def _forward_inquiry(self, event: str, payload: dict[str, Any]) -> None:
-        key = f"inquiry:{n.inquiry_id_of(payload)}"
-        self._forward(key, lambda: self._inquiry(event, payload))
+            return self._rule_triggered({**payload, "count": 1})
+        if decision.flush_in is not None:
+            self.coalescing.flush_later(key, decision.flush_in, lambda held, count: (
+                self._broadcast(payloads_of(self._rule_triggered({**held, "count": count})))))
+        return None
 
     def _event(self, payload: dict[str, Any]) -> n.Notification | None:
         if payload.get("event"):  # small events travel with their news (events.announcement)

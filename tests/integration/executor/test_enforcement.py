@@ -23,11 +23,11 @@ def processed(received, event):
 
 def about(key, value):
     """An entrypoint_waiter callback: wait for the worker handling *this* message (a queue may
-    still hold messages of earlier runs); a batch handler's argument is a list of payloads."""
+    still hold messages of earlier runs); a batch handler's argument is a list of deliveries."""
     def handled(worker_ctx, result, exc_info):
-        payloads = worker_ctx.args[0]
-        return any(p.get(key) == value
-                   for p in (payloads if isinstance(payloads, list) else [payloads]))
+        arg = worker_ctx.args[0]
+        payloads = [d.payload for d in arg] if isinstance(arg, list) else [arg]
+        return any(p.get(key) == value for p in payloads)
     return handled
 
 

@@ -1,13 +1,18 @@
-"""NotifierService in a real container: domain news in, ordered notifications out."""
+"""NotifierService in a real container: domain news in, ordered notifications out, consumed
+in batches whose news is acknowledged only once their broadcast is confirmed."""
 
 import contextlib
 
+import eventlet
 import pytest
 from kombu import Connection
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from nameko.standalone.events import event_dispatcher
 
+from nameko_services import extensions
 from nameko_services.domain import messages as m
 from nameko_services.domain import models
+from nameko_services.notifier.broadcast import Broadcast
 from nameko_services.notifier.service import NotifierService
 from tests.integration import rows
 
@@ -27,14 +32,21 @@ def drop_notifier_queues(amqp_uri):
 
 
 @pytest.fixture
-def published(tenant, container_factory, config):
-    """Everything the notifier broadcasts; `tenant` first so it outlives the containers."""
+def notifier(tenant, container_factory, config):
+    """(every broadcast the notifier makes, its container); `tenant` first so it outlives the
+    containers."""
     drop_notifier_queues(config["AMQP_URI"])
     sink = []
     container_factory(
         rows.listener([(m.NOTIFIER, m.NOTIFICATION_PUBLISHED)], sink), config).start()
-    container_factory(NotifierService, config).start()
-    return sink
+    container = container_factory(NotifierService, config)
+    container.start()
+    return sink, container
+
+
+@pytest.fixture
+def published(notifier):
+    return notifier[0]
 
 
 @pytest.fixture
@@ -120,3 +132,78 @@ def test_news_of_an_event_from_another_tenant_is_not_sent(published, dispatch, e
         rows.delete_tenant(engine, other)
     assert messages_of(published, other) == []
     assert len(messages_of(published, tenant)) == 1
+
+
+def gate_broadcasts(container, first):
+    """Run `first()` before the container's first broadcast is published (later ones go as is)."""
+    batcher = next(d for d in container.dependencies if isinstance(d, Broadcast)).batcher
+    publish, calls = batcher._flush, []
+
+    def flush(payloads):
+        calls.append(payloads)
+        if len(calls) == 1:
+            first()
+        publish(payloads)
+
+    batcher._flush = flush
+
+
+def pending_news(container):
+    handler = next(e for e in container.entrypoints if e.method_name == "on_news")
+    return handler.batches.of("on_news").pending
+
+
+def broadcasts_of(published, tenant):
+    """The messages of each broadcast that carries our tenant's."""
+    return [[item["message"] for item in payload["notifications"]]
+            for _, _, payload in published
+            if any(item["tenant_id"] == tenant for item in payload["notifications"])]
+
+
+def test_news_arriving_while_a_broadcast_is_out_leaves_in_one_broadcast_in_order(
+        notifier, dispatch, tenant):
+    published, container = notifier
+    release = eventlet.event.Event()
+    gate_broadcasts(container, release.wait)
+    dispatch(m.EXECUTIONS, m.EXECUTION_CREATED, status_news(201, tenant, "requested", None))
+    rows.wait_until(lambda: not pending_news(container) and container._worker_threads)
+    later = [(m.EXECUTION_STATUS_CHANGED, status_news(201, tenant, "running", "requested")),
+             (m.EXECUTION_OUTPUT, {"execution_id": 201, "tenant_id": tenant, "stream": "stdout",
+                                   "seq": 1, "lines": ["hello"]}),
+             (m.EXECUTION_STATUS_CHANGED, status_news(201, tenant, "succeeded", "running"))]
+    for count, (event_type, payload) in enumerate(later, 1):
+        dispatch(m.EXECUTIONS, event_type, payload)  # one at a time: arrival order is known
+        rows.wait_until(lambda count=count: len(pending_news(container)) == count)
+    release.send()
+    rows.wait_until(lambda: len(messages_of(published, tenant)) == 4)
+    assert [[(msg["event"], msg["data"].get("status")) for msg in broadcast]
+            for broadcast in broadcasts_of(published, tenant)] == [
+        [("execution.created", "requested")],
+        [("execution.status_changed", "running"), ("execution.output", None),
+         ("execution.status_changed", "succeeded")]]
+
+
+def test_news_whose_broadcast_was_not_confirmed_is_not_acked(
+        notifier, dispatch, tenant, container_factory, config):
+    """The notifier dies while publishing: the broker gives its news to the next one."""
+    published, container = notifier
+    gate_broadcasts(container, eventlet.event.Event().wait)  # never published
+    dispatch(m.EXECUTIONS, m.EXECUTION_CREATED, status_news(202, tenant, "requested", None))
+    rows.wait_until(lambda: container._worker_threads)
+    container.kill()
+    container_factory(NotifierService, config).start()
+    [message] = rows.wait_until(lambda: messages_of(published, tenant))
+    assert (message["event"], message["entity_id"]) == ("execution.created", 202)
+
+
+def test_news_of_a_failed_broadcast_is_delivered_again(notifier, dispatch, tenant, monkeypatch):
+    monkeypatch.setattr(extensions, "OUTAGE_RETRY_SECONDS", 0)
+    published, container = notifier
+
+    def broker_gone():
+        raise BrokerUnavailable("[Errno 111] ECONNREFUSED")
+
+    gate_broadcasts(container, broker_gone)
+    dispatch(m.EXECUTIONS, m.EXECUTION_CREATED, status_news(203, tenant, "requested", None))
+    [message] = rows.wait_until(lambda: messages_of(published, tenant))
+    assert (message["event"], message["entity_id"]) == ("execution.created", 203)
