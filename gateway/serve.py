@@ -7,10 +7,11 @@ an execution (`?wait=`, waiters.py); each gateway process gets every message on 
 auto-deleted queue. A green thread deletes the rate-limit buckets that are full again
 (gateway/ratelimit.py). This process binds the API port and the sandboxes' socket (one gateway
 per run dir: a second one refuses to start) and builds the app; with `ATTUNE.gateway.processes`
-(or --processes) above 1 it then forks that many processes serving both (the kernel gives each
-connection to one of them) and supervises them: one that ends by itself ends them all (exit 1),
-so that its supervisor (`attune supervise`, systemd) starts the gateway afresh. SIGTERM: stop
-accepting, answer waiting requests at once, close WebSockets with 1001, stop the relay, exit 0.
+(or --processes) above 1 it then forks that many processes serving both (each new connection on
+the port goes to the process with the fewest open ones: gateway/balance.py) and supervises
+them: one that ends by itself ends them all (exit 1), so that its supervisor (`attune
+supervise`, systemd) starts the gateway afresh. SIGTERM: stop accepting, answer waiting
+requests at once, close WebSockets with 1001, stop the relay, exit 0.
 """
 # ruff: noqa: E402  (eventlet must patch the standard library before anything else is imported)
 
@@ -49,6 +50,7 @@ from nameko.runners import ServiceRunner
 
 from gateway import ratelimit
 from gateway.app import create_app
+from gateway.balance import Balance
 from nameko_services import green, logs, metrics, tracing
 from nameko_services.config import load_config
 from nameko_services.domain import messages as m
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                   "or give this one a run dir of its own (ATTUNE_RUN_DIR)", socket_path)
         return 1
     try:
-        ports = [_port_listener(settings, shared=count > 1) for _ in range(count)]
+        port = _port_listener(settings)
         api_socket = _socket_listener(socket_path)
     except OSError as exc:
         log.error("cannot listen on %s:%s or its socket: %s", settings.api_host,
@@ -163,17 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     log.info("gateway listening on %s (WebSocket %s/ws) with %d process(es)", settings.api_url,
              settings.api_url.replace("http", "ws", 1), count)
 
-    def serve_one(number: int, port: Any) -> int:
-        return serve(config, app, [port, api_socket], number)
-
     if count == 1:
-        return serve_one(1, ports[0])
-    return supervise(ports, serve_one)
+        return serve(config, app, [port, api_socket], 1)
+    balance = Balance(count)  # shared with the forked processes: made before the fork
+
+    def serve_one(number: int) -> int:
+        return serve(config, app, [port, api_socket], number, balance)
+
+    return supervise(count, port, serve_one)
 
 
-def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -> int:
+def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int,
+          balance: Balance | None = None) -> int:
     """Serve `listeners` with `app` and relay notifications to its WebSockets until SIGTERM or
-    SIGINT; the exit code. `number` (1..processes) is this process's, shown by /health."""
+    SIGINT; the exit code. `number` (1..processes) is this process's, shown by /health; with
+    several, `balance` evens out their shares of the first listener's (the port's) connections."""
     tracing.configure(config, "gateway")  # in the serving process: its exporter's thread
     gateway = app.extensions["attune"]
     gateway.process = number
@@ -181,10 +187,14 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
     runner = ServiceRunner(config)
     runner.add_service(relay_service(hub, gateway.revocations, gateway.waiters))
     runner.start()
+    pools: list[Any] = [None] * len(listeners)
+    if balance is not None:
+        listeners = [balance.listener(listeners[0], number), *listeners[1:]]
+        pools[0] = balance.pool(number, WSGI_GREENTHREADS)
     servers = [eventlet.spawn(  # the access log is the app's (request_log.py), not eventlet's
-        eventlet.wsgi.server, listener, app, max_size=WSGI_GREENTHREADS,
+        eventlet.wsgi.server, listener, app, max_size=WSGI_GREENTHREADS, custom_pool=pool,
         log=logging.getLogger("gateway.wsgi"), log_output=False,
-    ) for listener in listeners]
+    ) for listener, pool in zip(listeners, pools, strict=True)]
     limits = app.extensions.get(ratelimit.EXTENSION)
     sweeper = eventlet.spawn(ratelimit.sweep_forever, limits) if limits else None
 
@@ -211,17 +221,16 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int) -
     return 0
 
 
-def supervise(ports: list[Any], serve_one: Callable[[int, Any], int]) -> int:
-    """Fork one process per listener of `ports`, running `serve_one(number, its listener)` on
-    what this process has built, and wait for them: SIGTERM or SIGINT is passed on to each; one
-    that ends by itself ends the others (exit 1), as a single gateway's failure ends it. Exit 0
-    when all stopped cleanly."""
+def supervise(count: int, port: Any, serve_one: Callable[[int], int]) -> int:
+    """Fork `count` processes, each running `serve_one(number)` on what this process has built
+    (the port's listener among it), and wait for them: SIGTERM or SIGINT is passed on to each;
+    one that ends by itself ends the others (exit 1), as a single gateway's failure ends it.
+    Exit 0 when all stopped cleanly."""
     gc.freeze()  # what was built so far stays shared with the children: the collector never
     # writes to those pages again, so copy-on-write leaves them shared
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # until each has its own handlers
-    children = {_fork(number, ports, serve_one): number for number in range(1, len(ports) + 1)}
-    for port in ports:
-        port.close()  # each child holds its own; none may stay open where nobody accepts
+    children = {_fork(number, serve_one): number for number in range(1, count + 1)}
+    port.close()  # the children hold it; this process accepts nothing
     stopping = False
 
     def stop(signum: int, _frame: Any = None) -> None:
@@ -255,9 +264,8 @@ def supervise(ports: list[Any], serve_one: Callable[[int, Any], int]) -> int:
     return code
 
 
-def _fork(number: int, ports: list[Any], serve_one: Callable[[int, Any], int]) -> int:
-    """Start process `number`, serving `ports[number - 1]` (it closes its siblings'); its pid.
-    It ends when we do."""
+def _fork(number: int, serve_one: Callable[[int], int]) -> int:
+    """Start process `number`, running `serve_one(number)`; its pid. It ends when we do."""
     parent = os.getpid()
     pid = os.fork()
     if pid:
@@ -266,12 +274,8 @@ def _fork(number: int, ports: list[Any], serve_one: Callable[[int, Any], int]) -
     try:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() == parent:  # else the parent died before prctl
-            own = ports[number - 1]
-            for port in ports:
-                if port is not own:
-                    port.close()
             eventlet.hubs.use_hub()  # an event hub (epoll) of its own, not a copy of the parent's
-            code = serve_one(number, own)
+            code = serve_one(number)
     except BaseException:
         log.exception("gateway process %d failed", number)
     finally:
@@ -279,15 +283,14 @@ def _fork(number: int, ports: list[Any], serve_one: Callable[[int, Any], int]) -
         os._exit(code)
 
 
-def _port_listener(settings: Settings, *, shared: bool) -> Any:
-    """A listener on the API port. `shared`: one of several, with SO_REUSEPORT, one per gateway
-    process, so that the kernel spreads new connections evenly over the processes (with one
-    listener for all, whichever wakes first takes a whole burst of connections). Otherwise
-    without it, so that no other process can join the port. TCP_NODELAY (inherited by every
-    accepted connection): a response goes out in several writes (status and headers, then the
-    body), and with Nagle's algorithm the body waited for the client's delayed ACK of the
-    headers — 40 ms on every request of a keep-alive connection but its first."""
-    listener = eventlet.listen((settings.api_host, settings.api_port), reuse_port=shared)
+def _port_listener(settings: Settings) -> Any:
+    """The listener on the API port, one for all the gateway's processes (without
+    SO_REUSEPORT: no other process can join the port; gateway/balance.py spreads its
+    connections). TCP_NODELAY (inherited by every accepted connection): a response goes out in
+    several writes (status and headers, then the body), and with Nagle's algorithm the body
+    waited for the client's delayed ACK of the headers — 40 ms on every request of a
+    keep-alive connection but its first."""
+    listener = eventlet.listen((settings.api_host, settings.api_port))
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return listener
 

@@ -184,3 +184,22 @@ def test_a_process_that_ends_by_itself_ends_the_gateway(start_gateway):
     assert gateway.proc.wait(timeout=30) == 1
     assert not alive(serving[1])
     assert "ended by itself" in gateway.log.read_text()
+
+
+def test_new_connections_go_to_the_process_with_the_fewest_open_ones(start_gateway):
+    """30 keep-alive connections opened one after another end up 15 and 15 (gateway/balance.py);
+    the kernel's SO_REUSEPORT hash split them at random (15/15 one time in seven)."""
+    gateway = start_gateway(2)
+    wait_until(lambda: len(forked(gateway.proc.pid)) == 2, deadline=30)
+    sessions = []
+    try:
+        served = []
+        for _ in range(30):
+            session = requests.Session()  # its connection stays open until closed below
+            sessions.append(session)
+            served.append(session.get(f"{gateway.url}/health", timeout=10)
+                          .json()["gateway_process"])
+        assert sorted((served.count(1), served.count(2))) == [15, 15], served
+    finally:
+        for session in sessions:
+            session.close()

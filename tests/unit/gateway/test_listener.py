@@ -7,7 +7,7 @@ from gateway.serve import _port_listener
 
 
 def test_accepted_connections_send_without_waiting_for_the_peers_ack():
-    listener = _port_listener(SimpleNamespace(api_host="127.0.0.1", api_port=0), shared=False)
+    listener = _port_listener(SimpleNamespace(api_host="127.0.0.1", api_port=0))
     try:
         client = socket.create_connection(listener.getsockname())
         accepted, _ = listener.accept()
