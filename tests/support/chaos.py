@@ -132,14 +132,22 @@ def audit_outcome(api: ApiClient, trigger: dict, rule: dict, accepted: list[int]
     return {"accepted": len(wanted), "statuses": statuses}
 
 
+RPC_REPLY_PREFIX = "rpc.reply-"  # nameko.rpc.RPC_REPLY_QUEUE_TEMPLATE
+
+
 def queue_backlog(vhost: str) -> dict[str, tuple[int, int]]:
-    """Queues of `vhost` holding messages: name → (ready, unacknowledged), asked of rabbitmqctl."""
+    """Queues of `vhost` holding messages: name → (ready, unacknowledged), asked of rabbitmqctl.
+
+    Not counted: an RPC reply queue nobody consumes — the reply to a call whose caller was
+    killed while waiting (a gateway's /health pings, say). It holds no work, and RabbitMQ
+    deletes it with its reply five minutes after its last consumer (nameko's x-expires)."""
     listed = subprocess.run(
         ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_ready",
-         "messages_unacknowledged", "--formatter", "json"],
+         "messages_unacknowledged", "consumers", "--formatter", "json"],
         capture_output=True, text=True, check=True, timeout=120).stdout
     return {q["name"]: (q["messages_ready"], q["messages_unacknowledged"])
-            for q in json.loads(listed) if q["messages_ready"] or q["messages_unacknowledged"]}
+            for q in json.loads(listed) if (q["messages_ready"] or q["messages_unacknowledged"])
+            and not (q["name"].startswith(RPC_REPLY_PREFIX) and q["consumers"] == 0)}
 
 
 def assert_queues_drained(platform: Any, timeout: float = 120.0) -> None:
