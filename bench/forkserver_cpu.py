@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bench.common import children
 from bench.runner_start import Bench, base_python
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
@@ -64,35 +65,24 @@ class EchoBench(Bench):
 
 
 def server_pid() -> int:
-    """The host pid of the (single) fork server started by this process."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    """The host pid of the (single) fork server started by this process (a descendant)."""
+    servers = []
+    for pid in children(os.getpid()):
         try:
-            with open(f"/proc/{name}/cmdline", "rb") as handle:
-                cmdline = handle.read()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
         argv0 = os.path.basename(cmdline.split(b"\0", 1)[0])
         if b"python_forkserver.py" in cmdline and argv0.startswith(b"python"):
-            found.append(int(name))
-    servers = [pid for pid in found if _descends(pid, os.getpid())]
+            servers.append(pid)
     if len(servers) != 1:
         raise SystemExit(f"expected one fork server of ours, found {servers}")
     return servers[0]
 
 
-def _descends(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        pid = _stat(pid)[3]
-    return False
-
-
 def _stat(pid: int) -> list[int]:
-    """The numeric fields of /proc/<pid>/stat after the command (field 3 is the ppid)."""
+    """The numeric fields of /proc/<pid>/stat, index i being proc(5)'s field i + 1 (3: the
+    ppid, 9: minflt, 13: utime; the pid, command and state read as 0)."""
     with open(f"/proc/{pid}/stat") as handle:
         rest = handle.read().rpartition(")")[2].split()
     return [0, 0, 0, *(int(v) if v.lstrip("-").isdigit() else 0 for v in rest[1:])]
@@ -103,8 +93,8 @@ def server_reading(pid: int) -> tuple[float, float, int, int]:
     children's page faults, so far."""
     fields = _stat(pid)
     own = (fields[13] + fields[14]) * TICK_MS
-    children = (fields[15] + fields[16]) * TICK_MS
-    return own, children, fields[9], fields[10]
+    reaped = (fields[15] + fields[16]) * TICK_MS
+    return own, reaped, fields[9], fields[10]
 
 
 def self_cpu() -> float:
