@@ -187,14 +187,14 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int,
     runner = ServiceRunner(config)
     runner.add_service(relay_service(hub, gateway.revocations, gateway.waiters))
     runner.start()
-    pools: list[Any] = [None] * len(listeners)
+    served: list[tuple[Any, Any]] = [(listener, None) for listener in listeners]  # , its pool
     if balance is not None:
-        listeners = [balance.listener(listeners[0], number), *listeners[1:]]
-        pools[0] = balance.pool(number, WSGI_GREENTHREADS)
+        served[0] = (balance.listener(listeners[0], number),
+                     balance.pool(number, WSGI_GREENTHREADS))
     servers = [eventlet.spawn(  # the access log is the app's (request_log.py), not eventlet's
         eventlet.wsgi.server, listener, app, max_size=WSGI_GREENTHREADS, custom_pool=pool,
         log=logging.getLogger("gateway.wsgi"), log_output=False,
-    ) for listener, pool in zip(listeners, pools, strict=True)]
+    ) for listener, pool in served]
     limits = app.extensions.get(ratelimit.EXTENSION)
     sweeper = eventlet.spawn(ratelimit.sweep_forever, limits) if limits else None
 
