@@ -112,6 +112,14 @@ def family_cpu_seconds(pids: list[int]) -> float:
 INFRASTRUCTURE = {"postgresql": ("postgres",), "rabbitmq": ("beam.smp", "epmd")}
 
 
+def machine_times() -> tuple[int, int]:
+    """(all, stolen) clock ticks of this machine since boot (/proc/stat's `cpu` line): stolen
+    is the time its hypervisor ran something else while this machine wanted to run."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    return sum(fields), fields[7]
+
+
 class ServiceSampler:
     """Per service of a run dir (its process and descendants: the gateway's forked processes,
     the worker's fork servers, sandboxes and actions): the peak summed VmRSS (MiB), sampled
@@ -159,12 +167,15 @@ class ServiceSampler:
 
     def start(self) -> ServiceSampler:
         self._cpu_start = self._cpu()
+        self._machine_start = machine_times()
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        (total, stolen), (total0, stolen0) = machine_times(), self._machine_start
+        self.steal = (stolen - stolen0) / max(total - total0, 1)
         for name, (whole, own) in self._cpu().items():
             began = self._cpu_start.get(name, (0.0, 0.0))
             self.cpu_used[name] = whole - began[0]
@@ -199,4 +210,6 @@ class ServiceSampler:
             verdict = (f": {'within' if total / per * 1000 <= budget_ms else 'over'} the "
                        f"budget of {budget_ms:g} ms")
         lines.append(f"  {'total':<10} {cpu(total)}{verdict}")
+        lines.append(f"  {'steal':<10} {self.steal:.0%} of the machine's time went to other "
+                     "guests of its hypervisor (above a few %, every figure is slowed)")
         return "\n".join(lines)

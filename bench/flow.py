@@ -8,7 +8,11 @@ status and not retried. Then waits for every accepted webhook's execution to fin
 accepted/s, webhook→started and webhook→finished latency (p50/p95/p99) and completed executions
 per second; with --run-dir, the CPU time per execution of each service (its processes and their
 descendants: the worker's sandboxes and actions too), of PostgreSQL and RabbitMQ, and in total,
-against issue 15's budget of 20 ms (two cores at 100 executions/s). Usage:
+against issue 15's budget of 20 ms (two cores at 100 executions/s), and the share of the
+machine's time its hypervisor gave to others meanwhile (steal). With --watch, a WebSocket client
+of the bench's tenant follows its executions meanwhile, as an open console would: the
+tenant's live news is then published (domain/presence.py), as it is not for a tenant nobody
+watches. Usage:
 
     .venv/bin/python -m bench.flow --url http://127.0.0.1:8080 --count 200 --rate 20 \
         --run-dir .attune/dev
@@ -27,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import websocket
 
-from tests.support.e2e import ApiClient, register_user
+from tests.support.e2e import ApiClient, NotificationSocket, register_user
 
 from .common import ServiceSampler, parse_ts, summary
 
@@ -91,6 +96,35 @@ class Sender:
             thread.join()
 
 
+class Watcher:
+    """A WebSocket client of the tenant subscribed to its executions; counts what it reads."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.socket = NotificationSocket.connect(api.ws_url, api.token)
+        self.socket.subscribe("execution")
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        self.socket.ws.settimeout(0.5)  # to see _stop
+        while not self._stop.is_set():
+            try:
+                self.socket.ws.recv()
+                self.count += 1
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (OSError, websocket.WebSocketException):
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        self.socket.ws.close()
+        return self.count
+
+
 def finished(api: ApiClient, url: str, rule_id: int, expected: int,
              timeout: float) -> list[dict[str, Any]]:
     """The rule's finished executions, once `expected` have finished or at `timeout` (polling a
@@ -126,6 +160,8 @@ def main() -> int:
                         help="seconds to wait for the executions after the last webhook")
     parser.add_argument("--run-dir", type=Path,
                         help="the platform's run dir (its pids/ give each service's CPU time)")
+    parser.add_argument("--watch", action="store_true",
+                        help="a WebSocket client follows the tenant's executions meanwhile")
     args = parser.parse_args()
 
     api = register_user(args.url)
@@ -138,6 +174,7 @@ def main() -> int:
     rule_id = rule.json()["data"]["id"]
 
     hooks = Sender(args.url, trigger)
+    watcher = Watcher(api) if args.watch else None
     sampler = ServiceSampler(args.run_dir).start()
     start = time.time()
     if args.concurrency:
@@ -155,6 +192,8 @@ def main() -> int:
 
     done = finished(api, args.url, rule_id, len(sent), args.timeout)
     sampler.stop()
+    if watcher is not None:
+        print(f"watched: {watcher.stop()} notifications read by the tenant's WebSocket client")
     started = [parse_ts(e["started_at"]) - sent[e["event_id"]] for e in done
                if e["started_at"] and e["event_id"] in sent]
     ended = [parse_ts(e["finished_at"]) - sent[e["event_id"]] for e in done

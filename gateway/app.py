@@ -13,9 +13,10 @@ from flask import Flask, current_app
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import Engine
 
-from nameko_services.domain import backlog
+from nameko_services.domain import backlog, messages
 from nameko_services.domain.crypto import Cipher
 from nameko_services.domain.db import make_engine
+from nameko_services.domain.presence import Presence
 from nameko_services.domain.settings import Settings
 
 from . import api, observed, ratelimit, request_log
@@ -36,6 +37,7 @@ class Gateway:
     publish: Any  # callable(source_service, event_type, payload); set by serve.py or tests
     backlog: backlog.Backlog  # admits webhooks and API runs (domain/backlog.py)
     waiters: Waiters  # requests waiting on an execution's news (`?wait=`, waiters.py)
+    presence: Presence  # announces the tenants listened to here (domain/presence.py)
     rpc: Any = None  # RpcPool, set by serve.py
     notifications: Any = None  # NotificationHub, set by serve.py
     revocations: Any = None  # Revocations (revoked users' access tokens), set by create_app
@@ -74,13 +76,18 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     app.config["MAX_CONTENT_LENGTH"] = max(settings.webhook_max_body_bytes, 64 * 1024 * 1024)
     app.json = OrjsonProvider(app)
     engine = make_engine(settings.database_url, pool_size=20)
+    publish = after_commit(publish or (lambda *_args: None))
+    presence = Presence(lambda payload: publish(messages.GATEWAY, messages.LISTENERS_PRESENT,
+                                                payload), settings.news.interval_seconds)
     app.extensions["attune"] = Gateway(
         settings=settings,
         engine=engine,
         cipher=Cipher(settings.encryption_keys, settings.active_key_id),
-        publish=after_commit(publish or (lambda *_args: None)),
+        publish=publish,
         backlog=backlog.shared(settings.database_url, settings.backlog),
-        waiters=Waiters(settings.api.max_waiters, settings.api.tenant_max_waiters),
+        waiters=Waiters(settings.api.max_waiters, settings.api.tenant_max_waiters,
+                        on_arrival=presence.arrived),
+        presence=presence,
         rpc=rpc,
         revocations=Revocations(engine, settings.access_token_ttl_seconds),
     )

@@ -145,10 +145,13 @@ class Client:
 
 
 class NotificationHub:
-    """Every connected client of this process, indexed by tenant."""
+    """Every connected client of this process, indexed by tenant. `on_arrival(tenant_id)` is
+    told of each client registered (presence.Presence.arrived: its tenant's news is wanted)."""
 
-    def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+    def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE,
+                 on_arrival: Callable[[int], None] | None = None) -> None:
         self.max_queue = max_queue
+        self._on_arrival = on_arrival
         self._lock = threading.Lock()
         self._by_tenant: dict[int, set[Client]] = {}
 
@@ -165,6 +168,8 @@ class NotificationHub:
             if client not in clients:
                 clients.add(client)
                 metrics.WS_CLIENTS.inc()
+        if self._on_arrival is not None:
+            self._on_arrival(client.tenant_id)
 
     def unregister(self, client: Client) -> None:
         with self._lock:
@@ -174,6 +179,11 @@ class NotificationHub:
                 metrics.WS_CLIENTS.dec()
                 if not clients:
                     del self._by_tenant[client.tenant_id]
+
+    def tenants(self) -> set[int]:
+        """The tenants with a client here."""
+        with self._lock:
+            return set(self._by_tenant)
 
     def clients(self) -> list[Client]:
         with self._lock:

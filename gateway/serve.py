@@ -4,9 +4,11 @@ eventlet.wsgi in front of the Flask app, pooled RPC and an event publisher for t
 notification relay: a nameko ServiceRunner in each serving process whose BROADCAST handler hands
 every `notification.published` to that process's NotificationHub and to its requests waiting on
 an execution (`?wait=`, waiters.py); each gateway process gets every message on its own
-auto-deleted queue. A green thread deletes the rate-limit buckets that are full again
-(gateway/ratelimit.py). This process binds the API port and the sandboxes' socket (one gateway
-per run dir: a second one refuses to start) and builds the app; with `ATTUNE.gateway.processes`
+auto-deleted queue. Its timer announces the tenants those have, every
+`ATTUNE.news.interval_seconds` (domain/presence.py: live news nobody listens to is not sent).
+A green thread deletes the rate-limit buckets that are full again (gateway/ratelimit.py).
+This process binds the API port and the sandboxes' socket (one gateway per run dir: a second
+one refuses to start) and builds the app; with `ATTUNE.gateway.processes`
 (or --processes) above 1 it then forks that many processes serving both (each new connection on
 the port goes to the process with the fewest open ones: gateway/balance.py) and supervises
 them: one that ends by itself ends them all (exit 1), so that its supervisor (`attune
@@ -47,6 +49,7 @@ import eventlet.wsgi
 from greenlet import GreenletExit
 from nameko.events import BROADCAST
 from nameko.runners import ServiceRunner
+from nameko.timer import timer
 
 from gateway import ratelimit
 from gateway.app import create_app
@@ -69,10 +72,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _blocking_waitpid = eventlet.patcher.original("os").waitpid
 
 
-def relay_service(hub: Any, revocations: Any, waiters: Any = None) -> type:
+def relay_service(hub: Any, revocations: Any, waiters: Any = None, presence: Any = None) -> type:
     """A tiny nameko service that forwards notifier broadcasts to `hub` (WebSocket clients) and
     `waiters` (requests waiting on an execution, `?wait=`), and other gateways' token
-    revocations to `revocations`.
+    revocations to `revocations`; with `presence`, announces the tenants those listen for.
 
     BROADCAST with reliable_delivery=False: nameko names the queue with a fresh uuid per process
     (the broadcast identifier), exclusive and auto-deleted, so every gateway process receives
@@ -95,6 +98,12 @@ def relay_service(hub: Any, revocations: Any, waiters: Any = None) -> type:
         def on_tokens_revoked(self, payload: dict[str, Any]) -> None:
             revocations.on_broadcast(payload)
 
+    if presence is not None:
+        def announce(self: Any) -> None:
+            """The tenants with a WebSocket client or a waiting request here, every interval."""
+            presence.tick(hub.tenants() | (waiters.tenants() if waiters is not None else set()))
+
+        GatewayRelay.announce = timer(interval=presence.interval_seconds)(announce)  # type: ignore[attr-defined]
     return GatewayRelay
 
 
@@ -185,7 +194,7 @@ def serve(config: dict[str, Any], app: Any, listeners: list[Any], number: int,
     gateway.process = number
     hub = gateway.notifications
     runner = ServiceRunner(config)
-    runner.add_service(relay_service(hub, gateway.revocations, gateway.waiters))
+    runner.add_service(relay_service(hub, gateway.revocations, gateway.waiters, gateway.presence))
     runner.start()
     served: list[tuple[Any, Any]] = [(listener, None) for listener in listeners]  # , its pool
     if balance is not None:

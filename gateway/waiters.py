@@ -95,11 +95,15 @@ class Slot:
 
 
 class Waiters:
-    """Every waiting request of this process, by what it watches."""
+    """Every waiting request of this process, by what it watches. `on_arrival(tenant_id)` is
+    told of each reservation, before the request stores anything (presence.Presence.arrived:
+    the tenant's news is then published for the request to hear)."""
 
-    def __init__(self, max_waiters: int, tenant_max_waiters: int) -> None:
+    def __init__(self, max_waiters: int, tenant_max_waiters: int,
+                 on_arrival: Callable[[int], None] | None = None) -> None:
         self.max_waiters = max_waiters
         self.tenant_max_waiters = tenant_max_waiters
+        self._on_arrival = on_arrival
         self.closing = False
         self._lock = threading.Lock()
         self._by_key: dict[Key, set[Slot]] = {}
@@ -114,6 +118,11 @@ class Waiters:
             yield slot
         finally:
             self._release(slot)
+
+    def tenants(self) -> set[int]:
+        """The tenants with a request waiting here."""
+        with self._lock:
+            return set(self._by_tenant)
 
     def waiting(self, tenant_id: int | None = None) -> int:
         """How many requests wait (of the tenant, if given)."""
@@ -176,6 +185,8 @@ class Waiters:
             slot.tenant_id = tenant_id
             self._by_tenant[tenant_id] = held + 1
             self._count += 1
+        if self._on_arrival is not None:
+            self._on_arrival(tenant_id)
 
     def _watch(self, slot: Slot, key: Key) -> None:
         with self._lock:

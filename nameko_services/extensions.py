@@ -7,19 +7,22 @@ import contextlib
 import functools
 import logging
 import threading
+import uuid
 from typing import Any, NamedTuple
 
 import eventlet
+from kombu import Queue
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from nameko import events, messaging
 from nameko import rpc as nameko_rpc
+from nameko.events import get_event_exchange
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider, SharedExtension
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
 from . import logs, tracing
-from .domain import backlog, pack_store
+from .domain import backlog, messages, pack_store, presence
 from .domain.crypto import Cipher
 from .domain.db import make_engine
 from .domain.settings import Settings
@@ -51,29 +54,6 @@ class PlatformProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Platform:
         return self.platform
-
-
-class Dispatcher(DependencyProvider):
-    """Publish events after commit: `dispatch(event_type, payload, source=None)`.
-
-    `source` names the exchange (`<source>.events`); it defaults to the service's own name.
-    Execution news goes through the shared `executions` source so every consumer sees one
-    ordered stream, whichever service made the transition.
-    """
-
-    def setup(self) -> None:
-        from .green import Publisher
-
-        self._publish = Publisher(self.container.config)
-
-    def get_dependency(self, worker_ctx: Any):
-        service_name = self.container.service_name
-        publish = self._publish
-
-        def dispatch(event_type: str, payload: dict[str, Any], source: str | None = None) -> None:
-            publish(source or service_name, event_type, payload)
-
-        return dispatch
 
 
 class MessageContext(DependencyProvider):
@@ -137,6 +117,76 @@ class QueueConsumer(messaging.QueueConsumer):
             super().requeue_message(message)
         except OSError as exc:
             log.warning("requeue lost with the broker connection (%s); the broker has it", exc)
+
+
+class ListenerTable(SharedExtension):
+    """This process's presence.Listeners, fed by the gateways' LISTENERS_PRESENT broadcasts
+    through nameko's queue consumer, on a queue of its own (exclusive: deleted with the
+    connection, declared again on reconnecting). With `ATTUNE.news.publish_unwatched` it
+    consumes nothing and everyone is listening."""
+
+    queue_consumer = QueueConsumer()
+
+    def setup(self) -> None:
+        config = self.container.config
+        news = presence.from_config(config)
+        self.table = None if news.publish_unwatched else presence.Listeners(news.interval_seconds)
+        if self.table is None:
+            return
+        self.queue = Queue(
+            f"{messages.LISTENERS_PRESENT}--{self.container.service_name}-{uuid.uuid4().hex}",
+            exchange=get_event_exchange(messages.GATEWAY, config),
+            routing_key=messages.LISTENERS_PRESENT, exclusive=True, auto_delete=True)
+        self.queue_consumer.register_provider(self)
+
+    def stop(self) -> None:
+        if self.table is not None:
+            self.queue_consumer.unregister_provider(self)
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        """One announcement (nameko's consumer calls this with the decoded body)."""
+        if isinstance(body, dict) and self.table is not None:
+            self.table.heard(body)
+        self.queue_consumer.ack_message(message)
+
+    def listening(self, tenant_id: Any) -> bool:
+        """Is this tenant's live news listened to (domain/presence.py)?"""
+        return self.table is None or self.table.listening(tenant_id)
+
+
+class Listening(DependencyProvider):
+    """`listening(tenant_id)`: is the tenant's live news listened to now (ListenerTable)?"""
+
+    listeners = ListenerTable()
+
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        return self.listeners.listening
+
+
+class Dispatcher(DependencyProvider):
+    """Publish events after commit: `dispatch(event_type, payload, source=None)`.
+
+    `source` names the exchange (`<source>.events`); it defaults to the service's own name.
+    Execution news goes through the shared `executions` source so every consumer sees one
+    ordered stream, whichever service made the transition. A tenant's live news that no
+    gateway announced a listener for is not published (ListenerTable).
+    """
+
+    listeners = ListenerTable()
+
+    def setup(self) -> None:
+        from .green import Publisher
+
+        self._publish = Publisher(self.container.config, listening=self.listeners.listening)
+
+    def get_dependency(self, worker_ctx: Any):
+        service_name = self.container.service_name
+        publish = self._publish
+
+        def dispatch(event_type: str, payload: dict[str, Any], source: str | None = None) -> None:
+            publish(source or service_name, event_type, payload)
+
+        return dispatch
 
 
 class RpcConsumer(nameko_rpc.RpcConsumer):

@@ -19,6 +19,7 @@ from nameko.events import get_event_exchange
 from nameko.serialization import setup as setup_serialization
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from . import metrics
 from .domain import backlog, executions, messages
 
 
@@ -72,10 +73,12 @@ class Publisher:
 
     The exchange is declared on publish (kombu caches it), so publishing before any consumer
     exists cannot fail with "404 no exchange". A work message (messages.PRIORITISED) carries
-    its tenant's priority from this process's backlog counts (domain/backlog.py).
+    its tenant's priority from this process's backlog counts (domain/backlog.py). With
+    `listening` (domain/presence.py), a tenant's live news nobody listens to is not sent.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any],
+                 listening: Callable[[Any], bool] | None = None) -> None:
         serializer, _ = setup_serialization(config)
         self._config = config
         self._backlog = backlog.from_config(config)
@@ -83,12 +86,14 @@ class Publisher:
             config[AMQP_URI_CONFIG_KEY], serializer=serializer, ssl=config.get(AMQP_SSL_CONFIG_KEY)
         )
         self._exchanges: dict[str, Exchange] = {}  # made once per source: ~7 % of a publish
+        self._listening = listening
 
     def __call__(self, source_service: str, event_type: str, payload: dict[str, Any]) -> None:
         """Publish; a status change the executor acts on also goes to EXECUTION_FOLLOW_UP
         (decided here, so no publishing service can forget it, and in the same publish: the
         broker copies it to that routing key too, by RabbitMQ's `CC` header). Work messages get
-        their tenant's priority here too, for the same reason."""
+        their tenant's priority here too, for the same reason, and a tenant's live news that
+        nobody listens to is dropped here."""
         exchange = self._exchanges.get(source_service)
         if exchange is None:
             exchange = self._exchanges[source_service] = get_event_exchange(source_service,
@@ -100,6 +105,10 @@ class Publisher:
                     if self._backlog is not None and event_type in messages.PRIORITISED
                     else None)
         transient = event_type in messages.NEWS_ONLY and not follow_up
+        if (transient and self._listening is not None and "tenant_id" in payload
+                and not self._listening(payload["tenant_id"])):
+            metrics.NEWS_UNWATCHED.labels(event_type).inc()
+            return
         self._publisher.publish(
             payload, exchange=exchange, routing_key=event_type, declare=[exchange],
             headers={"CC": [messages.EXECUTION_FOLLOW_UP]} if follow_up else {},

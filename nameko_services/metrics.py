@@ -70,6 +70,12 @@ WS_CLIENTS = Gauge("attune_ws_clients", "WebSocket clients connected now",
 WS_DROPPED = Counter("attune_ws_dropped_total",
                      "Notifications dropped for WebSocket clients that read too slowly")
 
+# Every publishing service (domain/presence.py).
+NEWS_UNWATCHED = Counter(
+    "attune_news_unwatched_total",
+    "Live news not published because no gateway announced a listener for its tenant",
+    ["event"])
+
 
 def multiproc_dir() -> Path | None:
     """The host's shared folder of values, when this process was started with one."""

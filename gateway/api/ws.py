@@ -35,7 +35,7 @@ def _setup(state: Any) -> None:
     """Give the app its hub (serve.py's relay feeds it) and sane socket options."""
     gateway = state.app.extensions["attune"]
     if gateway.notifications is None:
-        gateway.notifications = NotificationHub()
+        gateway.notifications = NotificationHub(on_arrival=gateway.presence.arrived)
     state.app.config.setdefault(
         "SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 64 * 1024}
     )

@@ -59,6 +59,10 @@ NOTIFICATION_PUBLISHED = "notification.published"
 # Gateway → every gateway process (broadcast), after a logout or password change committed:
 # {"user_id", "valid_after": <epoch seconds>} (gateway/revocations.py).
 TOKENS_REVOKED = "user.tokens_revoked"
+# Gateway → every service process (broadcast): the tenants with a WebSocket client or a waiting
+# request in that gateway process, whose live news is therefore wanted (domain/presence.py):
+# {"tenants": [tenant_id, …], "interval_seconds"}.
+LISTENERS_PRESENT = "listeners.present"
 
 # Work messages: each carries its tenant's RabbitMQ priority (domain/backlog.py, set by
 # green.Publisher), and the executor's and worker's queues of them are priority queues
@@ -69,10 +73,11 @@ PRIORITISED = frozenset({EVENT_CREATED, EXECUTION_REQUESTED, EXECUTION_SCHEDULED
 # published transient (not written to the broker's disk: half its cost per message there), so
 # a broker restart may drop a notification, never state: the database holds every change and
 # the API serves it. A status change the executor acts on (EXECUTION_FOLLOW_UP) stays
-# persistent (green.Publisher), as do work messages and every other message.
+# persistent (green.Publisher), as do work messages and every other message. A tenant's news
+# that no gateway announced a listener for is not published at all (domain/presence.py).
 NEWS_ONLY = frozenset({EXECUTION_CREATED, EXECUTION_STATUS_CHANGED, EXECUTION_OUTPUT,
                        RULE_TRIGGERED, EVENT_PROCESSED, NOTIFICATION_PUBLISHED, TOKENS_REVOKED,
-                       PACK_ENVIRONMENT})
+                       PACK_ENVIRONMENT, LISTENERS_PRESENT})
 
 # Service names as used for event exchanges (nameko: "<service>.events").
 # EXECUTIONS is a shared source: every execution.created / execution.status_changed goes

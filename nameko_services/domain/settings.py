@@ -20,6 +20,7 @@ from .config_values import bounded, flag, reject_unknown
 from .errors import ConfigurationError
 from .live_output import LiveOutputSettings
 from .paths import PROJECT_ROOT
+from .presence import NewsSettings
 from .retention import RetentionSettings
 
 
@@ -429,6 +430,7 @@ class Settings:
     container: ContainerPolicy = field(default_factory=ContainerPolicy)
     backlog: BacklogSettings = field(default_factory=BacklogSettings)
     live_output: LiveOutputSettings = field(default_factory=LiveOutputSettings)
+    news: NewsSettings = field(default_factory=NewsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -457,6 +459,7 @@ class Settings:
         live_output = LiveOutputSettings.from_mapping(
             dict(section.pop("live_output", None) or {}))
         retention = RetentionSettings.from_mapping(dict(section.pop("retention", None) or {}))
+        news = NewsSettings.from_mapping(dict(section.pop("news", None) or {}))
 
         def need(key: str, where: dict[str, Any] = section, prefix: str = "ATTUNE.") -> Any:
             value = where.get(key)
@@ -509,6 +512,7 @@ class Settings:
                 container=container,
                 backlog=backlog,
                 live_output=live_output,
+                news=news,
                 retention=retention,
                 raw=config,
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..domain import messages as m
 from ..domain.db import transaction
-from ..extensions import Delivery, MessageContext, PlatformProvider, rpc
+from ..extensions import Delivery, Listening, MessageContext, PlatformProvider, rpc
 from . import notifications as n
 from .broadcast import Broadcast
 from .coalescing import RuleTriggerCoalescing
@@ -30,7 +30,8 @@ class NotifierService:
     The news is consumed in batches (extensions.BatchEventHandler): one worker at a time takes
     what arrived meanwhile, in arrival order, and publishes its notifications in one broadcast,
     so news about one entity leaves in the order it arrived. Of several replicas one consumes
-    the news (leader.py); the others answer ping and stand by.
+    the news (leader.py); the others answer ping and stand by. The news of a tenant no gateway
+    listens for (domain/presence.py: events, inquiries) is consumed and dropped unmapped.
     """
 
     name = "notifier"
@@ -39,6 +40,7 @@ class NotifierService:
     context = MessageContext()  # logs and spans in the context of the message handled
     broadcast = Broadcast()
     coalescing = RuleTriggerCoalescing()
+    listening = Listening()
 
     @rpc
     def ping(self) -> dict[str, str]:
@@ -69,6 +71,8 @@ class NotifierService:
     def _notify(self, delivery: Delivery) -> list[dict[str, Any]]:
         """The broadcast payloads one piece of news makes (none when malformed: dropped)."""
         event_type, payload = delivery.event_type, delivery.payload
+        if isinstance(payload, dict) and not self.listening(payload.get("tenant_id")):
+            return []
         try:
             built = self._build(event_type, payload)
         except (KeyError, TypeError, ValueError):

@@ -182,3 +182,30 @@ def test_the_publisher_makes_each_source_exchange_once(monkeypatch):
     assert made == ["notifier", "executions"]
     assert [kw["exchange"] for kw in sent] == [
         "notifier.events", "notifier.events", "executions.events", "notifier.events"]
+
+
+@pytest.mark.parametrize(("event_type", "payload", "sent_unwatched"), [
+    (messages.EXECUTION_CREATED, {"status": "requested"}, False),
+    (messages.EXECUTION_STATUS_CHANGED, {"status": "succeeded", "previous": "running"}, False),
+    (messages.EXECUTION_OUTPUT, {"lines": ["x"]}, False),
+    # what moves state goes whoever listens: a parent's follow-up, work, inquiries
+    (messages.EXECUTION_STATUS_CHANGED,
+     {"status": "succeeded", "previous": "running", "parent_execution_id": 7}, True),
+    (messages.EXECUTION_SCHEDULED, {}, True),
+    (messages.EVENT_CREATED, {}, True),
+    (messages.INQUIRY_RESPONDED, {}, True),
+])
+def test_a_tenants_live_news_goes_only_while_someone_listens(event_type, payload,
+                                                             sent_unwatched):
+    listened = {1}
+    publisher = green.Publisher({"AMQP_URI": "amqp://nobody@127.0.0.1:1/none"},
+                                listening=lambda tenant_id: tenant_id in listened)
+    sent = []
+    publisher._publisher = SimpleNamespace(publish=lambda payload, **kw: sent.append(payload))
+    publisher._backlog = None
+    for tenant_id in (1, 2):
+        publisher("executions", event_type, {"tenant_id": tenant_id, "execution_id": 1, **payload})
+    assert [p["tenant_id"] for p in sent] == ([1, 2] if sent_unwatched else [1])
+    # news of no tenant (a revocation, the notifier's broadcasts) always goes
+    publisher("gateway", messages.TOKENS_REVOKED, {"user_id": 1})
+    assert sent[-1] == {"user_id": 1}

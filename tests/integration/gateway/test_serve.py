@@ -18,6 +18,7 @@ from nameko.standalone.events import event_dispatcher
 
 from nameko_services.config import PROJECT_ROOT
 from nameko_services.domain import messages as m
+from tests.integration import rows
 from tests.integration.rows import wait_until
 from tests.support.e2e import login
 from tests.support.factories import make_admin
@@ -38,9 +39,9 @@ def start_gateway(config, engine, tmp_path):
     dir in tmp_path (no services: /health is degraded); killed at the end if still running."""
     started = []
 
-    def start(processes):
+    def start(processes, **settings):
         port = free_port()
-        env = {**os.environ, "ATTUNE_DATABASE_URL": config["ATTUNE"]["database_url"],
+        env = {**os.environ, **settings, "ATTUNE_DATABASE_URL": config["ATTUNE"]["database_url"],
                "ATTUNE_AMQP_URI": config["AMQP_URI"], "ATTUNE_API_PORT": str(port),
                "ATTUNE_RUN_DIR": str(tmp_path / "run"),
                "ATTUNE_GATEWAY_PROCESSES": str(processes)}
@@ -203,3 +204,43 @@ def test_new_connections_go_to_the_process_with_the_fewest_open_ones(start_gatew
     finally:
         for session in sessions:
             session.close()
+
+
+def test_each_process_announces_the_tenants_listened_to_there(start_gateway, engine, config,
+                                                              container_factory):
+    """domain/presence.py: every interval (even no tenant), and at once when a tenant's first
+    WebSocket client or waiting request arrives, before it stores anything."""
+    heard: list = []
+    container_factory(rows.listener([(m.GATEWAY, m.LISTENERS_PRESENT)], heard), config).start()
+    gateway = start_gateway(1, ATTUNE_NEWS_INTERVAL="0.3")
+
+    def announced():
+        return [payload["tenants"] for _, _, payload in heard]
+
+    wait_until(lambda: [] in announced(), deadline=30)  # the timer, with no listener yet
+    admin = make_admin(engine)
+    api = login(gateway.url, admin["username"])
+    feed = api.notifications()
+    wait_until(lambda: [admin["tenant_id"]] in announced())
+    feed.close()
+    heard.clear()
+    wait_until(lambda: announced()[-2:] == [[], []])  # gone: the timer leaves it out
+
+
+def test_a_tenants_first_listener_is_announced_at_once(start_gateway, engine, config,
+                                                       container_factory):
+    heard: list = []
+    container_factory(rows.listener([(m.GATEWAY, m.LISTENERS_PRESENT)], heard), config).start()
+    gateway = start_gateway(1, ATTUNE_NEWS_INTERVAL="300")  # no timer within the test
+    admin = make_admin(engine)
+    api = login(gateway.url, admin["username"])
+    api.notifications()
+    wait_until(lambda: [payload["tenants"] for _, _, payload in heard]
+               == [[admin["tenant_id"]]])
+    other = make_admin(engine)
+    waiting = login(gateway.url, other["username"])
+    # a synchronous run (`?wait=`) of an action that does not exist: refused after the slot
+    # was reserved, and so announced (no services run here to answer it otherwise)
+    waiting.post("/api/v1/executions?wait=1", json={"action": "core.nothing_here"})
+    wait_until(lambda: [payload["tenants"] for _, _, payload in heard]
+               == [[admin["tenant_id"]], [other["tenant_id"]]])

@@ -167,3 +167,16 @@ def test_live_output_goes_only_to_clients_subscribed_to_that_execution_by_id():
     drain()
     assert [m["event"] for m in by_id.sent] == ["execution.output", "execution.status_changed"]
     assert [m["event"] for m in by_type.sent] == ["execution.status_changed"]
+
+
+def test_a_tenants_client_arriving_is_told_and_its_tenant_listed():
+    """presence.Presence hears of each client (its tenant's news is then published), and the
+    relay's timer announces the tenants that still have one."""
+    arrived = []
+    hub = NotificationHub(on_arrival=arrived.append)
+    first = connect(hub, 1, Recorder())
+    connect(hub, 2, Recorder())
+    assert arrived == [1, 2]
+    assert hub.tenants() == {1, 2}
+    hub.unregister(first)
+    assert hub.tenants() == {2}

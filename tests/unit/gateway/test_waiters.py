@@ -163,3 +163,17 @@ def test_wait_seconds_refuses_anything_else_naming_the_parameter(raw):
         wait_seconds(60)
     assert info.value.details == {"fields": {"wait": "seconds, 0 < wait <= 60"}}
     assert "'wait'" in info.value.message
+
+
+def test_a_reservation_is_announced_before_anything_is_stored_and_its_tenant_listed():
+    arrived = []
+    registry = Waiters(10, 10, on_arrival=arrived.append)
+    with registry.slot() as slot:
+        slot.reserve(TENANT)
+        assert arrived == [TENANT]
+        assert registry.tenants() == {TENANT}
+    assert registry.tenants() == set()
+    full = Waiters(0, 0, on_arrival=arrived.append)
+    with full.slot() as refused, pytest.raises(TooManyWaitersError):
+        refused.reserve(OTHER)
+    assert arrived == [TENANT]  # a refused request is not announced

@@ -123,3 +123,17 @@ def test_the_news_of_a_batch_leaves_in_one_broadcast_in_arrival_order():
         ("execution.created", "requested"), ("execution.status_changed", "running"),
         ("execution.output", None), ("execution.status_changed", "succeeded"),
         ("pack.env_ready", "ready")]
+
+
+def test_news_of_a_tenant_nobody_listens_to_is_dropped_unmapped(monkeypatch):
+    """Events and inquiries reach the notifier whoever listens (the executor needs them too);
+    a tenant no gateway announced a listener for gets no notification, and costs no read."""
+    monkeypatch.setattr(n, "read_event", lambda *args: (_ for _ in ()).throw(AssertionError))
+    service = worker_factory(NotifierService)
+    service.listening.side_effect = lambda tenant_id: tenant_id == 2
+    service.on_news([news(m.EVENT_CREATED, {"event_id": 5, "tenant_id": 3}, m.GATEWAY),
+                     news(m.EXECUTION_STATUS_CHANGED, {
+                         "execution_id": 1, "tenant_id": 2, "status": "running",
+                         "previous": "scheduled", "parent_execution_id": None,
+                         "execution": {"id": 1, "action_ref": "core.echo"}})])
+    assert [p["tenant_id"] for _, p in published(service)] == [2]
