@@ -98,12 +98,14 @@ def relay_service(hub: Any, revocations: Any, waiters: Any = None, presence: Any
         def on_tokens_revoked(self, payload: dict[str, Any]) -> None:
             revocations.on_broadcast(payload)
 
-    if presence is not None:
-        def announce(self: Any) -> None:
-            """The tenants with a WebSocket client or a waiting request here, every interval."""
-            presence.tick(hub.tenants() | (waiters.tenants() if waiters is not None else set()))
+        if presence is not None:
+            @timer(interval=presence.interval_seconds)
+            def announce(self) -> None:
+                """The tenants with a WebSocket client or a waiting request here, every
+                interval."""
+                presence.tick(hub.tenants()
+                              | (waiters.tenants() if waiters is not None else set()))
 
-        GatewayRelay.announce = timer(interval=presence.interval_seconds)(announce)  # type: ignore[attr-defined]
     return GatewayRelay
 
 

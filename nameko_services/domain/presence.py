@@ -98,12 +98,6 @@ class Listeners:
             return True  # not a tenant's news: never held back here
         return until is not None and until > self._clock()
 
-    def describe(self) -> dict[str, Any]:
-        """For status pages: whether it knows, and the tenants listened to now."""
-        now = self._clock()
-        return {"knows": self.knows(),
-                "tenants": sorted(t for t, u in self._until.items() if u > now)}
-
 
 class Presence:
     """A gateway process's side: announce the tenants that have a listener here."""
