@@ -64,6 +64,20 @@ def after_commit(publish: Publish) -> Publish:
     return send
 
 
+def announcer(publish: Publish) -> Callable[[dict[str, Any]], None]:
+    """Publish the listeners this process has (presence.Presence); with the broker away the
+    request goes on: the services fail open once they hear nothing (domain/presence.py)."""
+
+    def announce(payload: dict[str, Any]) -> None:
+        try:
+            publish(messages.GATEWAY, messages.LISTENERS_PRESENT, payload)
+        except (BrokerUnavailable, OSError) as exc:
+            log.warning("listeners not announced (broker unavailable: %s); their tenants' live "
+                        "news may be held back until an announcement gets through", exc)
+
+    return announce
+
+
 def ctx() -> Gateway:
     return current_app.extensions["attune"]
 
@@ -76,9 +90,9 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     app.config["MAX_CONTENT_LENGTH"] = max(settings.webhook_max_body_bytes, 64 * 1024 * 1024)
     app.json = OrjsonProvider(app)
     engine = make_engine(settings.database_url, pool_size=20)
-    publish = after_commit(publish or (lambda *_args: None))
-    presence = Presence(lambda payload: publish(messages.GATEWAY, messages.LISTENERS_PRESENT,
-                                                payload), settings.news.interval_seconds)
+    raw_publish = publish or (lambda *_args: None)
+    publish = after_commit(raw_publish)
+    presence = Presence(announcer(raw_publish), settings.news.interval_seconds)
     app.extensions["attune"] = Gateway(
         settings=settings,
         engine=engine,

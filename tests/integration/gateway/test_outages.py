@@ -56,3 +56,16 @@ def test_the_database_down_answers_503_with_retry_after(database_down_client, se
         assert r.json["error"]["code"] == "unavailable"
         assert "database is unavailable" in r.json["error"]["message"]
         assert r.headers["Retry-After"] == "5"
+
+
+def test_a_waiting_webhook_while_the_broker_is_down_is_accepted_unannounced(
+        broker_down_client, engine, make_user, caplog):
+    """Its tenant cannot be announced (domain/presence.py) nor its event published: the event
+    is stored all the same and the request answers 202 when its wait is over."""
+    user, _ = make_user()
+    trigger = make_trigger(engine, user["tenant_id"])
+    r = broker_down_client.post(url(trigger) + "?wait=0.5", json=PAYLOAD,
+                                headers=token_header(trigger))
+    assert r.status_code == 202, r.json
+    assert event_row(engine, r.json["data"]["event_id"]) is not None
+    assert "listeners not announced" in caplog.text
