@@ -49,33 +49,21 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, str, dict[str, Any]], None]
 
 
-def after_commit(publish: Publish) -> Publish:
+def after_commit(publish: Publish,
+                 meanwhile: str = "the recovery sweep picks up what it announced") -> Publish:
     """The views publish only after their transaction committed, so a broker outage must not
     turn a request that was carried out into a 500: the executor's recovery sweep and the
-    sensor's resync find the committed rows without the message."""
+    sensor's resync find the committed rows without the message. The warning says what
+    happens `meanwhile` without it."""
 
     def send(source: str, event_type: str, payload: dict[str, Any]) -> None:
         try:
             publish(source, event_type, payload)
         except (BrokerUnavailable, OSError) as exc:
-            log.warning("%s not published (broker unavailable: %s); the recovery sweep "
-                        "picks up what it announced", event_type, exc)
+            log.warning("%s not published (broker unavailable: %s); %s", event_type, exc,
+                        meanwhile)
 
     return send
-
-
-def announcer(publish: Publish) -> Callable[[dict[str, Any]], None]:
-    """Publish the listeners this process has (presence.Presence); with the broker away the
-    request goes on: the services fail open once they hear nothing (domain/presence.py)."""
-
-    def announce(payload: dict[str, Any]) -> None:
-        try:
-            publish(messages.GATEWAY, messages.LISTENERS_PRESENT, payload)
-        except (BrokerUnavailable, OSError) as exc:
-            log.warning("listeners not announced (broker unavailable: %s); their tenants' live "
-                        "news may be held back until an announcement gets through", exc)
-
-    return announce
 
 
 def ctx() -> Gateway:
@@ -92,7 +80,11 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     engine = make_engine(settings.database_url, pool_size=20)
     raw_publish = publish or (lambda *_args: None)
     publish = after_commit(raw_publish)
-    presence = Presence(announcer(raw_publish), settings.news.interval_seconds)
+    announce = after_commit(raw_publish, "its tenants' live news may be held back until an "
+                                         "announcement gets through (domain/presence.py)")
+    presence = Presence(
+        lambda payload: announce(messages.GATEWAY, messages.LISTENERS_PRESENT, payload),
+        settings.news.interval_seconds)
     app.extensions["attune"] = Gateway(
         settings=settings,
         engine=engine,

@@ -145,7 +145,7 @@ class ListenerTable(SharedExtension):
 
     def handle_message(self, body: Any, message: Any) -> None:
         """One announcement (nameko's consumer calls this with the decoded body)."""
-        if isinstance(body, dict) and self.table is not None:
+        if isinstance(body, dict):  # registered only with a table (setup)
             self.table.heard(body)
         self.queue_consumer.ack_message(message)
 

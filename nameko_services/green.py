@@ -94,21 +94,21 @@ class Publisher:
         broker copies it to that routing key too, by RabbitMQ's `CC` header). Work messages get
         their tenant's priority here too, for the same reason, and a tenant's live news that
         nobody listens to is dropped here."""
-        exchange = self._exchanges.get(source_service)
-        if exchange is None:
-            exchange = self._exchanges[source_service] = get_event_exchange(source_service,
-                                                                            self._config)
         follow_up = ((event_type == messages.EXECUTION_STATUS_CHANGED
                       and executions.needs_follow_up(payload))
                      or (event_type == messages.EXECUTION_CREATED and "events" in payload))
-        priority = (self._backlog.priority(payload["tenant_id"])
-                    if self._backlog is not None and event_type in messages.PRIORITISED
-                    else None)
         transient = event_type in messages.NEWS_ONLY and not follow_up
         if (transient and self._listening is not None and "tenant_id" in payload
                 and not self._listening(payload["tenant_id"])):
             metrics.NEWS_UNWATCHED.labels(event_type).inc()
             return
+        exchange = self._exchanges.get(source_service)
+        if exchange is None:
+            exchange = self._exchanges[source_service] = get_event_exchange(source_service,
+                                                                            self._config)
+        priority = (self._backlog.priority(payload["tenant_id"])
+                    if self._backlog is not None and event_type in messages.PRIORITISED
+                    else None)
         self._publisher.publish(
             payload, exchange=exchange, routing_key=event_type, declare=[exchange],
             headers={"CC": [messages.EXECUTION_FOLLOW_UP]} if follow_up else {},

@@ -68,4 +68,4 @@ def test_a_waiting_webhook_while_the_broker_is_down_is_accepted_unannounced(
                                 headers=token_header(trigger))
     assert r.status_code == 202, r.json
     assert event_row(engine, r.json["data"]["event_id"]) is not None
-    assert "listeners not announced" in caplog.text
+    assert "listeners.present not published" in caplog.text
