@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, func, select, union_all
 
 from .config_values import flag, reject_unknown
-from .db import make_engine, transaction
+from .db import make_engine
 from .errors import BacklogFullError, ConfigurationError
 from .models import events, executions
 from .states import ExecutionStatus
@@ -110,15 +110,20 @@ class Backlog:
     process accepted (for the bounds) or published (for priorities) since, so a burst between
     two refreshes is counted too: a flood's first messages do not all get the top priority.
 
-    One caller refreshes at a time; the others use the counts they have meanwhile. A failed
-    refresh keeps the old counts (the database being down fails the request anyway).
+    One caller refreshes at a time; the others use the counts they have meanwhile. With
+    `background` (runs a callable in a thread of its own), only the first count is waited for:
+    later ones are read while the callers go on with the counts they have, so no admission and
+    no publish waits for the count (unless `refresh_seconds` is 0: every call counts, inline).
+    A failed refresh keeps the old counts (the database being down fails the request anyway).
     """
 
     def __init__(self, settings: BacklogSettings, load: Callable[[], dict[int, int]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 background: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.settings = settings
         self._load = load
         self._clock = clock
+        self._background = background
         self._counts: dict[int, int] = {}
         self._total = 0
         self._admitted: Counter[int] = Counter()
@@ -129,6 +134,14 @@ class Backlog:
     def _refresh(self) -> None:
         if self._clock() < self._expires or not self._refreshing.acquire(blocking=False):
             return
+        if (self._background is not None and self.settings.refresh_seconds > 0
+                and self._expires != float("-inf")):
+            self._background(self._reload)
+        else:
+            self._reload()
+
+    def _reload(self) -> None:
+        """Read the counts (the caller holds `_refreshing`, released here)."""
         try:
             counts = self._load()
         except Exception as exc:  # keep serving the last counts; retry after the interval
@@ -189,7 +202,8 @@ def shared(database_url: str, settings: BacklogSettings) -> Backlog:
     """This process's Backlog for a database: the gateway's admission and every publisher's
     priorities share its counts, so a process runs the count once per refresh interval.
 
-    Its engine (one connection) is made on the first refresh, not here.
+    Its engine (one connection, in autocommit: the count is one statement) is made on the
+    first refresh, not here; the refreshes after the first run in the background.
     """
     key = (database_url, settings)
     with _shared_lock:
@@ -198,12 +212,17 @@ def shared(database_url: str, settings: BacklogSettings) -> Backlog:
 
             def load() -> dict[int, int]:
                 if not engine:
-                    engine.append(make_engine(database_url, pool_size=1))
-                with transaction(engine[0]) as conn:
+                    engine.append(make_engine(database_url, pool_size=1, autocommit=True))
+                with engine[0].connect() as conn:
                     return queued_counts(conn)
 
-            _shared[key] = Backlog(settings, load)
+            _shared[key] = Backlog(settings, load, background=_in_thread)
         return _shared[key]
+
+
+def _in_thread(work: Callable[[], None]) -> None:
+    """Run `work` in a daemon thread (a green one in the services and the gateway)."""
+    threading.Thread(target=work, daemon=True, name="attune-backlog-count").start()
 
 
 def from_config(config: Mapping[str, Any]) -> Backlog | None:

@@ -114,6 +114,21 @@ def test_a_failed_refresh_keeps_the_last_counts_and_retries_after_the_interval()
     assert view.queued(1) == 0
 
 
+def test_in_the_background_only_the_first_count_is_waited_for():
+    """The shared Backlog's refreshes after the first run in a thread of their own: an
+    admission or a publish goes on with the counts it has while the next ones are read."""
+    counts, clock, queued = Counts(t1=2), Clock(), []
+    view = Backlog(BacklogSettings(refresh_seconds=0.5), counts, clock, background=queued.append)
+    assert view.queued(1) == 2 and counts.calls == 1 and not queued  # the first: inline
+    counts.value = {1: 7}
+    clock.now += 1
+    assert view.priority(1) == priority_for(2)  # the old count, a refresh under way
+    assert view.queued(1) == 2 and len(queued) == 1 and counts.calls == 1
+    queued.pop()()
+    assert view.queued(1) == 7 and counts.calls == 2
+    assert not queued  # fresh again: nothing more to read until the interval has passed
+
+
 def test_priority_falls_one_level_per_doubling_of_the_backlog():
     assert priority_for(0) == MAX_PRIORITY == 9
     assert [priority_for(n) for n in (1, 2, 3, 4, 7, 8, 255, 256, 10**6)] == \
