@@ -33,6 +33,9 @@ class Gateway:
 
     settings: Settings
     engine: Engine
+    # Work that is one write statement, with no BEGIN/COMMIT: rate-limit buckets, webhooks
+    # without an Idempotency-Key (db.make_engine's `autocommit`).
+    autocommit: Engine
     cipher: Cipher
     publish: Any  # callable(source_service, event_type, payload); set by serve.py or tests
     backlog: backlog.Backlog  # admits webhooks and API runs (domain/backlog.py)
@@ -42,6 +45,11 @@ class Gateway:
     notifications: Any = None  # NotificationHub, set by serve.py
     revocations: Any = None  # Revocations (revoked users' access tokens), set by create_app
     process: int = 1  # which of the gateway's processes serves (1..ATTUNE.gateway.processes)
+
+    def dispose(self) -> None:
+        """Close the database pools (both engines)."""
+        self.engine.dispose()
+        self.autocommit.dispose()
 
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     app.config["MAX_CONTENT_LENGTH"] = max(settings.webhook_max_body_bytes, 64 * 1024 * 1024)
     app.json = OrjsonProvider(app)
     engine = make_engine(settings.database_url, pool_size=20)
+    autocommit = make_engine(settings.database_url, pool_size=10, autocommit=True)
     raw_publish = publish or (lambda *_args: None)
     publish = after_commit(raw_publish)
     announce = after_commit(raw_publish, "its tenants' live news may be held back until an "
@@ -88,6 +97,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     app.extensions["attune"] = Gateway(
         settings=settings,
         engine=engine,
+        autocommit=autocommit,
         cipher=Cipher(settings.encryption_keys, settings.active_key_id),
         publish=publish,
         backlog=backlog.shared(settings.database_url, settings.backlog),
@@ -101,7 +111,7 @@ def create_app(config: dict[str, Any], *, publish: Any = None, rpc: Any = None) 
     request_log.install(app)  # first: every request, even one refused, has its ids and clock
     observed.install(app)
     app.before_request(check_route_access)
-    ratelimit.install(app, engine)  # after check_route_access: limits need the caller
+    ratelimit.install(app, autocommit)  # after check_route_access: limits need the caller
     for module_info in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{api.__name__}.{module_info.name}")
         blueprint = getattr(module, "bp", None)

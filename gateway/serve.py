@@ -349,7 +349,7 @@ def _shutdown(servers: list[Any], runner: ServiceRunner, gateway: Any) -> None:
     if not stopped:
         runner.kill()
     gateway.rpc.close()
-    gateway.engine.dispose()
+    gateway.dispose()
     tracing.shutdown()  # the spans still pending leave now
     log.info("gateway stopped")
 

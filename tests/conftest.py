@@ -104,7 +104,7 @@ def app(config, engine, published):
 
     application = create_app(config, publish=lambda *args: published.append(args))
     yield application
-    application.extensions["attune"].engine.dispose()  # one pool per test, closed with it
+    application.extensions["attune"].dispose()  # one pool per test, closed with it
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def open_client(config, engine, published):
     cfg["ATTUNE"]["auth"] = {"registration": "open"}
     application = create_app(cfg, publish=lambda *args: published.append(args))
     yield application.test_client()
-    application.extensions["attune"].engine.dispose()
+    application.extensions["attune"].dispose()
 
 
 @pytest.fixture

@@ -88,14 +88,18 @@ def receive(trigger_id: str):
             if wait is not None:
                 slot.reserve(tenant_id)
 
+        key = request.headers.get("Idempotency-Key")
+        # Without a key the call stores one row after its reads: that statement needs no
+        # transaction around it (two round trips fewer). With one, releasing a stale key and
+        # storing the event commit together.
+        engine = ctx().engine if key is not None else ctx().autocommit
         with request_log.span("receive", trigger_id=tid) as span_id:
-            with transaction(ctx().engine) as conn:
+            with transaction(engine) as conn:
                 event, created = webhooks.receive(
                     conn, trigger_id=tid, raw_body=body, credentials=credentials(),
-                    idempotency_key=request.headers.get("Idempotency-Key"), admit=admit,
-                    trace_id=request_log.trace_id(),
+                    idempotency_key=key, admit=admit, trace_id=request_log.trace_id(),
                 )
-                if wait is not None:  # before the commit: its executions' news cannot pass
+                if wait is not None:  # before the publish: its executions' news cannot pass
                     slot.watch_event(event["id"])
             if created:  # committed: the executor will find the row
                 metrics.EVENTS.labels("webhook").inc()

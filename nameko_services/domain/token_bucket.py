@@ -56,8 +56,9 @@ Clock = Callable[[], datetime]
 class SharedBuckets:
     """The buckets of one name (`user`, `webhook`, …) and size, by key, in PostgreSQL.
 
-    Each statement runs in autocommit (one round trip: no BEGIN, no COMMIT) on a connection
-    of `engine`'s pool; `clock` replaces the database's clock in tests.
+    Each statement runs in autocommit (no BEGIN, no COMMIT) on a connection of `engine`'s
+    pool: one round trip when `engine` is an autocommit engine (db.make_engine), as the
+    gateway's is; `clock` replaces the database's clock in tests.
     """
 
     def __init__(self, engine: Engine, name: str, rate: float, burst: int, *,

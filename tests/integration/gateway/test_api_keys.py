@@ -169,4 +169,4 @@ def test_another_process_learns_a_revocation_from_the_database(app, config, make
         wait_until(lambda: other.get("/api/v1/me", headers=headers).status_code == 401,
                    timeout=5, message="the other process refuses the revoked token")
     finally:
-        other.application.extensions["attune"].engine.dispose()
+        other.application.extensions["attune"].dispose()

@@ -29,7 +29,7 @@ def bounded(config, engine, published):
     app = app_with(config, published, tenant_max_queued=TENANT_BOUND,
                    global_max_queued=1_000_000)
     yield app.test_client()
-    app.extensions["attune"].engine.dispose()
+    app.extensions["attune"].dispose()
 
 
 def hook(client, trigger, n):
@@ -114,7 +114,7 @@ def test_over_the_global_bound_every_tenant_gets_503(config, engine, published, 
         assert_refused(client.post("/api/v1/executions", headers=headers,
                                    json={"action": action["ref"]}), 503, "platform")
     finally:
-        app.extensions["attune"].engine.dispose()
+        app.extensions["attune"].dispose()
 
 
 def test_the_openapi_document_lists_the_503_of_the_views_that_accept_work(client):

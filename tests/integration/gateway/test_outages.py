@@ -22,7 +22,7 @@ def broker_down_client(config, engine):
     cfg["AMQP_URI"] = f"amqp://guest:guest@{NOTHING_LISTENS}/"
     app = create_app(cfg, publish=green.Publisher(cfg))
     yield app.test_client()
-    app.extensions["attune"].engine.dispose()
+    app.extensions["attune"].dispose()
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def database_down_client(config):
     cfg["ATTUNE"]["database_url"] = f"postgresql+psycopg2://attune:attune@{NOTHING_LISTENS}/x"
     app = create_app(cfg)
     yield app.test_client()
-    app.extensions["attune"].engine.dispose()
+    app.extensions["attune"].dispose()
 
 
 def test_a_webhook_stored_while_the_broker_is_down_is_still_accepted(

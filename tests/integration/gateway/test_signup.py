@@ -71,7 +71,7 @@ def served(config, engine):
     yield app, f"http://127.0.0.1:{listener.getsockname()[1]}"
     server.kill()
     listener.close()
-    app.extensions["attune"].engine.dispose()
+    app.extensions["attune"].dispose()
 
 
 def test_another_request_is_answered_while_a_logins_password_is_being_checked(served, engine):

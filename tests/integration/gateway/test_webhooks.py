@@ -287,6 +287,31 @@ def test_repeated_idempotency_key_returns_the_first_event_and_publishes_once(
     assert other.json["data"]["event_id"] != first.json["data"]["event_id"]
 
 
+def test_only_a_call_with_an_idempotency_key_stores_its_event_in_a_transaction(
+    app, engine, tenant
+):
+    """Without a key the event's INSERT is the call's one write: it commits on its own (no
+    BEGIN/COMMIT round trips); with one, releasing a stale key and storing go together."""
+    from sqlalchemy import event as sa_event
+
+    seen = []
+
+    def before(conn, _cursor, statement, *_args):
+        if statement.lstrip().startswith("INSERT INTO events"):
+            seen.append(conn.connection.dbapi_connection.autocommit)
+
+    trigger = make_trigger(engine, tenant[0]["tenant_id"])
+    gateway = app.extensions["attune"]
+    for pool in (gateway.engine, gateway.autocommit):
+        sa_event.listen(pool, "before_cursor_execute", before)
+    client = app.test_client()
+    keyed = {**token_header(trigger), "Idempotency-Key": "k-1"}
+    assert client.post(url(trigger), json={"n": 1}, headers=token_header(trigger)).status_code \
+        == client.post(url(trigger), json={"n": 2}, headers=keyed).status_code == 202
+    assert seen == [True, False]
+    assert count_events(engine, trigger) == 2
+
+
 def test_idempotency_key_older_than_24_hours_is_released(client, engine, tenant, published):
     trigger = make_trigger(engine, tenant[0]["tenant_id"])
     old = make_event(engine, tenant[0]["tenant_id"], trigger=trigger, idempotency_key="k-old",

@@ -23,7 +23,7 @@ def app(unlimited_config, engine, published):
 
     app = create_app(unlimited_config, publish=lambda *args: published.append(args))
     yield app
-    app.extensions["attune"].engine.dispose()  # each app has its own pool: give it back
+    app.extensions["attune"].dispose()  # each app has its own pool: give it back
 
 
 @pytest.fixture
@@ -39,4 +39,4 @@ def make_app():
 
     yield make
     for app in made:
-        app.extensions["attune"].engine.dispose()
+        app.extensions["attune"].dispose()

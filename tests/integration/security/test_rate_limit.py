@@ -45,7 +45,7 @@ def app(config, engine, published, clock):
     settings = app.config["ATTUNE_SETTINGS"].rate_limit
     app.extensions[ratelimit.EXTENSION] = ratelimit.RateLimits(settings, engine, clock)
     yield app
-    app.extensions["attune"].engine.dispose()
+    app.extensions["attune"].dispose()
 
 
 def burst(client, n, path="/api/v1/me", headers=None, **kwargs):
