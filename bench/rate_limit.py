@@ -5,6 +5,7 @@ Against the database of `--config` (its keys file gives the password), in this p
 request at a time so the figures are latencies, not contention:
 
 - `SELECT 1` on an autocommit connection of the pool: the round trip every statement pays;
+  and in a transaction (`BEGIN`, `SELECT 1`, `COMMIT`): what a transaction adds;
 - a take that is granted (one key, a bucket too large to empty), a take of a new key each time
   (the insert path), a refused take, and a peek;
 - `GET /api/v1/me` through the Flask app (test client, no HTTP), limits on and off: the
@@ -56,9 +57,9 @@ def timed(count: int, step: Callable[[int], Any]) -> list[float]:
 
 def statements(url: str, count: int) -> None:
     engine = make_engine(url, pool_size=2)
-    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
-    large = SharedBuckets(engine, BUCKET, rate=1e9, burst=10**9)
-    empty = SharedBuckets(engine, BUCKET, rate=1e-6, burst=1)
+    auto = make_engine(url, pool_size=2, autocommit=True)  # as the gateway's buckets use
+    large = SharedBuckets(auto, BUCKET, rate=1e9, burst=10**9)
+    empty = SharedBuckets(auto, BUCKET, rate=1e-6, burst=1)
     hot, refused = f"hot-{uuid.uuid4().hex}", f"empty-{uuid.uuid4().hex}"
     empty.take(refused)
     fresh = uuid.uuid4().hex
@@ -67,9 +68,14 @@ def statements(url: str, count: int) -> None:
         with auto.connect() as conn:
             conn.execute(text("SELECT 1")).scalar()
 
+    def in_transaction(_n: int) -> None:
+        with transaction(engine) as conn:
+            conn.execute(text("SELECT 1")).scalar()
+
     try:
         for label, step in (
             ("SELECT 1 (round trip)", select_one),
+            ("BEGIN, SELECT 1, COMMIT", in_transaction),
             ("take, granted", lambda _n: large.take(hot)),
             ("take, a new key", lambda n: large.take(f"{fresh}-{n}")),
             ("take, refused", lambda _n: empty.take(refused)),
@@ -81,6 +87,7 @@ def statements(url: str, count: int) -> None:
         with transaction(engine) as conn:
             conn.execute(delete(rate_limit_buckets).where(rate_limit_buckets.c.bucket == BUCKET))
         engine.dispose()
+        auto.dispose()
 
 
 def requests(config: dict[str, Any], count: int) -> None:
@@ -113,7 +120,7 @@ def requests(config: dict[str, Any], count: int) -> None:
         with transaction(engine) as conn:
             conn.execute(delete(tenants).where(tenants.c.id == user["tenant_id"]))
         for app in apps.values():
-            app.extensions["attune"].engine.dispose()
+            app.extensions["attune"].dispose()
 
 
 def main() -> int:
