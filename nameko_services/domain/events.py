@@ -9,8 +9,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     ScalarSelect,
-    bindparam,
-    func,
     insert,
     literal,
     select,
@@ -117,27 +115,9 @@ def get(conn: Connection, tenant_id: int | None, event_id: int) -> dict[str, Any
     return dict(row)
 
 
-def claim(conn: Connection, tenant_id: int, event_id: int) -> dict[str, Any] | None:
-    """Mark the tenant's event processed and return it; None when another executor (or an
-    earlier delivery) already did, or there is no such event. One statement."""
-    row = conn.execute(
-        _CLAIM, {"b_event_id": event_id, "b_tenant_id": tenant_id}
-    ).mappings().one_or_none()
-    return dict(row) if row is not None else None
-
-
 def refuse(conn: Connection, event_id: int, error: str) -> None:
     """Store why a claimed event runs no rule."""
     conn.execute(update(events).where(events.c.id == event_id).values(error=error))
-
-
-_CLAIM = (
-    update(events)
-    .where(events.c.id == bindparam("b_event_id"), events.c.tenant_id == bindparam("b_tenant_id"),
-           events.c.processed_at.is_(None))
-    .values(processed_at=func.now())
-    .returning(events)
-)
 
 
 # An event whose payload serialises to at most this travels inside its EVENT_CREATED news, so

@@ -1,7 +1,8 @@
 """Event → rule evaluations → enforcements → executions, in one transaction per event.
 
-The event is claimed first (`events.claim`), so a redelivered message or a second
-executor finds it processed and does nothing. New executions are planned (scheduled, fanned out
+The event is claimed first, with its trigger's enabled rules in the same statement
+(`repository.claim_event`), so a redelivered message or a second executor finds it processed
+and does nothing. New executions are planned (scheduled, fanned out
 or failed) in the same transaction; all news is published after commit, `created` first.
 """
 
@@ -46,17 +47,19 @@ def evaluate_event(
     An event deeper than `max_chain_depth` is claimed with its error stored and runs no rule.
     `parent_span_id`: the span that received it (its EVENT_CREATED message's, when traced).
     """
-    event = events.claim(conn, tenant_id, event_id)
-    if event is None:
+    claimed = repository.claim_event(conn, tenant_id, event_id)
+    if claimed is None:
         log.debug("event %s of tenant %s: processed already, or not found", event_id, tenant_id)
         return []
+    event, enabled = claimed
     with logs.bound(event_id=event_id, tenant_id=tenant_id, trace_id=event["trace_id"]), \
             tracing.span("evaluate", event["trace_id"], parent_span_id, event_id=event_id):
-        return _evaluate(conn, cipher, event, max_chain_depth)
+        return _evaluate(conn, cipher, event, enabled, max_chain_depth)
 
 
 def _evaluate(
-    conn: Connection, cipher: Cipher, event: dict[str, Any], max_chain_depth: int
+    conn: Connection, cipher: Cipher, event: dict[str, Any], enabled: repository.Rules,
+    max_chain_depth: int,
 ) -> list[Outgoing]:
     """The claimed event's rules: its news, or why it runs none (stored on it)."""
     event_id, tenant_id = event["id"], event["tenant_id"]
@@ -74,7 +77,7 @@ def _evaluate(
     out: list[Outgoing] = []
     planned: list[Outgoing] = []
     matched = started = 0
-    for rule, action in repository.enabled_rules(conn, tenant_id, event["trigger_id"]):
+    for rule, action in enabled:
         verdict = rules.evaluate(rule["criteria"], rule["parameters"], context)
         enforcement = repository.record_evaluation(
             conn, tenant_id, event_id, rule["id"], verdict.matched, verdict.error

@@ -11,22 +11,39 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from ..domain.models import actions, enforcements, executions, rule_evaluations, rules
+from ..domain.models import (
+    actions,
+    enforcements,
+    events,
+    executions,
+    rule_evaluations,
+    rules,
+)
 from ..domain.states import EnforcementStatus
 
+Rules = list[tuple[dict[str, Any], dict[str, Any] | None]]  # (rule, its action or None)
 
-def enabled_rules(
-    conn: Connection, tenant_id: int, trigger_id: int
-) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """The tenant's enabled rules on a trigger, oldest first, each with its action (the
-    tenant's own or a system one; None when it is gone) — one statement."""
-    rows = conn.execute(_ENABLED_RULES, {"tenant_id": tenant_id, "trigger_id": trigger_id})
-    found = []
-    for row in rows.mappings():
+
+def claim_event(
+    conn: Connection, tenant_id: int, event_id: int
+) -> tuple[dict[str, Any], Rules] | None:
+    """Mark the tenant's event processed and return it with the tenant's enabled rules on its
+    trigger, oldest first, each with its action (the tenant's own or a system one; None when
+    it is gone); None when another executor (or an earlier delivery) already claimed it, or
+    there is no such event. One statement, one round trip."""
+    rows = conn.execute(
+        _CLAIM_EVENT, {"b_event_id": event_id, "b_tenant_id": tenant_id}).mappings().all()
+    if not rows:
+        return None
+    event = {c.name: rows[0][f"event__{c.name}"] for c in events.c}
+    found: Rules = []
+    for row in rows:
+        if row["id"] is None:  # the event's trigger has no enabled rule of the tenant
+            continue
         rule = {c.name: row[c.name] for c in rules.c}
         action = {c.name: row[f"action__{c.name}"] for c in actions.c}
         found.append((rule, action if action["id"] is not None else None))
-    return found
+    return event, found
 
 
 def action(conn: Connection, tenant_id: int, action_id: int | None) -> dict[str, Any] | None:
@@ -55,12 +72,22 @@ def record_evaluation(
 
 # Built once and reused with bound values (building costs more CPU than running them); a
 # bound name never repeats a column name of an INSERT or UPDATE (SQLAlchemy reserves those).
-_ENABLED_RULES = (
-    select(rules, *(c.label(f"action__{c.name}") for c in actions.c))
-    .outerjoin(actions, (actions.c.id == rules.c.action_id) & or_(
-        actions.c.tenant_id == rules.c.tenant_id, actions.c.tenant_id.is_(None)))
-    .where(rules.c.tenant_id == bindparam("tenant_id"),
-           rules.c.trigger_id == bindparam("trigger_id"), rules.c.enabled.is_(True))
+_CLAIMED = (
+    update(events)
+    .where(events.c.id == bindparam("b_event_id"), events.c.tenant_id == bindparam("b_tenant_id"),
+           events.c.processed_at.is_(None))
+    .values(processed_at=func.now())
+    .returning(events)
+    .cte("claimed")
+)
+_CLAIM_EVENT = (
+    select(*(_CLAIMED.c[c.name].label(f"event__{c.name}") for c in events.c), rules,
+           *(c.label(f"action__{c.name}") for c in actions.c))
+    .select_from(_CLAIMED.outerjoin(
+        rules.outerjoin(actions, (actions.c.id == rules.c.action_id) & or_(
+            actions.c.tenant_id == rules.c.tenant_id, actions.c.tenant_id.is_(None))),
+        (rules.c.trigger_id == _CLAIMED.c.trigger_id)
+        & (rules.c.tenant_id == _CLAIMED.c.tenant_id) & rules.c.enabled.is_(True)))
     .order_by(rules.c.id)
 )
 _ACTION = select(actions).where(

@@ -4,6 +4,8 @@ import pytest
 from nameko.testing.services import entrypoint_waiter
 
 from nameko_services.domain import messages, models
+from nameko_services.domain.db import transaction
+from nameko_services.executor import repository
 from tests.integration import rows
 
 pytestmark = pytest.mark.integration
@@ -181,3 +183,35 @@ def test_events_handled_together_survive_one_that_fails(engine, tenant, config, 
     scheduled = [news for news in sent if news[0] == messages.EXECUTION_SCHEDULED]
     assert sorted(news[1]["execution_id"] for news in scheduled) == sorted(
         executions_of(e)[0]["id"] for e in (good, other))
+
+
+
+def test_claiming_an_event_reads_its_enabled_rules_in_the_same_statement(engine, tenant):
+    """repository.claim_event: the event claimed once, with its trigger's enabled rules of the
+    tenant, oldest first, each with its action (None when the tenant may not see it)."""
+    stranger = rows.make_tenant(engine)
+    try:
+        foreign = rows.make_action(engine, stranger)
+        action = rows.make_action(engine, tenant)
+        trigger = rows.make_trigger(engine, tenant)
+        first = rows.make_rule(engine, tenant, trigger, action)
+        rows.make_rule(engine, tenant, trigger, action, enabled=False)
+        rows.make_rule(engine, tenant, rows.make_trigger(engine, tenant), action)
+        second = rows.make_rule(engine, tenant, trigger, foreign)
+        event = rows.make_event(engine, tenant, trigger, {"n": 1})
+        lonely = rows.make_event(engine, tenant, rows.make_trigger(engine, tenant), {"n": 2})
+
+        with transaction(engine) as conn:
+            claimed = repository.claim_event(conn, tenant, event["id"])
+            assert claimed is not None
+            row, enabled = claimed
+            assert row["id"] == event["id"] and row["processed_at"] is not None
+            assert row["payload"] == {"n": 1} and row["trigger_id"] == trigger["id"]
+            assert [(rule["id"], found and found["id"]) for rule, found in enabled] == [
+                (first["id"], action["id"]), (second["id"], None)]
+            assert repository.claim_event(conn, tenant, event["id"]) is None  # claimed already
+            assert repository.claim_event(conn, stranger, lonely["id"]) is None  # not its tenant
+            alone = repository.claim_event(conn, tenant, lonely["id"])
+            assert alone is not None and alone[0]["id"] == lonely["id"] and alone[1] == []
+    finally:
+        rows.delete_tenant(engine, stranger)
