@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -24,7 +25,7 @@ from . import audit, execution_triggers, tracing
 from . import parameters as params_mod
 from .db import Row, isoformat
 from .errors import NotFoundError, ValidationError
-from .models import enforcements, executions
+from .models import actions, enforcements, executions, packs
 from .states import (
     TERMINAL_STATES,
     TIMESTAMP_COLUMN,
@@ -115,6 +116,7 @@ def transition(
     details: dict[str, Any] | None = None,
     enforcement: EnforcementStatus | None = None,
     enforcement_error: str | None = None,
+    with_action: bool = False,
     **fields: Any,
 ) -> dict[str, Any] | None:
     """Conditionally move an execution to `target`; None when it was not in an allowed status.
@@ -123,10 +125,13 @@ def transition(
     Returns the updated row plus `previous` (the status it left). `enforcement`: move the
     rule enforcement that made it (if any) on from `created` in the same statement. A terminal
     move also stores the events of matching execution triggers (`fired_events`: their ids).
+    `with_action`: the row also carries the execution's action, when its tenant may run it (its
+    own or a system one), and that action's pack, as `action__<column>` and `pack__<column>`
+    (NULL when gone): what a worker reads to run it, in the same statement.
     """
     allowed = tuple(s.value for s in (expected if expected is not None else sources_of(target)))
     row = conn.execute(
-        _transition_statement(target, allowed, tuple(fields), enforcement),
+        _transition_statement(target, allowed, tuple(fields), enforcement, with_action),
         {"b_execution_id": execution_id, "audit_details": details or {}, **_bound(fields),
          "enforcement_error": enforcement_error, **audit.actor_values(actor_type, actor)},
     ).mappings().one_or_none()
@@ -198,7 +203,7 @@ def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
 @functools.cache
 def _transition_statement(
     target: ExecutionStatus, allowed: tuple[str, ...], fields: tuple[str, ...],
-    enforcement: EnforcementStatus | None,
+    enforcement: EnforcementStatus | None, with_action: bool = False,
 ) -> Select[Any]:
     """The conditional UPDATE with its audit entry (`from` the status left, merged with the
     bound `audit_details`), in one statement; `previous` is read from the row before it."""
@@ -237,6 +242,14 @@ def _transition_statement(
                     error=func.coalesce(bindparam("enforcement_error", type_=String),
                                         enforcements.c.error))
             .cte("enforced")
+        )
+    if with_action:
+        statement = (
+            statement.add_columns(*(c.label(f"action__{c.name}") for c in actions.c),
+                                  *(c.label(f"pack__{c.name}") for c in packs.c))
+            .outerjoin_from(moved, actions, (actions.c.id == moved.c.action_id) & or_(
+                actions.c.tenant_id == moved.c.tenant_id, actions.c.tenant_id.is_(None)))
+            .outerjoin(packs, packs.c.id == actions.c.pack_id)
         )
     return statement
 

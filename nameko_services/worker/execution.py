@@ -48,14 +48,13 @@ def handle_scheduled(
     """
     execution_id = int(payload["execution_id"])
     ready: preparation.Prepared | RunResult | None = None
+    claimed: dict[str, Any] | None = None
     try:
         with transaction(platform.engine) as conn:
-            claimed = executions.transition(
-                conn, execution_id, S.RUNNING, expected=[S.SCHEDULED],
-                actor_type="worker", actor=runtime.name, worker=runtime.name,
-            )
-            if claimed is not None:
-                ready = prepare_claimed(conn, platform, claimed)
+            found = repository.claim(conn, execution_id, runtime.name)
+            if found is not None:
+                claimed, action, pack = found
+                ready = prepare_claimed(conn, platform, claimed, action, pack)
     except BaseException:
         if isinstance(ready, preparation.Prepared):
             ready.cleanup()
@@ -95,14 +94,15 @@ def count_run(claimed: Mapping[str, Any], status: str, runner: str, seconds: flo
 
 
 def prepare_claimed(
-    conn: Connection, platform: Platform, row: Mapping[str, Any]
+    conn: Connection, platform: Platform, row: Mapping[str, Any],
+    action: dict[str, Any] | None, pack: dict[str, Any] | None,
 ) -> preparation.Prepared | RunResult:
     """The run's request, or the failed result of an execution that cannot run here.
 
     A database error propagates (the caller's transaction, claim included, rolls back).
     """
     try:
-        return preparation.prepare(conn, platform.settings, platform.cipher, row)
+        return preparation.prepare(conn, platform.settings, platform.cipher, row, action, pack)
     except preparation.Rejected as exc:
         return RunResult(outcome=Outcome.FAILED, error=error(exc.error_type, exc.message))
     except DBAPIError:

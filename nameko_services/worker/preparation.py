@@ -25,7 +25,7 @@ from ..domain import auth, pack_store, sandboxing, templating
 from ..domain import secrets as secrets_repo
 from ..domain.crypto import Cipher
 from ..domain.settings import Settings
-from . import pack_environments, repository
+from . import pack_environments
 
 # Run by the executor, never by a worker process.
 EXECUTOR_RUNNERS = frozenset({"workflow", "inquiry"})
@@ -59,11 +59,14 @@ class Prepared:
 
 
 def prepare(
-    conn: Connection, settings: Settings, cipher: Cipher, row: Mapping[str, Any]
+    conn: Connection, settings: Settings, cipher: Cipher, row: Mapping[str, Any],
+    action: dict[str, Any] | None, pack: dict[str, Any] | None,
 ) -> Prepared:
-    """Everything the runner needs for this (running) execution row."""
+    """Everything the runner needs for this (running) execution row, its action and that
+    action's pack (read with the claim: repository.claim)."""
     tenant_id = row["tenant_id"]
-    action, pack = _action_and_pack(conn, row)
+    if action is None:
+        raise Rejected("action_missing", f"Action {row['action_ref']} no longer exists")
     try:
         runner_type = canonical_runner_type(action["runner_type"])
     except UnknownRunnerError as exc:
@@ -179,17 +182,6 @@ def use_environment(prepared: Prepared, settings: Settings, engine: Engine) -> N
             sandbox=dataclasses.replace(request.sandbox, read_only=(
                 *request.sandbox.read_only, *sandboxing.environment_paths(env))),
         )
-
-
-def _action_and_pack(
-    conn: Connection, row: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    found = None
-    if row["action_id"] is not None:
-        found = repository.action_and_pack(conn, row["tenant_id"], row["action_id"])
-    if found is None:
-        raise Rejected("action_missing", f"Action {row['action_ref']} no longer exists")
-    return found
 
 
 def _secrets(

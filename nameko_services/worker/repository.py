@@ -1,14 +1,16 @@
-"""The worker's own queries: its heartbeat row, in-flight statuses, the pack of an action."""
+"""The worker's own queries: its heartbeat row, in-flight statuses, the claim of a run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from ..domain import executions as executions_repo
 from ..domain.models import actions, executions, packs, workers
+from ..domain.states import ExecutionStatus
 
 
 def heartbeat(conn: Connection, name: str, hostname: str, pid: int, status: str = "online") -> None:
@@ -57,23 +59,21 @@ def pack(conn: Connection, pack_id: int) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def action_and_pack(
-    conn: Connection, tenant_id: int, action_id: int
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """An action the tenant may run (its own or a system one) and its pack row (whose
-    `source_path` is the folder actions run in), in one statement; None when it is gone."""
-    row = conn.execute(
-        _ACTION_AND_PACK, {"action_id": action_id, "tenant_id": tenant_id}
-    ).mappings().one_or_none()
+Claimed = tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]
+
+
+def claim(conn: Connection, execution_id: int, worker: str) -> Claimed | None:
+    """Move a scheduled execution to running for `worker` and read its action and that
+    action's pack in the same statement (executions.transition `with_action`): (execution,
+    action, pack), the action None when it is gone or not the tenant's to run; None when the
+    execution is not claimable (taken, canceled or gone)."""
+    row = executions_repo.transition(
+        conn, execution_id, ExecutionStatus.RUNNING, expected=[ExecutionStatus.SCHEDULED],
+        actor_type="worker", actor=worker, worker=worker, with_action=True)
     if row is None:
         return None
-    action = {c.name: row[c.name] for c in actions.c}
-    return action, {c.name: row[f"pack__{c.name}"] for c in packs.c}
-
-
-_ACTION_AND_PACK = (
-    select(actions, *(c.label(f"pack__{c.name}") for c in packs.c))
-    .join(packs, packs.c.id == actions.c.pack_id)
-    .where(actions.c.id == bindparam("action_id"),
-           or_(actions.c.tenant_id == bindparam("tenant_id"), actions.c.tenant_id.is_(None)))
-)
+    action = {c.name: row.pop(f"action__{c.name}") for c in actions.c}
+    pack = {c.name: row.pop(f"pack__{c.name}") for c in packs.c}
+    if action["id"] is None:
+        return row, None, None
+    return row, action, pack

@@ -248,6 +248,22 @@ def test_executions_the_executor_owns_are_failed_not_run(
     assert row["result"]["error"]["type"] == "unsupported_runner"
 
 
+def test_an_execution_whose_action_is_gone_fails_action_missing(
+    worker, engine, make_action, make_execution, schedule, finished
+):
+    """The claim reads the action with it (repository.claim); a deleted one leaves the
+    execution's action_id NULL, and the run fails clearly instead of running anything."""
+    action = make_action(code="def run():\n    return 1\n")
+    execution = make_execution(action)
+    with engine.begin() as conn:
+        conn.execute(models.actions.delete().where(models.actions.c.id == action["id"]))
+    schedule(execution)
+    row = finished(execution["id"])
+    assert row["status"] == "failed"
+    assert row["result"]["error"] == {
+        "type": "action_missing", "message": f"Action {execution['action_ref']} no longer exists"}
+
+
 def test_a_crash_in_the_worker_fails_the_execution_with_worker_error(
     worker, make_action, make_execution, schedule, finished, monkeypatch
 ):
