@@ -147,6 +147,19 @@ def finished(api: ApiClient, url: str, rule_id: int, expected: int,
     return done
 
 
+def bench_rule(url: str, action: str) -> tuple[ApiClient, dict[str, Any], int]:
+    """A new user and tenant with a webhook trigger and a rule running `action` on it:
+    (its API client, the trigger, the rule's id)."""
+    api = register_user(url)
+    trigger = api.session.post(f"{url}/api/v1/triggers",
+                               json={"name": "bench_hook", "type": "webhook", "parameters": {}},
+                               timeout=10).json()["data"]
+    rule = api.session.post(f"{url}/api/v1/rules", json={
+        "name": "bench_rule", "trigger": trigger["id"], "action": action}, timeout=10)
+    rule.raise_for_status()
+    return api, trigger, rule.json()["data"]["id"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080")
@@ -164,14 +177,7 @@ def main() -> int:
                         help="a WebSocket client follows the tenant's executions meanwhile")
     args = parser.parse_args()
 
-    api = register_user(args.url)
-    trigger = api.session.post(f"{args.url}/api/v1/triggers",
-                               json={"name": "bench_hook", "type": "webhook", "parameters": {}},
-                               timeout=10).json()["data"]
-    rule = api.session.post(f"{args.url}/api/v1/rules", json={
-        "name": "bench_rule", "trigger": trigger["id"], "action": args.action}, timeout=10)
-    rule.raise_for_status()
-    rule_id = rule.json()["data"]["id"]
+    api, trigger, rule_id = bench_rule(args.url, args.action)
 
     hooks = Sender(args.url, trigger)
     watcher = Watcher(api) if args.watch else None
