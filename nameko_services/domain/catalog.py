@@ -61,8 +61,9 @@ def pack_ref_of(ref: str) -> str | None:
     return pack if sep else None
 
 
-def visible(table: Table, tenant_id: int | None) -> ColumnElement[bool]:
-    """Rows a tenant may read: its own plus the system ones (tenant None: system rows only)."""
+def visible(table: Table, tenant_id: int | ColumnElement[Any] | None) -> ColumnElement[bool]:
+    """Rows a tenant may read: its own plus the system ones (tenant None: system rows only).
+    `tenant_id` may be a column, for a join (the tenant of the row it joins)."""
     if tenant_id is None:
         return table.c.tenant_id.is_(None)
     return or_(table.c.tenant_id == tenant_id, table.c.tenant_id.is_(None))

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 
 from . import executions, messages
+from .catalog import own_first, visible
 from .errors import ConflictError, NotFoundError, ValidationError
 from .json_values import ensure_storable
 from .models import actions
@@ -39,7 +40,6 @@ def resolve_action(conn: Connection, tenant_id: int, ref_or_id: Any) -> dict[str
         raise ValidationError("Invalid action", {"action": "must be an action ref or id"})
     if isinstance(ref_or_id, str) and ("\x00" in ref_or_id or len(ref_or_id) > 400):
         raise NotFoundError("Action not found")  # no ref can look like this
-    visible = or_(actions.c.tenant_id == tenant_id, actions.c.tenant_id.is_(None))
     if isinstance(ref_or_id, int) or (ref_or_id.isascii() and ref_or_id.isdigit()):
         if int(ref_or_id) > 2**63 - 1:
             raise NotFoundError(f"Action {ref_or_id} not found")
@@ -47,8 +47,8 @@ def resolve_action(conn: Connection, tenant_id: int, ref_or_id: Any) -> dict[str
     else:
         match = actions.c.ref == ref_or_id
     row = conn.execute(
-        select(actions).where(visible, match)
-        .order_by(actions.c.tenant_id.is_(None))  # the tenant's own action first
+        select(actions).where(visible(actions, tenant_id), match)
+        .order_by(own_first(actions))  # the tenant's own action first
         .limit(1)
     ).mappings().one_or_none()
     if row is None:

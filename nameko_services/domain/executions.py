@@ -15,7 +15,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
@@ -23,6 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from . import audit, execution_triggers, tracing
 from . import parameters as params_mod
+from .catalog import visible
 from .db import Row, isoformat
 from .errors import NotFoundError, ValidationError
 from .models import actions, enforcements, executions, packs
@@ -247,8 +247,8 @@ def _transition_statement(
         statement = (
             statement.add_columns(*(c.label(f"action__{c.name}") for c in actions.c),
                                   *(c.label(f"pack__{c.name}") for c in packs.c))
-            .outerjoin_from(moved, actions, (actions.c.id == moved.c.action_id) & or_(
-                actions.c.tenant_id == moved.c.tenant_id, actions.c.tenant_id.is_(None)))
+            .outerjoin_from(moved, actions, (actions.c.id == moved.c.action_id)
+                            & visible(actions, moved.c.tenant_id))
             .outerjoin(packs, packs.c.id == actions.c.pack_id)
         )
     return statement

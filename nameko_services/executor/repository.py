@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, literal, or_, select, update
+from sqlalchemy import Connection, bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from ..domain.catalog import visible
 from ..domain.models import (
     actions,
     enforcements,
@@ -84,16 +85,14 @@ _CLAIM_EVENT = (
     select(*(_CLAIMED.c[c.name].label(f"event__{c.name}") for c in events.c), rules,
            *(c.label(f"action__{c.name}") for c in actions.c))
     .select_from(_CLAIMED.outerjoin(
-        rules.outerjoin(actions, (actions.c.id == rules.c.action_id) & or_(
-            actions.c.tenant_id == rules.c.tenant_id, actions.c.tenant_id.is_(None))),
+        rules.outerjoin(actions, (actions.c.id == rules.c.action_id)
+                        & visible(actions, rules.c.tenant_id)),
         (rules.c.trigger_id == _CLAIMED.c.trigger_id)
         & (rules.c.tenant_id == _CLAIMED.c.tenant_id) & rules.c.enabled.is_(True)))
     .order_by(rules.c.id)
 )
 _ACTION = select(actions).where(
-    actions.c.id == bindparam("action_id"),
-    or_(actions.c.tenant_id == bindparam("tenant_id"), actions.c.tenant_id.is_(None)),
-)
+    actions.c.id == bindparam("action_id"), visible(actions, bindparam("tenant_id")))
 _EVALUATION = (
     pg_insert(rule_evaluations)
     .values(**{name: bindparam(f"b_{name}") for name in
