@@ -68,14 +68,17 @@ def packets(capture: Path, names: dict[str, str], api_port: str) -> list[Packet]
     """The capture's data packets, named by sender and target, with their printable text."""
     text = subprocess.run(["tcpdump", "-r", str(capture), "-nn", "-tt", "-A"],
                           capture_output=True, text=True, errors="replace").stdout
+    known = {**PORTS, api_port: "gateway", **names}
+
+    def name(port: str) -> str:
+        return known.get(port, "client")
+
     found: list[Packet] = []
     for line in text.splitlines():
         head = HEADER.match(line)
         if head:
             at, source, target, length = head.groups()
-            found.append(Packet(float(at), names.get(source, PORTS.get(source, "client")),
-                                {api_port: "gateway"}.get(target, names.get(target, PORTS.get(
-                                    target, "client"))), int(length)))
+            found.append(Packet(float(at), name(source), name(target), int(length)))
         elif found:
             found[-1].text += line
     return [p for p in found if p.length > 0]
