@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from .common import family, service_pids
 from .flow import Sender, bench_rule, finished
 
@@ -112,8 +110,7 @@ def main() -> int:
     api_port = args.url.rsplit(":", 1)[1].split("/")[0]
     api, trigger, rule_id = bench_rule(args.url, args.action)
     hooks = Sender(args.url, trigger)
-    session = requests.Session()
-    hooks.fire(session, -1)  # the connection and the pools warm before the capture
+    hooks.fire(-1)  # the connection and the pools warm before the capture
     with tempfile.TemporaryDirectory() as folder:
         capture = Path(folder) / "path.pcap"
         dump = subprocess.Popen(
@@ -122,7 +119,7 @@ def main() -> int:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         for i in range(args.count):
-            hooks.fire(session, i)
+            hooks.fire(i)
             time.sleep(1.0 / args.rate)
         finished(api, args.url, rule_id, len(hooks.sent), 30.0)
         names = owners(args.run_dir)
