@@ -23,7 +23,6 @@ the CPU each service used meanwhile. Usage:
 from __future__ import annotations
 
 import argparse
-import http.client
 import itertools
 import json
 import queue
@@ -34,11 +33,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from tests.support.e2e import register_user
 
-from .common import ServiceSampler, summary
+from .common import Client, ServiceSampler, summary
 
 PATHS = ("/api/v1/me", "/api/v1/actions?limit=20", "/api/v1/executions?limit=20",
          "/api/v1/rules?limit=20")
@@ -47,35 +45,11 @@ Result = tuple[str, float, float, int, int]  # path, ms from schedule, ms from s
 # failed), gateway process (closed loop; 0: not known)
 
 
-class Client:
-    """One keep-alive HTTP/1.1 connection with the Bearer token; reconnects after a failure."""
-
-    def __init__(self, url: str, token: str) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.headers = {"Authorization": f"Bearer {token}"}
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-
-    def get(self, path: str) -> int:
-        """The status of GET `path` (its body read), or 0 when the connection failed."""
-        return self.fetch(path)[0]
-
-    def fetch(self, path: str) -> tuple[int, bytes]:
-        """The status and body of GET `path`; (0, b"") when the connection failed."""
-        try:
-            self.conn.request("GET", path, headers=self.headers)
-            response = self.conn.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            return 0, b""
-
-    def gateway_process(self) -> int:
-        """Which gateway process serves this connection (`/health`'s `gateway_process`; 0 when
-        it does not say)."""
-        status, body = self.fetch("/health")
-        return int(json.loads(body).get("gateway_process") or 0) if status else 0
+def gateway_process(client: Client) -> int:
+    """Which gateway process serves `client`'s connection (`/health`'s `gateway_process`; 0 when
+    it does not say)."""
+    status, body = client.fetch("/health")
+    return int(json.loads(body).get("gateway_process") or 0) if status else 0
 
 
 def open_loop(make: Callable[[], Client], paths: list[str], rate: float, seconds: float,
@@ -123,7 +97,7 @@ def closed_loop(make: Callable[[], Client], paths: list[str], concurrency: int, 
 
     def client(offset: int) -> None:
         own = make()
-        process = own.gateway_process()
+        process = gateway_process(own)
         with lock:
             clients[process] += 1
         for path in itertools.islice(itertools.cycle(paths), offset, None):
@@ -170,7 +144,7 @@ def main() -> int:
         api.session.get(f"{args.url}{path}", timeout=10).raise_for_status()
 
     def make() -> Client:
-        return Client(args.url, api.token or "")
+        return Client(args.url, {"Authorization": f"Bearer {api.token or ''}"})
 
     own_cpu = resource.getrusage(resource.RUSAGE_SELF)
     clients: Counter[int]

@@ -1,14 +1,43 @@
-"""What every benchmark needs: timestamps, percentiles, and the service processes of a run dir
-with their memory and CPU time read from /proc. (A registered user's client, and the webhook
-load, come from tests/support: `e2e.register_user`, `chaos.Load`.)"""
+"""What every benchmark needs: timestamps, percentiles, a keep-alive HTTP connection, and the
+service processes of a run dir with their memory and CPU time read from /proc. (A registered
+user's client, and the chaos run's webhook load, come from tests/support: `e2e.register_user`,
+`chaos.Load`.)"""
 
 from __future__ import annotations
 
+import http.client
 import os
 import statistics
 import threading
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection sending the same headers with every request; it
+    reconnects after a failure. Cheap on the client's CPU, which shares the platform's cores."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.headers = headers
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def get(self, path: str) -> int:
+        """The status of GET `path` (its body read), or 0 when the connection failed."""
+        return self.fetch(path)[0]
+
+    def fetch(self, path: str, method: str = "GET", body: str | None = None) -> tuple[int, bytes]:
+        """The status and body of `method` `path`; (0, b"") when the connection failed."""
+        try:
+            self.conn.request(method, path, body=body, headers=self.headers)
+            response = self.conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            return 0, b""
 
 
 def parse_ts(value: str) -> float:

@@ -24,7 +24,6 @@ tenant nobody watches. Usage:
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import sys
 import threading
@@ -39,7 +38,7 @@ import websocket
 
 from tests.support.e2e import ApiClient, NotificationSocket, register_user
 
-from .common import ServiceSampler, parse_ts, summary
+from .common import Client, ServiceSampler, parse_ts, summary
 
 BUDGET_MS = 20.0  # issue 15: 2,000 ms of CPU per second on two cores, at 100 executions/s
 TERMINAL = "succeeded,succeeded_with_errors,failed,canceled"
@@ -49,15 +48,14 @@ class Sender:
     """Posts webhooks; keeps each accepted one's send time by event id, and counts the rest by
     status (0: no answer).
 
-    Each sending thread keeps one keep-alive connection (`http.client`): the load generator
+    Each sending thread keeps one keep-alive connection (`common.Client`): the load generator
     shares the platform's two cores, so it should cost them as little as it can (`requests`
     and a new thread per webhook cost ~1.7 ms of CPU per execution, a third of the gateway's).
     """
 
     def __init__(self, url: str, trigger: dict[str, Any]) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.path = f"{parts.path.rstrip('/')}{trigger['webhook_url']}"
+        self.url = url
+        self.path = f"{urlsplit(url).path.rstrip('/')}{trigger['webhook_url']}"
         self.headers = {"X-Attune-Webhook-Token": trigger["webhook_token"],
                         "Content-Type": "application/json"}
         self.sent: dict[int, float] = {}
@@ -66,20 +64,12 @@ class Sender:
         self._local = threading.local()
 
     def fire(self, i: int) -> None:
-        """Post webhook `i` on this thread's connection (made, or made again, as needed)."""
+        """Post webhook `i` on this thread's connection."""
         t0 = time.time()
-        body = json.dumps({"i": i})
-        try:
-            connection = getattr(self._local, "connection", None)
-            if connection is None:
-                connection = self._local.connection = http.client.HTTPConnection(
-                    self.host, self.port, timeout=30)
-            connection.request("POST", self.path, body=body, headers=self.headers)
-            response = connection.getresponse()
-            status, answer = response.status, response.read()
-        except (OSError, http.client.HTTPException):
-            self._local.connection = None
-            status, answer = 0, b""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = Client(self.url, self.headers)
+        status, answer = client.fetch(self.path, "POST", json.dumps({"i": i}))
         with self.lock:
             if status == 202:
                 self.sent[json.loads(answer)["data"]["event_id"]] = t0

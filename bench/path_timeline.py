@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .common import family, service_pids
 from .flow import Sender, bench_rule, finished
@@ -107,7 +108,7 @@ def main() -> int:
     if shutil.which("tcpdump") is None:
         print("needs tcpdump (apt-get install tcpdump) and root", file=sys.stderr)
         return 2
-    api_port = args.url.rsplit(":", 1)[1].split("/")[0]
+    api_port = str(urlsplit(args.url).port or 80)
     api, trigger, rule_id = bench_rule(args.url, args.action)
     hooks = Sender(args.url, trigger)
     hooks.fire(-1)  # the connection and the pools warm before the capture
