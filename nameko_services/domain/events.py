@@ -17,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from . import tracing
-from .db import isoformat
+from .db import isoformat, prepared
 from .errors import NotFoundError
 from .models import events, executions
 
@@ -102,7 +102,7 @@ def caused_depth(
 
 
 # Built once; the values come as execution parameters (the columns are their keys).
-_INSERT = insert(events).returning(events)
+_INSERT = prepared(insert(events).returning(events))
 
 
 def get(conn: Connection, tenant_id: int | None, event_id: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from . import audit, execution_triggers, tracing
 from . import parameters as params_mod
 from .catalog import visible
-from .db import Row, isoformat
+from .db import Row, isoformat, prepared
 from .errors import NotFoundError, ValidationError
 from .models import actions, enforcements, executions, packs
 from .states import (
@@ -197,7 +197,7 @@ def _create_statement(columns: tuple[str, ...], failed: bool) -> Select[Any]:
             )
             .cte("linked")
         )
-    return statement
+    return prepared(statement)
 
 
 @functools.cache
@@ -251,7 +251,7 @@ def _transition_statement(
                             & visible(actions, moved.c.tenant_id))
             .outerjoin(packs, packs.c.id == actions.c.pack_id)
         )
-    return statement
+    return prepared(statement)
 
 
 def audit_action(target: ExecutionStatus, previous: Any) -> Any:

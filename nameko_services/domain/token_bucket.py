@@ -18,6 +18,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine, text
 
+from .db import prepared
+
 # `clock` (tests) or the database's own clock, read once per statement.
 _NOW = "WITH clock AS (SELECT coalesce(CAST(:now AS timestamptz), clock_timestamp()) AS now) "
 
@@ -31,7 +33,7 @@ def _level(now: str) -> str:
 
 
 _TAKEN = _level("excluded.updated_at")  # `excluded`: the row the insert proposed, stamped now
-TAKE = text(
+TAKE = prepared(text(
     _NOW
     + "INSERT INTO rate_limit_buckets AS b (bucket, key, tokens, granted, updated_at)"
     " SELECT :bucket, :key, CAST(:burst AS float8) - 1.0, true, now FROM clock"
@@ -40,7 +42,7 @@ TAKE = text(
     f" granted = {_TAKEN} >= 1.0,"
     " updated_at = greatest(b.updated_at, excluded.updated_at)"
     " RETURNING tokens, granted"
-)
+))
 PEEK = text(
     _NOW + f"SELECT {_level('clock.now')} FROM rate_limit_buckets b, clock"
     " WHERE b.bucket = :bucket AND b.key = :key"

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, func, literal, select, update
 
 from . import events, json_values
 from .auth import Principal
+from .db import prepared
 from .errors import BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError
 from .models import enforcements, executions, triggers
 from .models import events as events_table
@@ -69,11 +70,11 @@ def get_receiving_trigger(conn: Connection, trigger_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-_RECEIVING_TRIGGER = select(triggers).where(
+_RECEIVING_TRIGGER = prepared(select(triggers).where(
     triggers.c.id == bindparam("trigger_id"),
     triggers.c.type == TriggerType.WEBHOOK.value,
     triggers.c.status == "active",
-)
+))
 
 
 def chain_depth_of(conn: Connection, tenant_id: int, execution_id: int) -> int:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..domain.catalog import visible
+from ..domain.db import prepared
 from ..domain.models import (
     actions,
     enforcements,
@@ -81,7 +82,7 @@ _CLAIMED = (
     .returning(events)
     .cte("claimed")
 )
-_CLAIM_EVENT = (
+_CLAIM_EVENT = prepared(
     select(*(_CLAIMED.c[c.name].label(f"event__{c.name}") for c in events.c), rules,
            *(c.label(f"action__{c.name}") for c in actions.c))
     .select_from(_CLAIMED.outerjoin(
@@ -99,14 +100,14 @@ _EVALUATION = (
                ("tenant_id", "event_id", "rule_id", "matched", "error")})
     .on_conflict_do_nothing(index_elements=["event_id", "rule_id"])
 )
-_MATCH = select(
+_MATCH = prepared(select(
     pg_insert(enforcements)
     .values(tenant_id=bindparam("b_tenant_id"), rule_id=bindparam("b_rule_id"),
             event_id=bindparam("b_event_id"))
     .on_conflict_do_nothing(index_elements=["rule_id", "event_id"])
     .returning(enforcements)
     .cte("enforced")
-).add_cte(_EVALUATION.cte("evaluated"))
+).add_cte(_EVALUATION.cte("evaluated")))
 
 
 def fail_enforcement(conn: Connection, tenant_id: int, enforcement_id: int, error: str) -> None:
