@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 from sqlalchemy import ColumnElement, Connection, Table, delete, func, or_, select
 
 from . import audit, messages
-from .db import Row
+from .db import Row, prepared
 from .errors import ForbiddenError, NotFoundError, ValidationError
 from .models import packs, rules
 
@@ -107,9 +107,9 @@ def count_and_page(
     serves: `count(*) OVER ()` would read every matching row before the LIMIT, seconds for a
     million); only a page past the end counts separately."""
     total_of = select(func.count()).select_from(table).where(*where).scalar_subquery()
-    result = conn.execute(
+    result = conn.execute(prepared(
         select(table, total_of.label(PAGE_TOTAL)).where(*where)
-        .order_by(*newest_first(table)).limit(limit).offset(offset))
+        .order_by(*newest_first(table)).limit(limit).offset(offset)))
     # Plain tuples zipped with the keys: a third cheaper than RowMapping per row (hot path).
     keys = list(result.keys())
     rows = [dict(zip(keys, row, strict=True)) for row in result]

@@ -214,7 +214,9 @@ def _transition_statement(
     )
     moved = (
         update(executions)
-        .where(executions.c.id == bindparam("b_execution_id"), executions.c.status.in_(allowed))
+        # The statuses as one value each (not an expanding IN, re-rendered at every run).
+        .where(executions.c.id == bindparam("b_execution_id"),
+               executions.c.status.in_([literal(status, String) for status in allowed]))
         .values(
             status=target.value,
             updated_at=func.statement_timestamp(),

@@ -296,8 +296,9 @@ def test_only_a_call_with_an_idempotency_key_stores_its_event_in_a_transaction(
 
     seen = []
 
-    def before(conn, _cursor, statement, *_args):
-        if statement.lstrip().startswith("INSERT INTO events"):
+    def before(conn, _cursor, _statement, _parameters, context, _many):
+        # As built (what runs may be its prepared form: EXECUTE …)
+        if context.statement.lstrip().startswith("INSERT INTO events"):
             seen.append(conn.connection.dbapi_connection.autocommit)
 
     trigger = make_trigger(engine, tenant[0]["tenant_id"])
