@@ -60,9 +60,9 @@ def prepared(statement: S) -> S:
     PostgreSQL then parses, analyses and (once it settles on a generic plan) plans it once per
     connection instead of at every run: half of its CPU on the hot path. psycopg2 still
     interpolates the values on the client (`EXECUTE name(values)`), which is cheaper here than
-    psycopg 3's binding (docs/performance.md). For statements whose every bound value has a
-    type PostgreSQL can infer from where it stands (a column, a cast); a plan that depends on
-    a value (a partial index) must not be left to a generic plan.
+    psycopg 3's binding (docs/performance.md). Each value is declared with its bind's type; an
+    untyped one needs a place that gives it one (a column, a cast). Not for a statement whose
+    plan depends on its values (a partial index): a generic plan cannot know them.
     """
     return statement.execution_options(**{_PREPARED_OPTION: True})
 
@@ -110,7 +110,7 @@ def _prepared_form(sql: str, context: Any) -> _PreparedForm:
         label,
         f"PREPARE {label}({', '.join(types)}) AS {body}" if names else f"PREPARE {label} AS {body}",
         f"EXECUTE {label}({values})" if names else f"EXECUTE {label}")
-    if len(_FORMS) < 1024:  # a prepared statement has one shape (no IN list of any length)
+    if len(_FORMS) < 1024:  # bounded: a marked statement has a few shapes (its filters)
         _FORMS[sql] = form
     return form
 
