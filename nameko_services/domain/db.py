@@ -105,11 +105,10 @@ def _prepared_form(sql: str, context: Any) -> _PreparedForm:
             bind = binds.get(_EXPANDED.sub("", name))
         types.append("unknown" if bind is None else _declared_type(bind.type, context.dialect))
     label = "attune_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
-    values = ", ".join(f"%({name})s" for name in names)
-    form = _PreparedForm(
-        label,
-        f"PREPARE {label}({', '.join(types)}) AS {body}" if names else f"PREPARE {label} AS {body}",
-        f"EXECUTE {label}({values})" if names else f"EXECUTE {label}")
+    declared = f"({', '.join(types)})" if names else ""
+    values = f"({', '.join(f'%({name})s' for name in names)})" if names else ""
+    form = _PreparedForm(label, f"PREPARE {label}{declared} AS {body}",
+                         f"EXECUTE {label}{values}")
     if len(_FORMS) < 1024:  # bounded: a marked statement has a few shapes (its filters)
         _FORMS[sql] = form
     return form
